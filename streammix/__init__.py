@@ -1,0 +1,26 @@
+"""streammix: Gaussian mixture models for data larger than memory, on one machine or a
+Dask cluster, with scikit-learn's API."""
+
+from ._version import __version__
+from .errors import (
+    ConvergenceWarning,
+    DegenerateComponentWarning,
+    InvalidDtypeError,
+    InvalidInputError,
+    InvalidParameterError,
+    NotFittedError,
+    StreammixError,
+)
+from .estimators import GaussianMixture
+
+__all__ = [
+    "ConvergenceWarning",
+    "DegenerateComponentWarning",
+    "GaussianMixture",
+    "InvalidDtypeError",
+    "InvalidInputError",
+    "InvalidParameterError",
+    "NotFittedError",
+    "StreammixError",
+    "__version__",
+]

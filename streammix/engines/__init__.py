@@ -1,0 +1,1 @@
+"""Algorithms over chunk sources: initialisation and the batch EM loop."""

@@ -1,0 +1,83 @@
+"""The batch EM loop: one pass over the source per iteration (E-step and statistics in
+the kernels, summed by the source's reduction), then the M-step on the sums.
+
+It follows scikit-learn's ``fit_predict`` loop exactly: the lower bound of iteration t is
+the mean log-likelihood under the parameters *before* its M-step, convergence is
+``|change| < tol``, and the best of ``n_init`` runs is the one with the highest final
+lower bound.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from ..execution.base import ChunkSource
+from ..math.covariances import CovarianceType
+from ..math.params import GaussianParams
+from ..math.stats import SufficientStats
+
+
+@dataclass
+class IterationInfo:
+    """What a progress callback receives after each EM iteration."""
+
+    iteration: int
+    lower_bound: float
+    change: float
+    seconds: float
+    rows_per_second: float
+
+
+@dataclass
+class EMResult:
+    params: GaussianParams
+    lower_bound: float
+    lower_bounds: list[float] = field(default_factory=list)
+    n_iter: int = 0
+    converged: bool = False
+
+
+def statistics(source: ChunkSource, cov: CovarianceType, params: GaussianParams
+               ) -> SufficientStats:
+    """One E-step pass: the summed statistics of the whole source under ``params``."""
+    return source.map_reduce(lambda X, sw: cov.chunk_stats(X, sw, params))
+
+
+def m_step(cov: CovarianceType, stats: SufficientStats, reg_covar: float) -> GaussianParams:
+    """Parameters from summed statistics (degenerate components repaired with a warning)."""
+    weights, means, covariances = cov.m_step(stats, reg_covar)
+    prec_chol, covariances = cov.precision_cholesky(covariances, reg_covar)
+    return GaussianParams(cov.name, weights, np.ascontiguousarray(means), covariances,
+                          np.ascontiguousarray(prec_chol))
+
+
+def run_em(source: ChunkSource, cov: CovarianceType, params: GaussianParams, *,
+           tol: float, max_iter: int, reg_covar: float, lower_bound: float = -np.inf,
+           callback: Callable[[IterationInfo], None] | None = None) -> EMResult:
+    """Iterate EM from ``params`` for at most ``max_iter`` iterations."""
+    result = EMResult(params=params, lower_bound=lower_bound)
+    if max_iter == 0:
+        return result
+    for n_iter in range(1, max_iter + 1):
+        t0 = time.perf_counter()
+        prev = lower_bound
+        stats = statistics(source, cov, params)
+        params = m_step(cov, stats, reg_covar)
+        lower_bound = stats.mean_loglik
+        result.lower_bounds.append(lower_bound)
+        change = lower_bound - prev
+        if callback is not None:
+            dt = time.perf_counter() - t0
+            callback(IterationInfo(n_iter, lower_bound, change, dt,
+                                   source.n_samples / dt if dt > 0 else float("inf")))
+        result.n_iter = n_iter
+        if abs(change) < tol:
+            result.converged = True
+            break
+    result.params = params
+    result.lower_bound = lower_bound
+    return result

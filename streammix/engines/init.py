@@ -1,0 +1,102 @@
+"""Initial parameters: scikit-learn's four ``init_params`` methods on any chunk source.
+
+Each method produces 'full' statistics of some (hard or soft) responsibilities; the
+covariance type's own M-step turns them into parameters, exactly as scikit-learn's
+``_initialize`` does with its responsibility matrix (weights nk / n_samples).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import InvalidParameterError
+from ..execution.base import ChunkSource
+from ..kernels.kmeans import hard_full_stats
+from ..math.covariances import CovarianceType
+from ..math.params import GaussianParams
+from ..math.stats import SufficientStats, full_to_type, tree_sum
+from .kmeans import kmeans, kmeans_plusplus
+
+INIT_METHODS = ("kmeans", "k-means++", "random", "random_from_data")
+_EMPTY = np.empty(0)
+
+
+def _point_stats(points: np.ndarray) -> SufficientStats:
+    """Statistics of one-hot responsibilities on K single points (one per component)."""
+    K, d = points.shape
+    return SufficientStats("full", np.ones(K), np.zeros((K, d)), np.zeros((K, d, d)), 0.0,
+                           float(K), np.ascontiguousarray(points))
+
+
+def _kmeans_stats(source: ChunkSource, K: int, rng) -> SufficientStats:
+    centres, _, _ = kmeans(source, K, rng)
+
+    def fn(X, sw):
+        s0, s1, s2 = hard_full_stats(X, _EMPTY if sw is None else sw, sw is not None, centres)
+        return SufficientStats("full", s0, s1, s2, 0.0, 0.0, centres)
+
+    return source.map_reduce(fn, tree_sum)
+
+
+def _random_stats(source: ChunkSource, K: int, rng) -> SufficientStats:
+    """Uniform random responsibilities, drawn chunk by chunk in row order (the same
+    stream of numbers as scikit-learn's one n x K draw), centred on the data mean."""
+    parts = []
+    centre = None
+    for X, sw in source.iter_chunks():
+        X = np.asarray(X, dtype=np.float64)
+        if centre is None:
+            centre = X.mean(axis=0)
+            centres = np.ascontiguousarray(np.broadcast_to(centre, (K, X.shape[1])))
+        resp = rng.uniform(size=(X.shape[0], K))
+        resp /= resp.sum(axis=1)[:, None]
+        if sw is not None:
+            resp *= sw[:, None]
+        Z = X - centre
+        s0 = resp.sum(axis=0)
+        s1 = resp.T @ Z
+        s2 = np.stack([(Z * resp[:, k : k + 1]).T @ Z for k in range(K)])
+        parts.append(SufficientStats("full", s0, s1, s2, 0.0, 0.0, centres))
+    return tree_sum(parts)
+
+
+def initial_params(source: ChunkSource, cov: CovarianceType, n_components: int, *,
+                   init_params: str, reg_covar: float, rng: np.random.RandomState,
+                   weights_init: np.ndarray | None = None,
+                   means_init: np.ndarray | None = None,
+                   precisions_init: np.ndarray | None = None) -> GaussianParams:
+    """Initial GaussianParams, following scikit-learn's ``_initialize_parameters``:
+    the responsibilities come from ``init_params`` unless all three ``*_init`` are given,
+    and any given ``*_init`` replaces the corresponding computed value."""
+    K = n_components
+    weights = means = covariances = None
+    if weights_init is None or means_init is None or precisions_init is None:
+        if init_params == "kmeans":
+            stats = _kmeans_stats(source, K, rng)
+        elif init_params == "k-means++":
+            sample, sw = source.sample_rows(max(50_000, K), rng)
+            stats = _point_stats(sample[kmeans_plusplus(sample, K, rng, sw)])
+        elif init_params == "random_from_data":
+            sample, _ = source.sample_rows(K, rng)
+            stats = _point_stats(sample)
+        elif init_params == "random":
+            stats = _random_stats(source, K, rng)
+        else:
+            raise InvalidParameterError(
+                f"init_params must be one of {list(INIT_METHODS)}; got {init_params!r}"
+            )
+        stats = full_to_type(stats, cov.name)
+        _, means, covariances = cov.m_step(stats, reg_covar)
+        weights = (stats.s0 + 10 * np.finfo(np.float64).eps) / source.total_weight
+    if weights_init is not None:
+        weights = np.asarray(weights_init, dtype=np.float64)
+    if means_init is not None:
+        means = np.asarray(means_init, dtype=np.float64)
+    means = np.ascontiguousarray(means)
+    if precisions_init is None:
+        prec_chol, covariances = cov.precision_cholesky(covariances, reg_covar)
+    else:
+        prec_chol = cov.precision_cholesky_from_precisions(np.asarray(precisions_init, np.float64))
+        covariances = cov.covariances_from_precision_cholesky(prec_chol)
+    return GaussianParams(cov.name, np.ascontiguousarray(weights), means, covariances,
+                          np.ascontiguousarray(prec_chol))

@@ -1,0 +1,37 @@
+"""Exceptions and warnings raised by streammix.
+
+Every error is a subclass of ``ValueError`` or ``TypeError`` (so code written for
+scikit-learn's exceptions keeps working) and of ``StreammixError`` (so callers can catch
+ours alone). Messages name the offending thing and say what to do.
+"""
+
+from __future__ import annotations
+
+
+class StreammixError(Exception):
+    """Base class of every error streammix raises on purpose."""
+
+
+class InvalidInputError(StreammixError, ValueError):
+    """The data handed to fit/predict/score is unusable (shape, NaN/inf, too few rows...)."""
+
+
+class InvalidDtypeError(StreammixError, TypeError):
+    """The data is not numeric (strings, objects, complex...)."""
+
+
+class InvalidParameterError(StreammixError, ValueError):
+    """A constructor or init parameter is out of range or has the wrong shape."""
+
+
+class NotFittedError(StreammixError, ValueError, AttributeError):
+    """The estimator is used before it was fitted (compatible with scikit-learn's)."""
+
+
+class DegenerateComponentWarning(UserWarning):
+    """A component collapsed (its covariance was not positive definite) and was kept
+    regularised with extra diagonal loading instead of stopping the fit."""
+
+
+class ConvergenceWarning(UserWarning):
+    """EM stopped at max_iter before the lower bound changed by less than tol."""

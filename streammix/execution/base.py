@@ -1,0 +1,40 @@
+"""The interface every data source offers to the engines."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Callable, Iterator
+
+import numpy as np
+
+
+class ChunkSource(ABC):
+    """Rows of a data set, visited chunk by chunk.
+
+    Engines only ever call ``map_reduce`` (statistics), ``iter_chunks`` (ordered passes
+    such as seeded random initialisation), ``sample_rows`` (a uniform sample) and
+    ``map_outputs`` (per-sample predictions), so a source can be in memory, on disk or on
+    a cluster. ``fn`` receives (X_chunk, sample_weight_chunk_or_None).
+    """
+
+    n_samples: int
+    n_features: int
+    dtype: np.dtype
+
+    @abstractmethod
+    def map_reduce(self, fn: Callable, combine: Callable):
+        """combine(fn(chunk) for every chunk), by a fixed reduction order."""
+
+    @abstractmethod
+    def iter_chunks(self) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
+        """The chunks in row order, one at a time."""
+
+    @abstractmethod
+    def sample_rows(self, size: int, rng: np.random.RandomState
+                    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """``size`` distinct rows drawn uniformly (float64) and their sample weights."""
+
+    @property
+    @abstractmethod
+    def total_weight(self) -> float:
+        """Sum of the sample weights (n_samples when unweighted)."""

@@ -1,0 +1,109 @@
+"""Numba kernels for spherical covariances: per-chunk statistics and per-sample outputs.
+
+One variance per component: log N = const_k - p_k |x - mu_k|^2 / 2. The statistics keep
+sum r (x - mu_k) per feature and only the trace sum r |x - mu_k|^2 (the M-step needs no
+more), so both passes cost about 3d flops per sample and component.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from ._common import (
+    FASTMATH,
+    block_rows,
+    load_block_t,
+    normalise_block,
+    weigh_block,
+    write_labels,
+    write_logprob_resp,
+)
+
+
+@njit(nogil=True, cache=True, fastmath=FASTMATH)
+def _block_log_prob(XT, b, means, prec, const, maha, LP):
+    """Weighted log-probabilities LP[k, :b]; prec[k] is the precision 1/var."""
+    K, d = means.shape
+    for k in range(K):
+        for i in range(b):
+            maha[i] = 0.0
+        for j in range(d):
+            m = means[k, j]
+            for i in range(b):
+                z = XT[j, i] - m
+                maha[i] += z * z
+        c = const[k]
+        p = 0.5 * prec[k]
+        for i in range(b):
+            LP[k, i] = c - p * maha[i]
+
+
+@njit(nogil=True, cache=True, fastmath=FASTMATH)
+def spherical_stats(X, sample_weight, has_weight, means, prec, const):
+    """Statistics of chunk X: (s0 (K,), s1 (K,d), s2 (K,) traces, loglik, wsum)."""
+    n, d = X.shape
+    K = means.shape[0]
+    B = block_rows(d)
+    XT = np.empty((d, B))
+    maha = np.empty(B)
+    scratch = np.empty(B)
+    lse = np.empty(B)
+    LP = np.empty((K, B))
+    s0 = np.zeros(K)
+    s1 = np.zeros((K, d))
+    s2 = np.zeros(K)
+    loglik = 0.0
+    wsum = 0.0
+    for start in range(0, n, B):
+        b = min(B, n - start)
+        load_block_t(X, start, b, XT)
+        _block_log_prob(XT, b, means, prec, const, maha, LP)
+        normalise_block(LP, b, lse, maha, scratch)
+        if has_weight:
+            loglik += weigh_block(LP, b, sample_weight, start, lse)
+            for i in range(b):
+                wsum += sample_weight[start + i]
+        else:
+            for i in range(b):
+                loglik += lse[i]
+            wsum += b
+        for k in range(K):
+            t = 0.0
+            for i in range(b):
+                t += LP[k, i]
+            if t == 0.0:
+                continue
+            s0[k] += t
+            v = 0.0
+            for j in range(d):
+                m = means[k, j]
+                u = 0.0
+                for i in range(b):
+                    z = XT[j, i] - m
+                    rz = LP[k, i] * z
+                    u += rz
+                    v += rz * z
+                s1[k, j] += u
+            s2[k] += v
+    return s0, s1, s2, loglik, wsum
+
+
+@njit(nogil=True, cache=True, fastmath=FASTMATH)
+def spherical_outputs(X, means, prec, const, out_logprob, out_labels, out_resp, want_resp):
+    """Per-sample log p(x), labels and (optionally) responsibilities for chunk X."""
+    n, d = X.shape
+    K = means.shape[0]
+    B = block_rows(d)
+    XT = np.empty((d, B))
+    maha = np.empty(B)
+    scratch = np.empty(B)
+    lse = np.empty(B)
+    LP = np.empty((K, B))
+    for start in range(0, n, B):
+        b = min(B, n - start)
+        load_block_t(X, start, b, XT)
+        _block_log_prob(XT, b, means, prec, const, maha, LP)
+        write_labels(LP, b, start, out_labels)
+        normalise_block(LP, b, lse, maha, scratch)
+        write_logprob_resp(LP, lse, b, start, out_logprob, out_resp, want_resp)

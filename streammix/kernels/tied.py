@@ -1,0 +1,142 @@
+"""Numba kernels for a tied (shared) covariance: per-chunk statistics and outputs.
+
+With one precision Cholesky U for all components, (x - mu_k) U = (x - c) U - (mu_k - c) U:
+the block is whitened once (d^2/2 per sample, not per component) and each component
+costs 2d. The second moment is needed only summed over components, so it is kept about
+one centre c (the mixture mean): sum_i w_i (x_i - c)(x_i - c)^T, again once per sample.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from ._common import (
+    FASTMATH,
+    block_rows,
+    load_block_t,
+    normalise_block,
+    weigh_block,
+    write_labels,
+    write_logprob_resp,
+)
+
+
+@njit(nogil=True, cache=True, fastmath=FASTMATH)
+def _block_log_prob(XT, b, centre, prec_chol, white_means, const, XC, W, maha, LP):
+    """Weighted log-probabilities LP[k, :b]. XC gets x - c, W gets (x - c) U.
+
+    white_means[k] = (mu_k - c) U is computed once per call, outside the kernel.
+    """
+    d = XT.shape[0]
+    K = white_means.shape[0]
+    for j in range(d):
+        c = centre[j]
+        for i in range(b):
+            XC[j, i] = XT[j, i] - c
+    for j in range(d):
+        p0 = prec_chol[0, j]
+        for i in range(b):
+            W[j, i] = XC[0, i] * p0
+        for l in range(1, j + 1):
+            p = prec_chol[l, j]
+            for i in range(b):
+                W[j, i] += XC[l, i] * p
+    for k in range(K):
+        for i in range(b):
+            maha[i] = 0.0
+        for j in range(d):
+            m = white_means[k, j]
+            for i in range(b):
+                z = W[j, i] - m
+                maha[i] += z * z
+        c = const[k]
+        for i in range(b):
+            LP[k, i] = c - 0.5 * maha[i]
+
+
+@njit(nogil=True, cache=True, fastmath=FASTMATH)
+def tied_stats(X, sample_weight, has_weight, means, centre, prec_chol, white_means, const):
+    """Statistics of chunk X: (s0 (K,), s1 (K,d) about the means, s2 (d,d) about
+    ``centre``, loglik, wsum)."""
+    n, d = X.shape
+    K = means.shape[0]
+    B = block_rows(d)
+    XT = np.empty((d, B))
+    XC = np.empty((d, B))
+    W = np.empty((d, B))
+    WX = np.empty((d, B))
+    maha = np.empty(B)
+    scratch = np.empty(B)
+    lse = np.empty(B)
+    LP = np.empty((K, B))
+    s0 = np.zeros(K)
+    s1 = np.zeros((K, d))
+    s2 = np.zeros((d, d))
+    loglik = 0.0
+    wsum = 0.0
+    for start in range(0, n, B):
+        b = min(B, n - start)
+        load_block_t(X, start, b, XT)
+        _block_log_prob(XT, b, centre, prec_chol, white_means, const, XC, W, maha, LP)
+        normalise_block(LP, b, lse, maha, scratch)
+        if has_weight:
+            loglik += weigh_block(LP, b, sample_weight, start, lse)
+            for j in range(d):
+                for i in range(b):
+                    WX[j, i] = sample_weight[start + i] * XC[j, i]
+            for i in range(b):
+                wsum += sample_weight[start + i]
+        else:
+            for i in range(b):
+                loglik += lse[i]
+            for j in range(d):
+                for i in range(b):
+                    WX[j, i] = XC[j, i]
+            wsum += b
+        for a in range(d):
+            for c in range(a, d):
+                u = 0.0
+                for i in range(b):
+                    u += WX[a, i] * XC[c, i]
+                s2[a, c] += u
+        for k in range(K):
+            t = 0.0
+            for i in range(b):
+                t += LP[k, i]
+            if t == 0.0:
+                continue
+            s0[k] += t
+            for j in range(d):
+                m = means[k, j]
+                u = 0.0
+                for i in range(b):
+                    u += LP[k, i] * (XT[j, i] - m)
+                s1[k, j] += u
+    for a in range(d):
+        for c in range(a + 1, d):
+            s2[c, a] = s2[a, c]
+    return s0, s1, s2, loglik, wsum
+
+
+@njit(nogil=True, cache=True, fastmath=FASTMATH)
+def tied_outputs(X, centre, prec_chol, white_means, const, out_logprob, out_labels,
+                 out_resp, want_resp):
+    """Per-sample log p(x), labels and (optionally) responsibilities for chunk X."""
+    n, d = X.shape
+    K = white_means.shape[0]
+    B = block_rows(d)
+    XT = np.empty((d, B))
+    XC = np.empty((d, B))
+    W = np.empty((d, B))
+    maha = np.empty(B)
+    scratch = np.empty(B)
+    lse = np.empty(B)
+    LP = np.empty((K, B))
+    for start in range(0, n, B):
+        b = min(B, n - start)
+        load_block_t(X, start, b, XT)
+        _block_log_prob(XT, b, centre, prec_chol, white_means, const, XC, W, maha, LP)
+        write_labels(LP, b, start, out_labels)
+        normalise_block(LP, b, lse, maha, scratch)
+        write_logprob_resp(LP, lse, b, start, out_logprob, out_resp, want_resp)

@@ -1,0 +1,1 @@
+"""Covariance types, statistics algebra and parameter containers (no I/O, no Dask)."""

@@ -1,0 +1,221 @@
+"""What every covariance type provides, and the helpers they share.
+
+A covariance type turns summed statistics into parameters (the M-step), turns
+covariances into precision Cholesky factors (scikit-learn's parameterisation), and runs
+its numba kernel on a chunk. Everything numerical about a type lives in its module.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from abc import ABC, abstractmethod
+
+import numpy as np
+import scipy.linalg
+
+from ...errors import DegenerateComponentWarning, InvalidParameterError
+from ..params import GaussianParams
+from ..stats import SufficientStats
+
+EPS10 = 10.0 * np.finfo(np.float64).eps
+LOG_2PI = math.log(2.0 * math.pi)
+_EMPTY = np.empty(0)
+
+
+def soft_counts(stats: SufficientStats) -> np.ndarray:
+    """scikit-learn's nk: soft counts plus 10 * eps, so that no division is by zero."""
+    return stats.s0 + EPS10
+
+
+def mixture_weights(nk: np.ndarray) -> np.ndarray:
+    """Mixing weights nk / sum(nk), as scikit-learn's M-step normalises them."""
+    return nk / nk.sum()
+
+
+def new_means(stats: SufficientStats, nk: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(means, delta) where delta = s1 / nk is the shift of each mean from its centre."""
+    delta = stats.s1 / nk[:, None]
+    return stats.centres + delta, delta
+
+
+def as_weight_array(sample_weight: np.ndarray | None) -> tuple[np.ndarray, bool]:
+    if sample_weight is None:
+        return _EMPTY, False
+    return sample_weight, True
+
+
+def cholesky_lower_or_none(matrix: np.ndarray) -> np.ndarray | None:
+    """Lower Cholesky factor, or None when ``matrix`` is not positive definite."""
+    try:
+        chol = np.linalg.cholesky(matrix)
+    except np.linalg.LinAlgError:
+        return None
+    if not np.all(np.isfinite(chol)):
+        return None
+    return chol
+
+
+def precision_chol_from_cov(cov: np.ndarray, component: str, reg_covar: float | None
+                            ) -> tuple[np.ndarray, np.ndarray]:
+    """Upper-triangular U with U U^T = cov^-1 (scikit-learn's precisions_cholesky_).
+
+    When ``cov`` is not positive definite and ``reg_covar`` is given (the M-step), the
+    diagonal is loaded with growing multiples of max(reg_covar, 1e-10 * scale) until it
+    is, with a DegenerateComponentWarning; returns (U, the covariance actually used).
+    Without ``reg_covar`` (user input) a clear error is raised instead.
+    """
+    d = cov.shape[0]
+    chol = cholesky_lower_or_none(cov) if np.all(np.isfinite(cov)) else None
+    if chol is None:
+        if reg_covar is None:
+            raise InvalidParameterError(
+                f"{component}: covariance is not symmetric positive definite"
+            )
+        finite = np.isfinite(cov)
+        cov = np.where(finite, cov, 0.0)
+        cov = 0.5 * (cov + cov.T)
+        scale = float(np.abs(np.diag(cov)).max()) if d else 1.0
+        load = max(reg_covar, 1e-10 * max(scale, 1.0), 1e-12)
+        eye = np.eye(d)
+        for _ in range(60):
+            fixed = cov + load * eye
+            chol = cholesky_lower_or_none(fixed)
+            if chol is not None:
+                break
+            load *= 10.0
+        else:  # pragma: no cover - only on absurd input (overflowing values)
+            fixed = eye * max(scale, 1.0)
+            chol = np.linalg.cholesky(fixed)
+        warnings.warn(
+            f"{component} has an ill-defined covariance (singleton or collapsed samples); "
+            f"kept it positive definite by adding {load:.3g} to its diagonal. Consider fewer "
+            "components, a larger reg_covar, or scaling the data.",
+            DegenerateComponentWarning,
+            stacklevel=4,
+        )
+        cov = fixed
+    prec_chol = scipy.linalg.solve_triangular(chol, np.eye(d), lower=True).T
+    return prec_chol, cov
+
+
+def positive_variances(var: np.ndarray, component_names: list[str], reg_covar: float | None
+                       ) -> np.ndarray:
+    """Variances made strictly positive (M-step) or checked (user input)."""
+    bad = ~(np.isfinite(var) & (var > 0))
+    if not bad.any():
+        return var
+    if reg_covar is None:
+        first = int(np.flatnonzero(bad.ravel())[0])
+        raise InvalidParameterError(f"variance {first} is not positive: {var.ravel()[first]!r}")
+    fixed = np.where(bad, max(reg_covar, 1e-10), var)
+    names = sorted({component_names[i] for i in np.flatnonzero(bad.reshape(len(component_names), -1).any(axis=1))})
+    warnings.warn(
+        f"{', '.join(names)}: non-positive variance replaced by {max(reg_covar, 1e-10):.3g}; "
+        "consider fewer components, a larger reg_covar, or scaling the data.",
+        DegenerateComponentWarning,
+        stacklevel=4,
+    )
+    return fixed
+
+
+class CovarianceType(ABC):
+    """Interface of a covariance type (one subclass per module)."""
+
+    name: str
+
+    @abstractmethod
+    def covariance_shape(self, n_components: int, n_features: int) -> tuple[int, ...]:
+        """Shape of covariances_/precisions_ for this type."""
+
+    @abstractmethod
+    def n_covariance_parameters(self, n_components: int, n_features: int) -> float:
+        """Free parameters in the covariances (for BIC/AIC)."""
+
+    @abstractmethod
+    def m_step(self, stats: SufficientStats, reg_covar: float
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(weights, means, covariances) from summed statistics, as scikit-learn computes
+        them from responsibilities (reg_covar added to the variances)."""
+
+    @abstractmethod
+    def precision_cholesky(self, covariances: np.ndarray, reg_covar: float | None = None
+                           ) -> tuple[np.ndarray, np.ndarray]:
+        """(precisions_cholesky, covariances) with degenerate components repaired when
+        reg_covar is given (see ``precision_chol_from_cov``)."""
+
+    @abstractmethod
+    def precision_cholesky_from_precisions(self, precisions: np.ndarray) -> np.ndarray:
+        """scikit-learn's ``_compute_precision_cholesky_from_precisions``."""
+
+    @abstractmethod
+    def precisions(self, precisions_cholesky: np.ndarray) -> np.ndarray:
+        """precisions_ from the Cholesky factors."""
+
+    @abstractmethod
+    def covariances_from_precision_cholesky(self, precisions_cholesky: np.ndarray) -> np.ndarray:
+        """covariances_ implied by the Cholesky factors (when only precisions are known)."""
+
+    @abstractmethod
+    def log_det_cholesky(self, precisions_cholesky: np.ndarray, n_features: int) -> np.ndarray:
+        """log det of each precision Cholesky factor (K,) (a scalar for 'tied')."""
+
+    @abstractmethod
+    def validate_precisions(self, precisions: np.ndarray, n_components: int, n_features: int
+                            ) -> np.ndarray:
+        """Check a user's precisions_init: shape, symmetry, positive definiteness."""
+
+    @abstractmethod
+    def chunk_stats(self, X: np.ndarray, sample_weight: np.ndarray | None,
+                    params: GaussianParams) -> SufficientStats:
+        """Run the kernel: statistics of chunk X under ``params``."""
+
+    @abstractmethod
+    def chunk_outputs(self, X: np.ndarray, params: GaussianParams, want_resp: bool
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """Run the kernel: (log p(x) (n,), labels (n,), responsibilities (n,K) or None)."""
+
+    @abstractmethod
+    def sample(self, rng: np.random.RandomState, params: GaussianParams, counts: np.ndarray
+               ) -> np.ndarray:
+        """Draw counts[k] samples from each component, stacked in component order."""
+
+    # shared -------------------------------------------------------------------------
+    def kernel_constants(self, params: GaussianParams) -> np.ndarray:
+        """log w_k + log det U_k - d/2 log 2 pi: everything of log N but the distance."""
+        d = params.n_features
+        log_det = self.log_det_cholesky(params.precisions_cholesky, d)
+        with np.errstate(divide="ignore"):
+            log_w = np.log(params.weights)
+        return np.ascontiguousarray(log_w + log_det - 0.5 * d * LOG_2PI, dtype=np.float64)
+
+    def n_parameters(self, n_components: int, n_features: int) -> int:
+        """Free parameters of the mixture: covariances, means and K - 1 weights."""
+        cov = self.n_covariance_parameters(n_components, n_features)
+        return int(cov + n_features * n_components + n_components - 1)
+
+    @staticmethod
+    def _output_buffers(n: int, K: int, want_resp: bool):
+        logprob = np.empty(n)
+        labels = np.empty(n, dtype=np.int64)
+        resp = np.empty((n, K)) if want_resp else np.empty((1, K))
+        return logprob, labels, resp
+
+
+def check_square_spd(matrix: np.ndarray, what: str) -> None:
+    """Raise a clear error unless ``matrix`` is symmetric positive definite."""
+    if not np.allclose(matrix, matrix.T, rtol=1e-5, atol=1e-8):
+        raise InvalidParameterError(f"{what} is not symmetric")
+    try:
+        eig = np.linalg.eigvalsh(matrix)
+    except np.linalg.LinAlgError as exc:  # pragma: no cover
+        raise InvalidParameterError(f"{what} could not be decomposed: {exc}") from exc
+    if not np.all(eig > 0):
+        raise InvalidParameterError(
+            f"{what} is not positive definite (smallest eigenvalue {eig.min():.3g})"
+        )
+
+
+def check_shape(array: np.ndarray, shape: tuple[int, ...], what: str) -> None:
+    if array.shape != shape:
+        raise InvalidParameterError(f"{what} has shape {array.shape}; expected {shape}")

@@ -1,0 +1,96 @@
+"""Full covariance matrices, one per component (scikit-learn's 'full')."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ...kernels.full import full_outputs, full_stats
+from ..params import GaussianParams
+from ..stats import SufficientStats
+from ._base import (
+    CovarianceType,
+    as_weight_array,
+    check_shape,
+    check_square_spd,
+    mixture_weights,
+    new_means,
+    precision_chol_from_cov,
+    soft_counts,
+)
+
+
+class FullCovariance(CovarianceType):
+    name = "full"
+
+    def covariance_shape(self, n_components, n_features):
+        return (n_components, n_features, n_features)
+
+    def n_covariance_parameters(self, n_components, n_features):
+        return n_components * n_features * (n_features + 1) / 2.0
+
+    def m_step(self, stats, reg_covar):
+        nk = soft_counts(stats)
+        means, delta = new_means(stats, nk)
+        # sum r (y - delta)(y - delta)^T / nk with y = x - centre, s1 = nk * delta
+        shrink = 2.0 - stats.s0 / nk
+        cov = stats.s2 / nk[:, None, None] - shrink[:, None, None] * (
+            delta[:, :, None] * delta[:, None, :]
+        )
+        d = means.shape[1]
+        idx = np.arange(d)
+        cov[:, idx, idx] += reg_covar
+        return mixture_weights(nk), means, cov
+
+    def precision_cholesky(self, covariances, reg_covar=None):
+        K, d, _ = covariances.shape
+        prec = np.empty_like(covariances)
+        cov_out = covariances
+        for k in range(K):
+            ck = covariances[k]
+            prec[k], fixed = precision_chol_from_cov(ck, f"component {k}", reg_covar)
+            if fixed is not ck:
+                if cov_out is covariances:
+                    cov_out = covariances.copy()
+                cov_out[k] = fixed
+        return prec, cov_out
+
+    def precision_cholesky_from_precisions(self, precisions):
+        out = np.empty_like(precisions, dtype=np.float64)
+        for k in range(precisions.shape[0]):
+            flipped = precisions[k][::-1, ::-1]
+            out[k] = np.linalg.cholesky(flipped)[::-1, ::-1]
+        return out
+
+    def precisions(self, precisions_cholesky):
+        return np.einsum("kij,klj->kil", precisions_cholesky, precisions_cholesky)
+
+    def covariances_from_precision_cholesky(self, precisions_cholesky):
+        return np.stack([np.linalg.inv(p @ p.T) for p in precisions_cholesky])
+
+    def log_det_cholesky(self, precisions_cholesky, n_features):
+        return np.log(np.diagonal(precisions_cholesky, axis1=1, axis2=2)).sum(axis=1)
+
+    def validate_precisions(self, precisions, n_components, n_features):
+        check_shape(precisions, (n_components, n_features, n_features), "precisions_init ('full')")
+        for k in range(n_components):
+            check_square_spd(precisions[k], f"precisions_init[{k}] ('full')")
+        return precisions
+
+    def chunk_stats(self, X, sample_weight, params):
+        sw, has_w = as_weight_array(sample_weight)
+        s0, s1, s2, ll, n = full_stats(
+            X, sw, has_w, params.means, params.precisions_cholesky, self.kernel_constants(params)
+        )
+        return SufficientStats("full", s0, s1, s2, ll, n, params.means)
+
+    def chunk_outputs(self, X, params, want_resp):
+        logprob, labels, resp = self._output_buffers(X.shape[0], params.n_components, want_resp)
+        full_outputs(X, params.means, params.precisions_cholesky, self.kernel_constants(params),
+                     logprob, labels, resp, want_resp)
+        return logprob, labels, resp if want_resp else None
+
+    def sample(self, rng, params, counts):
+        return np.vstack([
+            rng.multivariate_normal(m, c, int(n))
+            for m, c, n in zip(params.means, params.covariances, counts)
+        ])

@@ -1,0 +1,100 @@
+"""One covariance matrix shared by all components (scikit-learn's 'tied')."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ...kernels.tied import tied_outputs, tied_stats
+from ..params import GaussianParams
+from ..stats import SufficientStats
+from ._base import (
+    CovarianceType,
+    as_weight_array,
+    check_shape,
+    check_square_spd,
+    mixture_weights,
+    new_means,
+    precision_chol_from_cov,
+    soft_counts,
+)
+
+
+def _tied_centre(params: GaussianParams) -> np.ndarray:
+    """The centre of the tied second moment: the mixture's mean (keeps it well-conditioned
+    whatever the offset of the data)."""
+    w = params.weights / params.weights.sum()
+    return np.ascontiguousarray(w @ params.means)
+
+
+class TiedCovariance(CovarianceType):
+    name = "tied"
+
+    def covariance_shape(self, n_components, n_features):
+        return (n_features, n_features)
+
+    def n_covariance_parameters(self, n_components, n_features):
+        return n_features * (n_features + 1) / 2.0
+
+    def m_step(self, stats, reg_covar):
+        nk = soft_counts(stats)
+        means, _ = new_means(stats, nk)
+        # first moments about centre2: u_k = s1_k + s0_k (c_k - centre2) = nk (m_k - centre2)
+        u = stats.s1 + stats.s0[:, None] * (stats.centres - stats.centre2)
+        coef = 2.0 / nk - stats.s0 / nk**2
+        within = stats.s2 - (u * coef[:, None]).T @ u
+        cov = within / nk.sum()
+        cov = 0.5 * (cov + cov.T)
+        d = cov.shape[0]
+        cov[np.arange(d), np.arange(d)] += reg_covar
+        return mixture_weights(nk), means, cov
+
+    def precision_cholesky(self, covariances, reg_covar=None):
+        return precision_chol_from_cov(covariances, "the tied covariance", reg_covar)
+
+    def precision_cholesky_from_precisions(self, precisions):
+        return np.linalg.cholesky(precisions[::-1, ::-1])[::-1, ::-1].astype(np.float64)
+
+    def precisions(self, precisions_cholesky):
+        return precisions_cholesky @ precisions_cholesky.T
+
+    def covariances_from_precision_cholesky(self, precisions_cholesky):
+        return np.linalg.inv(precisions_cholesky @ precisions_cholesky.T)
+
+    def log_det_cholesky(self, precisions_cholesky, n_features):
+        return np.log(np.diagonal(precisions_cholesky)).sum()
+
+    def validate_precisions(self, precisions, n_components, n_features):
+        check_shape(precisions, (n_features, n_features), "precisions_init ('tied')")
+        check_square_spd(precisions, "precisions_init ('tied')")
+        return precisions
+
+    def _white(self, params):
+        centre = _tied_centre(params)
+        U = np.ascontiguousarray(params.precisions_cholesky, dtype=np.float64)
+        white_means = np.ascontiguousarray((params.means - centre) @ U)
+        return centre, U, white_means
+
+    def kernel_constants(self, params):
+        const = super().kernel_constants(params)
+        return np.ascontiguousarray(np.broadcast_to(const, (params.n_components,)), dtype=np.float64)
+
+    def chunk_stats(self, X, sample_weight, params):
+        sw, has_w = as_weight_array(sample_weight)
+        centre, U, white_means = self._white(params)
+        s0, s1, s2, ll, n = tied_stats(
+            X, sw, has_w, params.means, centre, U, white_means, self.kernel_constants(params)
+        )
+        return SufficientStats("tied", s0, s1, s2, ll, n, params.means, centre)
+
+    def chunk_outputs(self, X, params, want_resp):
+        logprob, labels, resp = self._output_buffers(X.shape[0], params.n_components, want_resp)
+        centre, U, white_means = self._white(params)
+        tied_outputs(X, centre, U, white_means, self.kernel_constants(params),
+                     logprob, labels, resp, want_resp)
+        return logprob, labels, resp if want_resp else None
+
+    def sample(self, rng, params, counts):
+        return np.vstack([
+            rng.multivariate_normal(m, params.covariances, int(n))
+            for m, n in zip(params.means, counts)
+        ])

@@ -1,0 +1,120 @@
+"""Sufficient statistics of a Gaussian mixture and their algebra (add, scale, blend).
+
+Statistics of two chunks computed under the same parameters add; that one property is
+what makes chunked, distributed, out-of-core and online EM the same algorithm.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass
+class SufficientStats:
+    """Per-component statistics of some data under fixed parameters.
+
+    s0[k] = sum_i w_i r_ik; s1[k] = sum_i w_i r_ik (x_i - centres[k]); s2 is the second
+    moment in the shape the covariance type needs: 'full' (K,d,d) and 'diag' (K,d) and
+    'spherical' (K,) (trace) about ``centres[k]``; 'tied' (d,d) summed over components,
+    about the single ``centre2``. ``loglik`` = sum_i w_i log p(x_i), ``n`` = sum_i w_i.
+    """
+
+    covariance_type: str
+    s0: np.ndarray
+    s1: np.ndarray
+    s2: np.ndarray
+    loglik: float
+    n: float
+    centres: np.ndarray
+    centre2: np.ndarray | None = field(default=None)
+
+    def _check_compatible(self, other: "SufficientStats") -> None:
+        if self.covariance_type != other.covariance_type:
+            raise ValueError(
+                f"cannot combine '{self.covariance_type}' and '{other.covariance_type}' statistics"
+            )
+        if self.centres is not other.centres and not np.array_equal(self.centres, other.centres):
+            raise ValueError("statistics about different centres must be recentred before adding")
+
+    def __add__(self, other: "SufficientStats") -> "SufficientStats":
+        self._check_compatible(other)
+        return SufficientStats(
+            self.covariance_type,
+            self.s0 + other.s0,
+            self.s1 + other.s1,
+            self.s2 + other.s2,
+            self.loglik + other.loglik,
+            self.n + other.n,
+            self.centres,
+            self.centre2,
+        )
+
+    def scaled(self, factor: float) -> "SufficientStats":
+        """The statistics multiplied by ``factor`` (all of them, counts included)."""
+        return SufficientStats(
+            self.covariance_type,
+            self.s0 * factor,
+            self.s1 * factor,
+            self.s2 * factor,
+            self.loglik * factor,
+            self.n * factor,
+            self.centres,
+            self.centre2,
+        )
+
+    @property
+    def mean_loglik(self) -> float:
+        """Average log-likelihood per (weighted) sample: scikit-learn's lower bound."""
+        return self.loglik / self.n if self.n > 0 else float("-inf")
+
+
+def sum_stats(parts: list[SufficientStats]) -> SufficientStats:
+    """Sum a list of statistics in the given order (deterministic for a fixed order)."""
+    if not parts:
+        raise ValueError("no statistics to sum")
+    total = parts[0]
+    for p in parts[1:]:
+        total = total + p
+    return total
+
+
+def tree_sum(parts: list[SufficientStats], fan_in: int = 8) -> SufficientStats:
+    """Sum statistics by a fixed tree of fan-in ``fan_in`` (the order a reduction uses)."""
+    level = list(parts)
+    while len(level) > 1:
+        level = [sum_stats(level[i : i + fan_in]) for i in range(0, len(level), fan_in)]
+    return level[0]
+
+
+def full_to_type(stats: SufficientStats, covariance_type: str, weights: np.ndarray | None = None
+                 ) -> SufficientStats:
+    """Reduce 'full' statistics to what ``covariance_type`` needs (used by initialisers,
+    which compute full statistics once whatever the final type)."""
+    if stats.covariance_type != "full":
+        raise ValueError("full_to_type expects 'full' statistics")
+    s2 = stats.s2
+    if covariance_type == "full":
+        return stats
+    if covariance_type == "diag":
+        new_s2 = np.ascontiguousarray(np.diagonal(s2, axis1=1, axis2=2))
+        return SufficientStats("diag", stats.s0, stats.s1, new_s2, stats.loglik, stats.n,
+                               stats.centres)
+    if covariance_type == "spherical":
+        new_s2 = np.trace(s2, axis1=1, axis2=2).copy()
+        return SufficientStats("spherical", stats.s0, stats.s1, new_s2, stats.loglik, stats.n,
+                               stats.centres)
+    if covariance_type == "tied":
+        total = stats.s0.sum()
+        if weights is None:
+            weights = stats.s0 / total if total > 0 else np.full(len(stats.s0), 1 / len(stats.s0))
+        centre2 = weights @ stats.centres
+        delta = stats.centres - centre2  # (K, d)
+        # sum_k sum_i r (x - c2)(x - c2)^T with x - c2 = (x - c_k) + delta_k
+        new_s2 = s2.sum(axis=0)
+        cross = stats.s1.T @ delta
+        new_s2 = new_s2 + cross + cross.T + (stats.s0[:, None] * delta).T @ delta
+        return SufficientStats("tied", stats.s0, stats.s1, new_s2, stats.loglik, stats.n,
+                               stats.centres, centre2)
+    raise ValueError(f"unknown covariance_type {covariance_type!r}")

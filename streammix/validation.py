@@ -1,0 +1,161 @@
+"""Input validation: turn whatever the user passed into a usable 2-D float array, or
+raise an error of ours that names the problem and the fix."""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+from .errors import InvalidDtypeError, InvalidInputError, InvalidParameterError
+from .kernels.checks import count_nonfinite
+
+
+def _describe_nonfinite(count: int, row: int, col: int, value: float, what: str,
+                        row_offset: int = 0) -> str:
+    kind = "NaN" if np.isnan(value) else ("inf" if value > 0 else "-inf")
+    return (
+        f"{what} contains {count} NaN or infinite value{'s' if count != 1 else ''}; the first is "
+        f"{kind} at row {row + row_offset}, column {col}. Remove or impute them before fitting."
+    )
+
+
+def check_finite(X: np.ndarray, what: str = "X", row_offset: int = 0) -> None:
+    """Raise InvalidInputError naming the count and first position of NaN/inf in X."""
+    count, row, col = count_nonfinite(X)
+    if count:
+        raise InvalidInputError(
+            _describe_nonfinite(count, row, col, float(X[row, col]), what, row_offset)
+        )
+
+
+def check_array(X, *, what: str = "X", n_features: int | None = None,
+                min_samples: int = 1, allow_nd_check: bool = True) -> np.ndarray:
+    """Validate a data matrix: 2-D, numeric, non-empty, finite, right feature count.
+
+    float32 and float64 arrays come back as they are (no copy, any memory order); other
+    numeric dtypes (ints, bools, float16) are converted to float64.
+    """
+    if hasattr(X, "toarray") or type(X).__module__.startswith("scipy.sparse"):
+        raise InvalidDtypeError(
+            f"{what} is a sparse matrix; Gaussian mixtures need dense data (call .toarray())"
+        )
+    if not isinstance(X, np.ndarray):
+        try:
+            X = np.asarray(X)
+        except Exception as exc:  # ragged lists and the like
+            raise InvalidInputError(f"{what} could not be read as an array: {exc}") from exc
+    if X.dtype.kind in "OUSV" or X.dtype.kind == "c" or X.dtype.kind == "M" or X.dtype.kind == "m":
+        if X.dtype.kind == "O":
+            try:
+                X = X.astype(np.float64)
+            except (TypeError, ValueError):
+                raise InvalidDtypeError(
+                    f"{what} has dtype object with non-numeric entries; expected numbers "
+                    "(float32 or float64)"
+                ) from None
+        else:
+            raise InvalidDtypeError(
+                f"{what} has dtype {X.dtype}, which is not a real number type; expected "
+                "float32 or float64 (ints and bools are converted)"
+            )
+    if X.ndim != 2:
+        hint = ""
+        if X.ndim == 1:
+            hint = (" Reshape it with X.reshape(-1, 1) if it holds one feature, or "
+                    "X.reshape(1, -1) if it holds one sample.")
+        elif X.ndim == 0:
+            hint = " A scalar is not a data set."
+        raise InvalidInputError(
+            f"{what} must be a 2-D array (n_samples, n_features); got {X.ndim}-D with shape "
+            f"{X.shape}.{hint}"
+        )
+    if X.dtype not in (np.float32, np.float64):
+        X = X.astype(np.float64)
+    n, d = X.shape
+    if n == 0 or d == 0:
+        raise InvalidInputError(
+            f"{what} is empty: shape {X.shape}; need at least one sample and one feature"
+        )
+    if n_features is not None and d != n_features:
+        raise InvalidInputError(
+            f"{what} has {d} features, but the model was fitted with {n_features} features"
+        )
+    if n < min_samples:
+        raise InvalidInputError(
+            f"{what} has {n} sample{'s' if n != 1 else ''}; at least {min_samples} "
+            f"{'are' if min_samples != 1 else 'is'} needed"
+        )
+    check_finite(X, what)
+    return X
+
+
+def check_sample_weight(sample_weight, n_samples: int) -> np.ndarray | None:
+    """Validate sample weights: 1-D, length n, finite, non-negative, not all zero."""
+    if sample_weight is None:
+        return None
+    if isinstance(sample_weight, numbers.Number):
+        sample_weight = np.full(n_samples, float(sample_weight))
+    sw = np.asarray(sample_weight)
+    if sw.dtype.kind not in "fiub":
+        raise InvalidDtypeError(f"sample_weight has dtype {sw.dtype}; expected numbers")
+    sw = np.ascontiguousarray(sw, dtype=np.float64)
+    if sw.ndim != 1 or sw.shape[0] != n_samples:
+        raise InvalidInputError(
+            f"sample_weight has shape {sw.shape}; expected ({n_samples},), one weight per sample"
+        )
+    if not np.all(np.isfinite(sw)):
+        bad = int(np.flatnonzero(~np.isfinite(sw))[0])
+        raise InvalidInputError(f"sample_weight has a NaN or infinite value at index {bad}")
+    if np.any(sw < 0):
+        bad = int(np.flatnonzero(sw < 0)[0])
+        raise InvalidInputError(
+            f"sample_weight must be non-negative; sample_weight[{bad}] = {sw[bad]!r}"
+        )
+    if not np.any(sw > 0):
+        raise InvalidInputError("sample_weight is zero everywhere; nothing to fit")
+    return sw
+
+
+def check_int_param(value, name: str, low: int, high: float | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise InvalidParameterError(f"{name} must be an integer; got {value!r}")
+    if value < low or (high is not None and value > high):
+        bound = f">= {low}" if high is None else f"in [{low}, {high}]"
+        raise InvalidParameterError(f"{name} must be {bound}; got {value}")
+    return int(value)
+
+
+def check_float_param(value, name: str, low: float, *, strict: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise InvalidParameterError(f"{name} must be a number; got {value!r}")
+    value = float(value)
+    if not np.isfinite(value) or (value <= low if strict else value < low):
+        raise InvalidParameterError(f"{name} must be {'>' if strict else '>='} {low}; got {value}")
+    return value
+
+
+def check_init_array(value, name: str, shape: tuple[int, ...]) -> np.ndarray:
+    """A user-given initial parameter as a finite float64 array of the expected shape."""
+    try:
+        arr = np.array(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise InvalidParameterError(f"{name} must be numeric; got {value!r}") from None
+    if arr.shape != shape:
+        raise InvalidParameterError(f"{name} has shape {arr.shape}; expected {shape}")
+    if not np.all(np.isfinite(arr)):
+        raise InvalidParameterError(f"{name} contains NaN or infinite values")
+    return arr
+
+
+def check_random_state(seed) -> np.random.RandomState:
+    """A RandomState from None, an int or a RandomState (scikit-learn's convention)."""
+    if seed is None or seed is np.random:
+        return np.random.mtrand._rand
+    if isinstance(seed, numbers.Integral) and not isinstance(seed, bool):
+        return np.random.RandomState(int(seed))
+    if isinstance(seed, np.random.RandomState):
+        return seed
+    raise InvalidParameterError(
+        f"random_state must be None, an int or a numpy RandomState; got {seed!r}"
+    )
