@@ -67,7 +67,8 @@ def initial_params(source: ChunkSource, cov: CovarianceType, n_components: int, 
                    precisions_init: np.ndarray | None = None) -> GaussianParams:
     """Initial GaussianParams, following scikit-learn's ``_initialize_parameters``:
     the responsibilities come from ``init_params`` unless all three ``*_init`` are given,
-    and any given ``*_init`` replaces the corresponding computed value."""
+    and any given ``*_init`` replaces the corresponding computed value. The computed
+    weights are normalised to sum to 1 (see below)."""
     K = n_components
     weights = means = covariances = None
     if weights_init is None or means_init is None or precisions_init is None:
@@ -87,7 +88,11 @@ def initial_params(source: ChunkSource, cov: CovarianceType, n_components: int, 
             )
         stats = full_to_type(stats, cov.name)
         _, means, covariances = cov.m_step(stats, reg_covar)
-        weights = (stats.s0 + 10 * np.finfo(np.float64).eps) / source.total_weight
+        # scikit-learn divides nk by n_samples, which for the two point-based methods
+        # leaves weights summing to K / n; we normalise so that every initial model is a
+        # proper mixture (the responsibilities are the same either way).
+        nk = stats.s0 + 10 * np.finfo(np.float64).eps
+        weights = nk / nk.sum()
     if weights_init is not None:
         weights = np.asarray(weights_init, dtype=np.float64)
     if means_init is not None:
