@@ -12,6 +12,7 @@ from .errors import (
     StreammixError,
 )
 from .estimators import GaussianMixture
+from .execution.outputs import write_predictions
 
 __all__ = [
     "ConvergenceWarning",
@@ -23,4 +24,5 @@ __all__ = [
     "NotFittedError",
     "StreammixError",
     "__version__",
+    "write_predictions",
 ]

@@ -44,7 +44,11 @@ class EMResult:
 def statistics(source: ChunkSource, cov: CovarianceType, params: GaussianParams
                ) -> SufficientStats:
     """One E-step pass: the summed statistics of the whole source under ``params``."""
-    return source.map_reduce(lambda X, sw: cov.chunk_stats(X, sw, params))
+    return source.map_reduce(_chunk_stats, shared=(cov, params))
+
+
+def _chunk_stats(X, sw, cov: CovarianceType, params: GaussianParams) -> SufficientStats:
+    return cov.chunk_stats(X, sw, params)
 
 
 def m_step(cov: CovarianceType, stats: SufficientStats, reg_covar: float) -> GaussianParams:

@@ -28,36 +28,54 @@ def _point_stats(points: np.ndarray) -> SufficientStats:
                            float(K), np.ascontiguousarray(points))
 
 
+def _hard_chunk(X, sw, centres):
+    s0, s1, s2 = hard_full_stats(X, _EMPTY if sw is None else sw, sw is not None, centres)
+    return SufficientStats("full", s0, s1, s2, 0.0, 0.0, centres)
+
+
 def _kmeans_stats(source: ChunkSource, K: int, rng) -> SufficientStats:
     centres, _, _ = kmeans(source, K, rng)
+    return source.map_reduce(_hard_chunk, tree_sum, shared=(centres,))
 
-    def fn(X, sw):
-        s0, s1, s2 = hard_full_stats(X, _EMPTY if sw is None else sw, sw is not None, centres)
-        return SufficientStats("full", s0, s1, s2, 0.0, 0.0, centres)
 
-    return source.map_reduce(fn, tree_sum)
+def _resp_stats(X, sw, resp, centres):
+    """Full statistics of given responsibilities on one chunk (numpy, init only)."""
+    X = np.asarray(X, dtype=np.float64)
+    resp = resp / resp.sum(axis=1)[:, None]
+    if sw is not None:
+        resp = resp * sw[:, None]
+    Z = X - centres[0]
+    s0 = resp.sum(axis=0)
+    s1 = resp.T @ Z
+    s2 = np.stack([(Z * resp[:, k : k + 1]).T @ Z for k in range(resp.shape[1])])
+    return SufficientStats("full", s0, s1, s2, 0.0, 0.0, centres)
+
+
+def _random_chunk(X, sw, index, seed, centres):
+    resp = np.random.default_rng([seed, index]).random((X.shape[0], centres.shape[0]))
+    return _resp_stats(X, sw, resp, centres)
 
 
 def _random_stats(source: ChunkSource, K: int, rng) -> SufficientStats:
-    """Uniform random responsibilities, drawn chunk by chunk in row order (the same
-    stream of numbers as scikit-learn's one n x K draw), centred on the data mean."""
-    parts = []
-    centre = None
-    for X, sw in source.iter_chunks():
-        X = np.asarray(X, dtype=np.float64)
-        if centre is None:
-            centre = X.mean(axis=0)
-            centres = np.ascontiguousarray(np.broadcast_to(centre, (K, X.shape[1])))
-        resp = rng.uniform(size=(X.shape[0], K))
-        resp /= resp.sum(axis=1)[:, None]
-        if sw is not None:
-            resp *= sw[:, None]
-        Z = X - centre
-        s0 = resp.sum(axis=0)
-        s1 = resp.T @ Z
-        s2 = np.stack([(Z * resp[:, k : k + 1]).T @ Z for k in range(K)])
-        parts.append(SufficientStats("full", s0, s1, s2, 0.0, 0.0, centres))
-    return tree_sum(parts)
+    """Uniform random responsibilities, normalised per row, centred on a sample mean.
+
+    In memory they are drawn chunk by chunk in row order: the same stream of numbers as
+    scikit-learn's one n x K draw. Elsewhere each chunk draws from a generator seeded by
+    (random_state, chunk index), in parallel and deterministic for a given chunking."""
+    d = source.n_features
+    if source.sequential_passes_are_cheap:
+        parts = []
+        centres = None
+        for X, sw in source.iter_chunks():
+            if centres is None:
+                centres = np.ascontiguousarray(
+                    np.broadcast_to(np.asarray(X, np.float64).mean(axis=0), (K, d)))
+            parts.append(_resp_stats(X, sw, rng.uniform(size=(X.shape[0], K)), centres))
+        return tree_sum(parts)
+    seed = int(rng.randint(0, 2**31 - 1))
+    sample, _ = source.sample_rows(1000, rng)
+    centres = np.ascontiguousarray(np.broadcast_to(sample.mean(axis=0), (K, d)))
+    return source.map_reduce(_random_chunk, tree_sum, shared=(seed, centres), indexed=True)
 
 
 def initial_params(source: ChunkSource, cov: CovarianceType, n_components: int, *,

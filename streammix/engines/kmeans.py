@@ -1,5 +1,13 @@
-"""k-means for initialisation: k-means++ seeding on a uniform sample, then Lloyd
-iterations over the whole source through the same map-reduce as EM."""
+"""k-means for initialisation on any chunk source, without materialising the data.
+
+Seeding is k-means|| (Bahmani et al. 2012, "Scalable K-Means++"): one uniform first
+centre, ``rounds`` rounds that each sample every row independently with probability
+l * w * D^2 / phi (l = 2K by default), the candidates weighted by the rows they attract,
+then weighted k-means++ and Lloyd on the candidates (a few hundred points, in memory).
+Lloyd iterations then run over the whole source through the same map-reduce as EM.
+Every random draw comes from generators seeded by (random_state, round, chunk index), so
+the result is deterministic for a given chunking.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +16,7 @@ import math
 import numpy as np
 
 from ..execution.base import ChunkSource
-from ..kernels.kmeans import lloyd_stats, nearest_labels
+from ..kernels.kmeans import lloyd_stats, min_sqdist, nearest_labels
 
 _EMPTY = np.empty(0)
 
@@ -51,47 +59,131 @@ def kmeans_plusplus(sample: np.ndarray, n_clusters: int, rng: np.random.RandomSt
     return np.asarray(chosen)
 
 
-def _lloyd_pass(source: ChunkSource, centres: np.ndarray):
-    def fn(X, sw):
-        return lloyd_stats(X, _EMPTY if sw is None else sw, sw is not None, centres)
+# ---------------------------------------------------------------- map functions
+def _weights(sw, n):
+    return np.ones(n) if sw is None else sw
 
-    def combine(parts):
-        counts = sum(p[0] for p in parts)
-        sums = sum(p[1] for p in parts)
-        inertia = sum(p[2] for p in parts)
-        return counts, sums, inertia
 
-    return source.map_reduce(fn, combine)
+def _moments_chunk(X, sw, centre):
+    """(sum w, sum w (x - c), sum w (x - c)^2) per feature about a reference point."""
+    w = _weights(sw, X.shape[0])
+    Z = np.asarray(X, dtype=np.float64) - centre
+    return np.concatenate([[w.sum()], w @ Z, w @ (Z * Z)])
+
+
+def _cost_chunk(X, sw, centres):
+    """sum_i w_i D^2(x_i, centres)."""
+    dist = np.empty(X.shape[0])
+    min_sqdist(X, centres, dist)
+    return float(_weights(sw, X.shape[0]) @ dist)
+
+
+def _oversample_chunk(X, sw, index, centres, phi, oversampling, seed, round_):
+    """Rows drawn independently with probability min(1, l w D^2 / phi)."""
+    dist = np.empty(X.shape[0])
+    min_sqdist(X, centres, dist)
+    p = np.minimum(1.0, oversampling * _weights(sw, X.shape[0]) * dist / phi)
+    u = np.random.default_rng([seed, round_, index]).random(X.shape[0])
+    return np.asarray(X[u < p], dtype=np.float64).reshape(-1, X.shape[1])
+
+
+def _lloyd_chunk(X, sw, centres):
+    return lloyd_stats(X, _EMPTY if sw is None else sw, sw is not None, centres)
+
+
+def _sum(parts):
+    total = parts[0]
+    for p in parts[1:]:
+        total = total + p
+    return total
+
+
+def _sum_tuples(parts):
+    return tuple(_sum([p[i] for p in parts]) for i in range(len(parts[0])))
+
+
+def _concat(parts):
+    return np.concatenate(parts, axis=0)
+
+
+def lloyd_pass(source: ChunkSource, centres: np.ndarray):
+    """(counts (K,), sums of x - centre (K,d), inertia) over the whole source."""
+    return source.map_reduce(_lloyd_chunk, _sum_tuples, shared=(np.ascontiguousarray(centres),))
+
+
+# ---------------------------------------------------------------- in-memory helpers
+def _weighted_lloyd(points, weights, centres, max_iter=100):
+    """Lloyd on a small weighted point set held in memory (the k-means|| candidates)."""
+    centres = np.ascontiguousarray(centres, dtype=np.float64)
+    labels = np.empty(points.shape[0], dtype=np.int64)
+    for _ in range(max_iter):
+        nearest_labels(points, centres, labels)
+        counts = np.bincount(labels, weights=weights, minlength=len(centres))
+        sums = np.zeros_like(centres)
+        np.add.at(sums, labels, points * weights[:, None])
+        new = centres.copy()
+        ok = counts > 0
+        new[ok] = sums[ok] / counts[ok, None]
+        if np.array_equal(new, centres):
+            break
+        centres = new
+    return centres
+
+
+def kmeans_parallel_seeds(source: ChunkSource, n_clusters: int, rng: np.random.RandomState,
+                          *, rounds: int = 5, oversampling: float | None = None
+                          ) -> tuple[np.ndarray, float]:
+    """k-means|| seeds: (K centres, mean feature variance of the data)."""
+    K = n_clusters
+    ell = float(oversampling if oversampling is not None else 2 * K)
+    seed = int(rng.randint(0, 2**31 - 1))
+    first, _ = source.sample_rows(1, rng)
+    c0 = np.ascontiguousarray(first[:1])
+    mom = source.map_reduce(_moments_chunk, _sum, shared=(c0[0],))
+    n, s1, s2 = mom[0], mom[1:1 + c0.shape[1]], mom[1 + c0.shape[1]:]
+    variance = float(np.mean(s2 / n - (s1 / n) ** 2)) if n > 0 else 0.0
+    phi = float(s2.sum())
+    candidates = c0
+    for r in range(rounds):
+        if phi <= 0.0:
+            break
+        new = source.map_reduce(_oversample_chunk, _concat,
+                                shared=(candidates, phi, ell, seed, r), indexed=True)
+        if len(new):
+            candidates = np.ascontiguousarray(np.vstack([candidates, new]))
+        if r + 1 < rounds:
+            phi = source.map_reduce(_cost_chunk, _sum, shared=(candidates,))
+    if len(candidates) < K:
+        extra, _ = source.sample_rows(K, rng)
+        candidates = np.ascontiguousarray(np.vstack([candidates, extra]))
+    counts, _, _ = lloyd_pass(source, candidates)
+    keep = counts > 0
+    if keep.sum() >= K:
+        candidates, counts = candidates[keep], counts[keep]
+    else:  # fewer distinct attractors than K (e.g. duplicated data): keep them all
+        counts = np.maximum(counts, 1e-12)
+    seeds = kmeans_plusplus(candidates, K, rng, counts)
+    centres = _weighted_lloyd(candidates, counts, candidates[seeds])
+    return centres, variance
 
 
 def kmeans(source: ChunkSource, n_clusters: int, rng: np.random.RandomState, *,
-           max_iter: int = 300, tol: float = 1e-4, sample_size: int = 50_000
-           ) -> tuple[np.ndarray, float, int]:
-    """(centres, inertia, iterations): k-means++ on a uniform sample of ``sample_size``
-    rows, then Lloyd on the full source until the centres move less than ``tol`` times
-    the mean feature variance (scikit-learn's rule). Empty clusters are moved to the
-    sample points farthest from their centre."""
-    sample, sw = source.sample_rows(max(sample_size, n_clusters), rng)
-    seeds = kmeans_plusplus(sample, n_clusters, rng, sw)
-    centres = np.ascontiguousarray(sample[seeds])
-    var = sample.var(axis=0).mean() if sample.shape[0] > 1 else 0.0
-    tol_abs = tol * var
+           max_iter: int = 100, tol: float = 1e-4) -> tuple[np.ndarray, float, int]:
+    """(centres, inertia, iterations): k-means|| seeds, then Lloyd over the whole source
+    until the centres move (in total squared distance) less than ``tol`` times the mean
+    feature variance, scikit-learn's rule. An empty cluster is moved to the worst-served
+    candidate point."""
+    centres, variance = kmeans_parallel_seeds(source, n_clusters, rng)
+    tol_abs = tol * variance
     inertia = np.inf
     n_iter = 0
     for n_iter in range(1, max_iter + 1):
-        counts, sums, inertia = _lloyd_pass(source, centres)
-        shift = np.zeros_like(centres)
+        counts, sums, inertia = lloyd_pass(source, centres)
         nonempty = counts > 0
-        shift[nonempty] = sums[nonempty] / counts[nonempty, None]
-        new = centres + shift
-        empty = np.flatnonzero(~nonempty)
-        if len(empty):
-            labels = np.empty(sample.shape[0], dtype=np.int64)
-            nearest_labels(sample, np.ascontiguousarray(new), labels)
-            far = np.argsort(-((sample - new[labels]) ** 2).sum(axis=1))
-            new[empty] = sample[far[: len(empty)]]
+        new = centres.copy()
+        new[nonempty] += sums[nonempty] / counts[nonempty, None]
         moved = float(((new - centres) ** 2).sum())
         centres = np.ascontiguousarray(new)
-        if moved <= tol_abs and not len(empty):
+        if moved <= tol_abs and nonempty.all():
             break
     return centres, float(inertia), n_iter

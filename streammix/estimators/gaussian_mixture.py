@@ -11,7 +11,10 @@ import numpy as np
 from ..engines.em import IterationInfo, run_em
 from ..engines.init import INIT_METHODS, initial_params
 from ..errors import ConvergenceWarning, InvalidInputError, InvalidParameterError
+from ..execution.dask_source import DaskSource, compute, resolve_client
+from ..execution.inputs import as_source
 from ..execution.numpy_source import NumpySource
+from ..execution.outputs import lazy_outputs
 from ..math.covariances import get_covariance_type
 from ..math.params import GaussianParams
 from ..validation import (
@@ -33,8 +36,17 @@ class GaussianMixture(EstimatorBase):
     switching is a change of import. Differences, all additions or documented choices:
 
     - ``fit(X, sample_weight=...)`` weighs samples (scikit-learn has no sample_weight).
-    - ``chunk_size``: rows per chunk (default: about 4 MiB of data). The result depends
-      on the chunking only to rounding; the same chunking gives the same bits.
+    - ``fit``/``predict``/``predict_proba``/``score_samples``/``score`` also take a
+      ``dask.array.Array``, a ``zarr.Array`` or a path/URL to a Zarr array: the data are
+      read chunk by chunk on every pass and never held whole; predictions on such input
+      are lazy dask arrays (see ``streammix.write_predictions``).
+    - ``client``: where Dask input is computed: None uses the active
+      ``distributed.Client`` if there is one, else Dask's threaded scheduler in this
+      process; a Client or a scheduler address ('tcp://host:8786') uses that cluster.
+      In-memory numpy input always runs on the in-process thread pool.
+    - ``chunk_size``: rows per chunk (default: about 4 MiB of data for numpy input, the
+      array's own chunks for Dask/Zarr input). The result depends on the chunking only
+      to rounding; the same chunking gives the same bits.
     - ``init_params='kmeans'`` runs our k-means (k-means++ seeds on a uniform sample of
       at most 50,000 rows, then Lloyd over all rows), not scikit-learn's KMeans, so the
       initial means differ from scikit-learn's for the same seed; 'k-means++' picks its
@@ -50,7 +62,7 @@ class GaussianMixture(EstimatorBase):
     def __init__(self, n_components=1, *, covariance_type="full", tol=1e-3, reg_covar=1e-6,
                  max_iter=100, n_init=1, init_params="kmeans", weights_init=None,
                  means_init=None, precisions_init=None, random_state=None, warm_start=False,
-                 verbose=0, verbose_interval=10, chunk_size=None):
+                 verbose=0, verbose_interval=10, chunk_size=None, client=None):
         self.n_components = n_components
         self.covariance_type = covariance_type
         self.tol = tol
@@ -66,6 +78,7 @@ class GaussianMixture(EstimatorBase):
         self.verbose = verbose
         self.verbose_interval = verbose_interval
         self.chunk_size = chunk_size
+        self.client = client
 
     # ------------------------------------------------------------------ validation
     def _check_parameters(self) -> None:
@@ -107,9 +120,9 @@ class GaussianMixture(EstimatorBase):
             precisions = cov.validate_precisions(precisions, K, n_features)
         return weights, means, precisions
 
-    def _validate_fit_data(self, X, sample_weight):
-        X = check_array(X, min_samples=1)
-        n = X.shape[0]
+    def _validate_fit_data(self, X, sample_weight, client):
+        source = as_source(X, sample_weight, chunk_size=self.chunk_size, client=client)
+        n = source.n_samples
         if n < 2:
             raise InvalidInputError(
                 f"X has {n} sample; at least 2 are needed to fit a Gaussian mixture"
@@ -119,7 +132,7 @@ class GaussianMixture(EstimatorBase):
                 f"X has {n} samples but n_components={self.n_components}: need "
                 "n_samples >= n_components (use fewer components or more data)"
             )
-        return X, check_sample_weight(sample_weight, n)
+        return source
 
     # ------------------------------------------------------------------ fitting
     def fit(self, X, y=None, sample_weight=None):
@@ -133,17 +146,20 @@ class GaussianMixture(EstimatorBase):
 
     def fit_predict(self, X, y=None, sample_weight=None):
         """Fit, then return the label of each sample under the fitted model."""
-        X = self._fit(X, sample_weight)
-        return self.predict(X)
+        source = self._fit(X, sample_weight)
+        return self.predict(source.X)
 
     def _fit(self, X, sample_weight):
         self._check_parameters()
-        X, sw = self._validate_fit_data(X, sample_weight)
-        weights_init, means_init, precisions_init = self._checked_inits(X.shape[1])
+        client = resolve_client(self.client)
+        source = self._validate_fit_data(X, sample_weight, client)
+        weights_init, means_init, precisions_init = self._checked_inits(source.n_features)
         cov = get_covariance_type(self.covariance_type)
-        source = NumpySource(X, sw, self.chunk_size)
+        if self.verbose and client is not None:
+            print(f"Dask client: {client.scheduler.address if hasattr(client, 'scheduler') else client}"
+                  f"  dashboard: {getattr(client, 'dashboard_link', 'n/a')}")
         self._run(source, cov, weights_init, means_init, precisions_init)
-        return X
+        return source
 
     def _run(self, source, cov, weights_init, means_init, precisions_init) -> None:
         """The n_init loop of scikit-learn's fit_predict on a chunk source."""
@@ -215,11 +231,14 @@ class GaussianMixture(EstimatorBase):
 
     # ------------------------------------------------------------------ inference
     def _outputs(self, X, want_resp: bool):
+        """(log p, labels, responsibilities or None): numpy arrays for in-memory input,
+        lazy dask arrays for Dask/Zarr input."""
         self._check_is_fitted()
-        X = check_array(X, n_features=self.n_features_in_)
+        source = as_source(X, None, chunk_size=self.chunk_size, n_features=self.n_features_in_)
         params = self._get_params_value()
         cov = get_covariance_type(params.covariance_type)
-        source = NumpySource(X, None, self.chunk_size)
+        if isinstance(source, DaskSource):
+            return lazy_outputs(source.X, params, want_resp)
         parts = source.map_chunks(lambda Xc, _: cov.chunk_outputs(Xc, params, want_resp))
         logprob = np.concatenate([p[0] for p in parts])
         labels = np.concatenate([p[1] for p in parts])
@@ -231,8 +250,12 @@ class GaussianMixture(EstimatorBase):
         return self._outputs(X, False)[0]
 
     def score(self, X, y=None) -> float:
-        """Mean log-likelihood of X under the model."""
-        return float(np.mean(self.score_samples(X)))
+        """Mean log-likelihood of X under the model (computed chunk by chunk for
+        Dask/Zarr input)."""
+        logprob = self.score_samples(X)
+        if isinstance(logprob, np.ndarray):
+            return float(np.mean(logprob))
+        return float(compute(logprob.mean(), resolve_client(self.client)))
 
     def predict(self, X) -> np.ndarray:
         """The most probable component of each sample."""
@@ -265,12 +288,20 @@ class GaussianMixture(EstimatorBase):
         cov = get_covariance_type(self.covariance_type)
         return cov.n_parameters(self.means_.shape[0], self.means_.shape[1])
 
+    @staticmethod
+    def _n_rows(X) -> int:
+        if isinstance(X, (str, bytes)) or hasattr(X, "__fspath__"):
+            from ..execution.inputs import open_zarr_array
+
+            return int(open_zarr_array(X).shape[0])
+        return int(np.shape(X)[0])
+
     def bic(self, X) -> float:
         """Bayesian information criterion on X (lower is better)."""
-        n = np.shape(X)[0]
+        n = self._n_rows(X)
         return -2 * self.score(X) * n + self._n_parameters() * math.log(n)
 
     def aic(self, X) -> float:
         """Akaike information criterion on X (lower is better)."""
-        n = np.shape(X)[0]
+        n = self._n_rows(X)
         return -2 * self.score(X) * n + 2 * self._n_parameters()

@@ -21,9 +21,16 @@ class ChunkSource(ABC):
     n_features: int
     dtype: np.dtype
 
+    #: True when ``iter_chunks`` is as cheap as a parallel pass (in-memory data)
+    sequential_passes_are_cheap = False
+
     @abstractmethod
-    def map_reduce(self, fn: Callable, combine: Callable):
-        """combine(fn(chunk) for every chunk), by a fixed reduction order."""
+    def map_reduce(self, fn: Callable, combine: Callable | None = None, shared: tuple = (),
+                   indexed: bool = False):
+        """combine([fn(X, sw, [chunk_index,] *shared) for every chunk]) in a fixed
+        reduction order (combine defaults to summing statistics; it may be applied in a
+        tree, so it must accept a list of its own outputs). ``shared`` values are sent
+        to the workers once per call; ``fn`` and ``combine`` must be picklable."""
 
     @abstractmethod
     def iter_chunks(self) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:

@@ -43,13 +43,20 @@ class NumpySource(ChunkSource):
         sw = None if self.sample_weight is None else self.sample_weight[s:e]
         return self.X[s:e], sw
 
-    def map_reduce(self, fn: Callable, combine: Callable | None = None):
-        parts = map_in_order(lambda b: fn(*self._chunk(b)), self.bounds)
+    def map_reduce(self, fn: Callable, combine: Callable | None = None, shared: tuple = (),
+                   indexed: bool = False):
+        if indexed:
+            parts = map_in_order(lambda ib: fn(*self._chunk(ib[1]), ib[0], *shared),
+                                 list(enumerate(self.bounds)))
+        else:
+            parts = map_in_order(lambda b: fn(*self._chunk(b), *shared), self.bounds)
         return (combine or tree_sum)(parts)
 
     def map_chunks(self, fn: Callable) -> list:
         """fn(X_chunk, sw_chunk) for every chunk, in row order."""
         return map_in_order(lambda b: fn(*self._chunk(b)), self.bounds)
+
+    sequential_passes_are_cheap = True
 
     def iter_chunks(self):
         for b in self.bounds:

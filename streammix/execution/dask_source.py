@@ -1,0 +1,168 @@
+"""A Dask array (in memory on a cluster, or read from Zarr on every pass) as a chunk
+source: kernels run where the chunks are, and only statistics travel back.
+
+Each pass builds one graph: a task per row-chunk that runs a kernel on the chunk, then a
+tree of ``combine`` tasks with fan-in ``split_every`` (the shape of dask.array's own
+reductions), so the client receives one small result. Parameters enter the graph as one
+key, shipped to each worker once per pass, never once per task.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import dask
+import numpy as np
+
+from ..math.stats import tree_sum
+from ..validation import check_finite
+from .base import ChunkSource
+
+
+def active_client():
+    """The distributed Client this process uses by default, or None."""
+    try:
+        from distributed import default_client
+    except ImportError:  # pragma: no cover - distributed is a dependency
+        return None
+    try:
+        return default_client()
+    except ValueError:
+        return None
+
+
+def resolve_client(client):
+    """None -> the active distributed client if any (else Dask's threaded scheduler);
+    a Client -> itself; an address string ('tcp://host:8786') -> a Client connected to it."""
+    if client is None:
+        return active_client()
+    if isinstance(client, str):
+        from distributed import Client
+
+        return Client(client, set_as_default=False)
+    return client
+
+
+def compute(obj, client):
+    """Compute a dask collection on ``client`` or, without one, on the threaded scheduler."""
+    if client is not None:
+        return client.compute(obj, sync=True)
+    return dask.compute(obj, scheduler="threads")[0]
+
+
+def _run_chunk(X, sw, index, start, check, fn, *shared):
+    """One task: validate the chunk on the first pass, then run the kernel on it."""
+    X = np.asarray(X)
+    if check:
+        check_finite(X, what=f"chunk {index} (rows {start} to {start + X.shape[0] - 1})",
+                     row_offset=start)
+    return fn(X, None if sw is None else np.asarray(sw, dtype=np.float64), *shared)
+
+
+def _run_chunk_indexed(X, sw, index, start, check, fn, *shared):
+    X = np.asarray(X)
+    if check:
+        check_finite(X, what=f"chunk {index} (rows {start} to {start + X.shape[0] - 1})",
+                     row_offset=start)
+    return fn(X, None if sw is None else np.asarray(sw, dtype=np.float64), index, *shared)
+
+
+def tree_reduce(parts: list, combine: Callable, split_every: int):
+    """A tree of delayed ``combine`` calls over ``parts`` with fan-in ``split_every``."""
+    level = list(parts)
+    while True:  # at least one combine, so a single chunk is finished like many
+        level = [dask.delayed(combine, pure=True)(level[i : i + split_every])
+                 for i in range(0, len(level), split_every)]
+        if len(level) == 1:
+            return level[0]
+
+
+class DaskSource(ChunkSource):
+    """A validated 2-D float dask array (one chunk across the columns) and optional
+    sample weights (a numpy or dask vector), computed on ``client`` or threads."""
+
+    def __init__(self, X, sample_weight=None, client=None, split_every: int = 8):
+        self.X = X
+        self.n_samples, self.n_features = (int(s) for s in X.shape)
+        self.dtype = X.dtype
+        self.client = client
+        self.split_every = split_every
+        self.row_chunks = tuple(int(c) for c in X.chunks[0])
+        self.starts = np.concatenate([[0], np.cumsum(self.row_chunks)[:-1]]).astype(int)
+        self.blocks = list(X.to_delayed()[:, 0])
+        self.sample_weight = sample_weight
+        if sample_weight is None:
+            self.sw_blocks = [None] * len(self.blocks)
+            self._total_weight = float(self.n_samples)
+        elif isinstance(sample_weight, np.ndarray):
+            self.sw_blocks = [sample_weight[s : s + c]
+                              for s, c in zip(self.starts, self.row_chunks)]
+            self._total_weight = float(sample_weight.sum())
+        else:  # a dask vector, rechunked like the rows
+            sw = sample_weight.rechunk((self.row_chunks,))
+            self.sw_blocks = list(sw.to_delayed())
+            self._total_weight = float(compute(sw.sum(), client))
+        self.checked = False
+
+    @property
+    def n_chunks(self) -> int:
+        return len(self.blocks)
+
+    def _graph(self, fn, shared, indexed):
+        runner = _run_chunk_indexed if indexed else _run_chunk
+        shared_d = [dask.delayed(s, pure=True) for s in shared]
+        check = not self.checked
+        return [
+            dask.delayed(runner, pure=True)(blk, sw, i, int(self.starts[i]), check, fn, *shared_d)
+            for i, (blk, sw) in enumerate(zip(self.blocks, self.sw_blocks))
+        ]
+
+    def map_reduce(self, fn: Callable, combine: Callable | None = None, shared: tuple = (),
+                   indexed: bool = False):
+        parts = self._graph(fn, shared, indexed)
+        result = compute(tree_reduce(parts, combine or tree_sum, self.split_every), self.client)
+        self.checked = True
+        return result
+
+    def iter_chunks(self):
+        for blk, sw in zip(self.blocks, self.sw_blocks):
+            X = np.asarray(compute(blk, self.client))
+            yield X, (None if sw is None else np.asarray(compute(sw, self.client)
+                                                         if hasattr(sw, "compute") else sw))
+
+    def sample_rows(self, size, rng):
+        """A uniform sample without replacement in one pass: every row gets an i.i.d.
+        key from a generator seeded by (seed, chunk index); each chunk keeps its
+        ``size`` smallest keys, and a tree of merges keeps the smallest overall."""
+        seed = int(rng.randint(0, 2**31 - 1))
+        size = min(size, self.n_samples)
+        return self.map_reduce(_reservoir_chunk, _ReservoirMerge(size), shared=(seed, size),
+                               indexed=True)[1:]
+
+    @property
+    def total_weight(self) -> float:
+        return self._total_weight
+
+
+def _reservoir_chunk(X, sw, index, seed, size):
+    keys = np.random.default_rng([seed, index]).random(X.shape[0])
+    if X.shape[0] > size:
+        keep = np.argpartition(keys, size - 1)[:size]
+    else:
+        keep = np.arange(X.shape[0])
+    rows = np.asarray(X[keep], dtype=np.float64)
+    return keys[keep], rows, (None if sw is None else sw[keep])
+
+
+class _ReservoirMerge:
+    """Merge (keys, rows, weights) samples keeping the ``size`` smallest keys, sorted."""
+
+    def __init__(self, size: int):
+        self.size = size
+
+    def __call__(self, parts):
+        keys = np.concatenate([p[0] for p in parts])
+        rows = np.concatenate([p[1] for p in parts])
+        sw = None if parts[0][2] is None else np.concatenate([p[2] for p in parts])
+        order = np.argsort(keys, kind="stable")[: self.size]
+        return keys[order], rows[order], (None if sw is None else sw[order])

@@ -1,0 +1,110 @@
+"""Turn what a user passes (numpy-like, dask array, zarr array, path or URL to a Zarr
+array) into a validated chunk source, with errors that name the problem up front."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from ..errors import InvalidDtypeError, InvalidInputError
+from ..validation import check_array, check_sample_weight
+from .dask_source import DaskSource
+from .numpy_source import NumpySource
+
+
+def _is_dask_array(X) -> bool:
+    return type(X).__module__.startswith("dask.array") and hasattr(X, "chunks")
+
+
+def _is_zarr_array(X) -> bool:
+    return type(X).__module__.startswith("zarr") and hasattr(X, "chunks") and hasattr(X, "shape")
+
+
+def is_lazy_input(X) -> bool:
+    """True for inputs whose predictions come back as a lazy dask array."""
+    return _is_dask_array(X) or _is_zarr_array(X) or isinstance(X, (str, os.PathLike))
+
+
+def open_zarr_array(path, what: str = "X"):
+    """Open a Zarr array read-only from a local path or any fsspec URL zarr can open."""
+    import zarr
+
+    try:
+        arr = zarr.open_array(store=os.fspath(path) if isinstance(path, os.PathLike) else path,
+                              mode="r")
+    except FileNotFoundError:
+        raise InvalidInputError(f"{what}: no Zarr array at {str(path)!r} (path not found)") from None
+    except Exception as exc:  # a group, a non-zarr directory, a bad URL...
+        raise InvalidInputError(
+            f"{what}: could not open a Zarr array at {str(path)!r}: {type(exc).__name__}: {exc}"
+        ) from exc
+    return arr
+
+
+def as_dask_array(X, what: str = "X", chunk_size: int | None = None):
+    """A validated 2-D float dask array (one chunk across columns) from a dask array,
+    a zarr array or a path/URL; errors name the shape, dtype or chunk problem."""
+    import dask.array as da
+
+    if isinstance(X, (str, os.PathLike)):
+        X = open_zarr_array(X, what)
+    if _is_zarr_array(X):
+        if len(X.shape) != 2:
+            raise InvalidInputError(
+                f"{what} must be a 2-D array (n_samples, n_features); the Zarr array has "
+                f"shape {X.shape}"
+            )
+        X = da.from_zarr(X)
+    if X.ndim != 2:
+        raise InvalidInputError(
+            f"{what} must be a 2-D array (n_samples, n_features); got {X.ndim}-D with shape "
+            f"{X.shape}"
+        )
+    if any(np.isnan(c) for c in X.chunks[0]) or any(np.isnan(s) for s in X.shape):
+        raise InvalidInputError(
+            f"{what} has unknown chunk sizes (shape {X.shape}); call X.compute_chunk_sizes() "
+            "or build it with known lengths"
+        )
+    kind = X.dtype.kind
+    if kind != "f":
+        what_kind = {"i": "an integer", "u": "an unsigned integer", "b": "a boolean",
+                     "O": "an object", "U": "a string", "S": "a bytes", "c": "a complex"}
+        raise InvalidDtypeError(
+            f"{what} has {what_kind.get(kind, 'a non-float')} dtype ({X.dtype}); streammix "
+            "reads float32 or float64 chunks without copying: convert it with "
+            "X.astype('float32') (or float64)"
+        )
+    if X.dtype.itemsize not in (4, 8):
+        X = X.astype(np.float32)
+    if X.shape[0] == 0 or X.shape[1] == 0:
+        raise InvalidInputError(f"{what} is empty: shape {X.shape}")
+    if len(X.chunks[1]) > 1:
+        X = X.rechunk({1: -1})
+    if chunk_size is not None:
+        X = X.rechunk({0: chunk_size})
+    return X
+
+
+def as_source(X, sample_weight=None, *, chunk_size: int | None = None, client=None,
+              n_features: int | None = None, min_samples: int = 1, what: str = "X"):
+    """A ChunkSource for X: NumpySource for in-memory data, DaskSource otherwise."""
+    if is_lazy_input(X):
+        Xd = as_dask_array(X, what, chunk_size)
+        n, d = (int(s) for s in Xd.shape)
+        if n_features is not None and d != n_features:
+            raise InvalidInputError(
+                f"{what} has {d} features, but the model was fitted with {n_features} features"
+            )
+        if n < min_samples:
+            raise InvalidInputError(f"{what} has {n} samples; at least {min_samples} are needed")
+        sw = sample_weight
+        if sw is not None and not _is_dask_array(sw):
+            sw = check_sample_weight(sw, n)
+        elif sw is not None and sw.shape != (n,):
+            raise InvalidInputError(
+                f"sample_weight has shape {sw.shape}; expected ({n},), one weight per sample"
+            )
+        return DaskSource(Xd, sw, client=client)
+    X = check_array(X, what=what, n_features=n_features, min_samples=min_samples)
+    return NumpySource(X, check_sample_weight(sample_weight, X.shape[0]), chunk_size)
