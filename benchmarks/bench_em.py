@@ -60,6 +60,7 @@ import argparse  # noqa: E402
 import gc  # noqa: E402
 import importlib.metadata  # noqa: E402
 import json  # noqa: E402
+import math  # noqa: E402
 import platform  # noqa: E402
 import re  # noqa: E402
 import resource  # noqa: E402
@@ -422,15 +423,15 @@ def thread_info() -> list[str]:
 
 
 def fmt_s(x: float) -> str:
+    """Seconds with 3 significant digits, fixed point."""
     if x != x:
         return "n/a"
-    if x >= 10:
-        return f"{x:.1f}"
-    if x >= 1:
-        return f"{x:.2f}"
-    if x >= 0.01:
-        return f"{x:.3f}"
-    return f"{x:.2e}"
+    if abs(x) >= 100:
+        return f"{x:.0f}"
+    if x == 0:
+        return "0"
+    digits = max(0, 2 - int(math.floor(math.log10(abs(x)))))
+    return f"{x:.{digits}f}"
 
 
 def fmt_mib(values: list[float]) -> str:

@@ -11,7 +11,7 @@ import numpy as np
 from ..engines.em import IterationInfo, run_em
 from ..engines.init import INIT_METHODS, initial_params
 from ..errors import ConvergenceWarning, InvalidInputError, InvalidParameterError
-from ..execution.dask_source import DaskSource, compute, resolve_client
+from ..execution.dask_source import DaskSource, client_scope, compute
 from ..execution.inputs import as_source
 from ..execution.numpy_source import NumpySource
 from ..execution.outputs import lazy_outputs
@@ -151,7 +151,10 @@ class GaussianMixture(EstimatorBase):
 
     def _fit(self, X, sample_weight):
         self._check_parameters()
-        client = resolve_client(self.client)
+        with client_scope(self.client) as client:
+            return self._fit_on(X, sample_weight, client)
+
+    def _fit_on(self, X, sample_weight, client):
         source = self._validate_fit_data(X, sample_weight, client)
         weights_init, means_init, precisions_init = self._checked_inits(source.n_features)
         cov = get_covariance_type(self.covariance_type)
@@ -255,7 +258,8 @@ class GaussianMixture(EstimatorBase):
         logprob = self.score_samples(X)
         if isinstance(logprob, np.ndarray):
             return float(np.mean(logprob))
-        return float(compute(logprob.mean(), resolve_client(self.client)))
+        with client_scope(self.client) as client:
+            return float(compute(logprob.mean(), client))
 
     def predict(self, X) -> np.ndarray:
         """The most probable component of each sample."""

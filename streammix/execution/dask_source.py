@@ -9,6 +9,7 @@ key, shipped to each worker once per pass, never once per task.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from typing import Callable
 
 import dask
@@ -41,6 +42,17 @@ def resolve_client(client):
 
         return Client(client, set_as_default=False)
     return client
+
+
+@contextmanager
+def client_scope(client):
+    """resolve_client as a context: a Client made here from an address is closed after."""
+    resolved = resolve_client(client)
+    try:
+        yield resolved
+    finally:
+        if isinstance(client, str) and resolved is not None:
+            resolved.close()
 
 
 def compute(obj, client):

@@ -58,7 +58,7 @@ def write_predictions(model, X, store, outputs=OUTPUT_NAMES, *, overwrite: bool 
     import zarr
 
     from ..errors import InvalidParameterError
-    from .dask_source import compute, resolve_client
+    from .dask_source import client_scope, compute
     from .inputs import as_dask_array
 
     unknown = set(outputs) - set(OUTPUT_NAMES)
@@ -98,6 +98,7 @@ def write_predictions(model, X, store, outputs=OUTPUT_NAMES, *, overwrite: bool 
     # one graph: each chunk of X is read once and feeds every output
     sources = [s.rechunk({0: rows}) for s in sources]
     stored = da.store(sources, targets, lock=False, compute=False)
-    compute(stored, resolve_client(client if client is not None else model.client))
+    with client_scope(client if client is not None else model.client) as resolved:
+        compute(stored, resolved)
     group.attrs["streammix_outputs"] = list(outputs)
     return group
