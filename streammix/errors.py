@@ -16,8 +16,10 @@ class InvalidInputError(StreammixError, ValueError):
     """The data handed to fit/predict/score is unusable (shape, NaN/inf, too few rows...)."""
 
 
-class InvalidDtypeError(StreammixError, TypeError):
-    """The data is not numeric (strings, objects, complex...)."""
+class InvalidDtypeError(StreammixError, TypeError, ValueError):
+    """The data is not real numbers (strings, objects, complex, sparse...). Both a
+    TypeError and a ValueError, so code catching either (scikit-learn raises ValueError
+    for most of these) keeps working."""
 
 
 class InvalidParameterError(StreammixError, ValueError):

@@ -16,16 +16,26 @@ def _describe_nonfinite(count: int, row: int, col: int, value: float, what: str,
     kind = "NaN" if np.isnan(value) else ("inf" if value > 0 else "-inf")
     return (
         f"{what} contains {count} NaN or infinite value{'s' if count != 1 else ''}; the first is "
-        f"{kind} at row {row + row_offset}, column {col}. Remove or impute them before fitting."
+        f"{kind} at row {row + row_offset}, column {col}. Remove or impute them."
     )
 
 
+# Squares of larger values overflow float64 (about 1.3e154): such data must be rescaled.
+MAX_ABS_VALUE = 1e150
+
+
 def check_finite(X: np.ndarray, what: str = "X", row_offset: int = 0) -> None:
-    """Raise InvalidInputError naming the count and first position of NaN/inf in X."""
-    count, row, col = count_nonfinite(X)
+    """Raise InvalidInputError naming the count and first position of NaN/inf in X, or
+    values so large that their squares overflow."""
+    count, row, col, big = count_nonfinite(X)
     if count:
         raise InvalidInputError(
             _describe_nonfinite(count, row, col, float(X[row, col]), what, row_offset)
+        )
+    if big > MAX_ABS_VALUE:
+        raise InvalidInputError(
+            f"{what} has values as large as {big:.3g} in magnitude; their squares overflow "
+            "float64. Rescale the data (e.g. divide by its standard deviation)."
         )
 
 
@@ -49,11 +59,16 @@ def check_array(X, *, what: str = "X", n_features: int | None = None,
         if X.dtype.kind == "O":
             try:
                 X = X.astype(np.float64)
-            except (TypeError, ValueError):
+            except (TypeError, ValueError) as exc:
                 raise InvalidDtypeError(
-                    f"{what} has dtype object with non-numeric entries; expected numbers "
-                    "(float32 or float64)"
+                    f"{what} has dtype object with non-numeric entries ({exc}); expected "
+                    "numbers (float32 or float64)"
                 ) from None
+        elif X.dtype.kind == "c":
+            raise InvalidDtypeError(
+                f"{what} has dtype {X.dtype}: Complex data not supported; expected float32 "
+                "or float64"
+            )
         else:
             raise InvalidDtypeError(
                 f"{what} has dtype {X.dtype}, which is not a real number type; expected "
@@ -62,8 +77,8 @@ def check_array(X, *, what: str = "X", n_features: int | None = None,
     if X.ndim != 2:
         hint = ""
         if X.ndim == 1:
-            hint = (" Reshape it with X.reshape(-1, 1) if it holds one feature, or "
-                    "X.reshape(1, -1) if it holds one sample.")
+            hint = (" Reshape your data either using X.reshape(-1, 1) if it holds one "
+                    "feature, or X.reshape(1, -1) if it holds one sample.")
         elif X.ndim == 0:
             hint = " A scalar is not a data set."
         raise InvalidInputError(
@@ -74,12 +89,15 @@ def check_array(X, *, what: str = "X", n_features: int | None = None,
         X = X.astype(np.float64)
     n, d = X.shape
     if n == 0 or d == 0:
+        found = "0 sample(s)" if n == 0 else "0 feature(s)"
         raise InvalidInputError(
-            f"{what} is empty: shape {X.shape}; need at least one sample and one feature"
+            f"{what} is empty: found {found} (shape={X.shape}) while a minimum of 1 is "
+            "required; need at least one sample and one feature"
         )
     if n_features is not None and d != n_features:
         raise InvalidInputError(
-            f"{what} has {d} features, but the model was fitted with {n_features} features"
+            f"{what} has {d} features, but GaussianMixture is expecting {n_features} features "
+            "as input (the number it was fitted with)"
         )
     if n < min_samples:
         raise InvalidInputError(
@@ -110,7 +128,7 @@ def check_sample_weight(sample_weight, n_samples: int) -> np.ndarray | None:
     if np.any(sw < 0):
         bad = int(np.flatnonzero(sw < 0)[0])
         raise InvalidInputError(
-            f"sample_weight must be non-negative; sample_weight[{bad}] = {sw[bad]!r}"
+            f"sample_weight must be non-negative; sample_weight[{bad}] = {float(sw[bad])!r}"
         )
     if not np.any(sw > 0):
         raise InvalidInputError("sample_weight is zero everywhere; nothing to fit")
@@ -131,7 +149,9 @@ def check_float_param(value, name: str, low: float, *, strict: bool = False) -> 
         raise InvalidParameterError(f"{name} must be a number; got {value!r}")
     value = float(value)
     if not np.isfinite(value) or (value <= low if strict else value < low):
-        raise InvalidParameterError(f"{name} must be {'>' if strict else '>='} {low}; got {value}")
+        raise InvalidParameterError(
+            f"{name} must be a finite number {'>' if strict else '>='} {low}; got {value}"
+        )
     return value
 
 

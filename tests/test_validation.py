@@ -458,7 +458,7 @@ def test_errors_are_exported_at_top_level():
     assert issubclass(streammix.InvalidInputError, ValueError)
     assert issubclass(streammix.InvalidParameterError, ValueError)
     assert issubclass(streammix.NotFittedError, ValueError)
-    assert not issubclass(streammix.InvalidDtypeError, ValueError)
+    assert issubclass(streammix.InvalidDtypeError, ValueError)  # like scikit-learn
 
 
 # --------------------------------------------------------------------------- accepted

@@ -28,6 +28,8 @@ def kmeans_plusplus(sample: np.ndarray, n_clusters: int, rng: np.random.RandomSt
     weighted by ``sample_weight`` when given."""
     m = sample.shape[0]
     w = np.ones(m) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
+    if not w.sum() > 0:  # a sample that missed every weighted row: fall back to uniform
+        w = np.ones(m)
     n_trials = 2 + int(math.log(n_clusters))
     sq_norms = np.einsum("ij,ij->i", sample, sample)
 
@@ -168,11 +170,12 @@ def kmeans_parallel_seeds(source: ChunkSource, n_clusters: int, rng: np.random.R
 
 
 def kmeans(source: ChunkSource, n_clusters: int, rng: np.random.RandomState, *,
-           max_iter: int = 100, tol: float = 1e-4) -> tuple[np.ndarray, float, int]:
+           max_iter: int = 30, tol: float = 1e-4) -> tuple[np.ndarray, float, int]:
     """(centres, inertia, iterations): k-means|| seeds, then Lloyd over the whole source
     until the centres move (in total squared distance) less than ``tol`` times the mean
-    feature variance, scikit-learn's rule. An empty cluster is moved to the worst-served
-    candidate point."""
+    feature variance, scikit-learn's rule, or ``max_iter`` passes (each pass reads all
+    the data; k-means|| seeds are good, and EM refines what Lloyd leaves). An empty
+    cluster keeps its centre."""
     centres, variance = kmeans_parallel_seeds(source, n_clusters, rng)
     tol_abs = tol * variance
     inertia = np.inf
@@ -184,6 +187,6 @@ def kmeans(source: ChunkSource, n_clusters: int, rng: np.random.RandomState, *,
         new[nonempty] += sums[nonempty] / counts[nonempty, None]
         moved = float(((new - centres) ** 2).sum())
         centres = np.ascontiguousarray(new)
-        if moved <= tol_abs and nonempty.all():
+        if moved <= tol_abs:
             break
     return centres, float(inertia), n_iter

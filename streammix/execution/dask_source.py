@@ -143,11 +143,22 @@ class DaskSource(ChunkSource):
                                                          if hasattr(sw, "compute") else sw))
 
     def sample_rows(self, size, rng):
-        """A uniform sample without replacement in one pass: every row gets an i.i.d.
-        key from a generator seeded by (seed, chunk index); each chunk keeps its
-        ``size`` smallest keys, and a tree of merges keeps the smallest overall."""
+        """A uniform sample without replacement. A few rows (<= 256) are read directly;
+        larger samples take one pass: every row gets an i.i.d. key from a generator
+        seeded by (seed, chunk index), each chunk keeps its ``size`` smallest keys, and a
+        tree of merges keeps the smallest overall."""
         seed = int(rng.randint(0, 2**31 - 1))
         size = min(size, self.n_samples)
+        if size <= 256:
+            # a few rows: read just the chunks that hold them, no pass over the data
+            idx = np.sort(np.random.default_rng(seed).choice(self.n_samples, size, replace=False))
+            rows = np.asarray(compute(self.X[idx], self.client), dtype=np.float64)
+            order = np.random.default_rng([seed, 1]).permutation(size)
+            sw = None
+            if self.sample_weight is not None:
+                sw = np.asarray(self.sample_weight[idx] if isinstance(self.sample_weight, np.ndarray)
+                                else compute(self.sample_weight[idx], self.client))[order]
+            return rows[order], sw
         return self.map_reduce(_reservoir_chunk, _ReservoirMerge(size), shared=(seed, size),
                                indexed=True)[1:]
 

@@ -94,7 +94,8 @@ def as_source(X, sample_weight=None, *, chunk_size: int | None = None, client=No
         n, d = (int(s) for s in Xd.shape)
         if n_features is not None and d != n_features:
             raise InvalidInputError(
-                f"{what} has {d} features, but the model was fitted with {n_features} features"
+                f"{what} has {d} features, but GaussianMixture is expecting {n_features} "
+                "features as input (the number it was fitted with)"
             )
         if n < min_samples:
             raise InvalidInputError(f"{what} has {n} samples; at least {min_samples} are needed")

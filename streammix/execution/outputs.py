@@ -74,8 +74,8 @@ def write_predictions(model, X, store, outputs=OUTPUT_NAMES, *, overwrite: bool 
         from ..errors import InvalidInputError
 
         raise InvalidInputError(
-            f"X has {Xd.shape[1]} features, but the model was fitted with "
-            f"{model.n_features_in_} features"
+            f"X has {Xd.shape[1]} features, but GaussianMixture is expecting "
+            f"{model.n_features_in_} features as input (the number it was fitted with)"
         )
     params = model._get_params_value()
     packed = packed_outputs(Xd, params, "proba" in outputs)

@@ -8,11 +8,13 @@ from numba import njit
 
 @njit(nogil=True, cache=True)
 def count_nonfinite(X):
-    """(number of NaN/inf entries, row of the first, column of the first) in 2-D X."""
+    """(number of NaN/inf entries, row of the first, column of the first, largest
+    finite |x|) in 2-D X, scanned in row order."""
     n, d = X.shape
     count = 0
     first_row = -1
     first_col = -1
+    big = 0.0
     for i in range(n):
         for j in range(d):
             v = X[i, j]
@@ -21,4 +23,6 @@ def count_nonfinite(X):
                     first_row = i
                     first_col = j
                 count += 1
-    return count, first_row, first_col
+            elif abs(v) > big:
+                big = abs(v)
+    return count, first_row, first_col, big

@@ -54,8 +54,13 @@ class SphericalCovariance(CovarianceType):
 
     def validate_precisions(self, precisions, n_components, n_features):
         check_shape(precisions, (n_components,), "precisions_init ('spherical')")
-        if np.any(precisions <= 0):
-            raise InvalidParameterError("precisions_init ('spherical') must be positive")
+        bad = np.flatnonzero(~(precisions > 0).reshape(n_components, -1).all(axis=1))
+        if len(bad):
+            k = int(bad[0])
+            raise InvalidParameterError(
+                f"precisions_init ('spherical') must be positive; precisions_init[{k}] = "
+                f"{precisions[k].tolist()!r}"
+            )
         return precisions
 
     def chunk_stats(self, X, sample_weight, params):
