@@ -15,18 +15,22 @@ Memory: each (system, case) is fitted once more in a fresh process. It warms up 
 small data set first, resets its peak-RSS mark, generates the data (in place, in small
 blocks, so no transient copy), records the baseline ru_maxrss, fits, and reports
 ru_maxrss after the fit minus the baseline: the peak extra memory of the fit itself.
+By default at 0.25 n and n, to show what grows with n. (The child forks once before
+doing anything: a process started by subprocess inherits its parent's ru_maxrss.)
 
 The floor: flops of one EM pass (see ``flops_per_iteration``) divided by the rate of a
 numpy matmul of two 4000 x 4000 float64 matrices measured in the same run.
 
 Run from the repository root:
 
-    .venv/bin/python benchmarks/bench_em.py            # the full benchmark (minutes)
+    .venv/bin/python benchmarks/bench_em.py            # full: ~10-15 min on a quiet machine
     .venv/bin/python benchmarks/bench_em.py --quick    # a smoke run (< 60 s)
     .venv/bin/python benchmarks/bench_em.py --cases full_d16,diag_d16 --repeats 5 --iters 3
 
 stdout is the report (markdown, pasteable into benchmarks/RESULTS.md); progress goes to
-stderr.
+stderr. Run it when the machine is quiet: the report prints the load average and flags a
+busy machine and noisy samples, and contention hurts scikit-learn's BLAS threads more
+than streammix, which inflates the ratios.
 """
 
 from __future__ import annotations
@@ -649,7 +653,7 @@ def main(argv=None) -> int:
             return f"{g / 1e9:.1f} ({100 * g / peak:.0f}%)"
 
         row = [name, f"{r['n']:,}", str(r["d"]), str(r["K"]), fmt_s(sk), fmt_s(sm),
-               f"{sk / sm:.2f}x" if sm > 0 else "n/a", fmt_s(floor), rate(sm), rate(sk)]
+               f"{sk / sm:.2f}x" if sm > 0 and sk > 0 else "n/a", fmt_s(floor), rate(sm), rate(sk)]
         if not args.no_memory:
             row += [fmt_mib([x["extra"] for x in mem.get((name, s), [])]) for s in SYSTEMS]
         rows.append(row)

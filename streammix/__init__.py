@@ -11,7 +11,7 @@ from .errors import (
     NotFittedError,
     StreammixError,
 )
-from .estimators import GaussianMixture
+from .estimators import GaussianMixture, OnlineGaussianMixture, align, canonical_order, relabel
 from .execution.outputs import write_predictions
 
 __all__ = [
@@ -22,7 +22,11 @@ __all__ = [
     "InvalidInputError",
     "InvalidParameterError",
     "NotFittedError",
+    "OnlineGaussianMixture",
     "StreammixError",
     "__version__",
+    "align",
+    "canonical_order",
+    "relabel",
     "write_predictions",
 ]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import sys
 import warnings
 
@@ -11,24 +10,19 @@ import numpy as np
 from ..engines.em import IterationInfo, run_em
 from ..engines.init import INIT_METHODS, initial_params
 from ..errors import ConvergenceWarning, InvalidInputError, InvalidParameterError
-from ..execution.dask_source import DaskSource, client_scope, compute
+from ..execution.dask_source import client_scope
 from ..execution.inputs import as_source
-from ..execution.numpy_source import NumpySource
-from ..execution.outputs import lazy_outputs
 from ..math.covariances import get_covariance_type
-from ..math.params import GaussianParams
 from ..validation import (
-    check_array,
     check_float_param,
     check_init_array,
     check_int_param,
     check_random_state,
-    check_sample_weight,
 )
-from ._base import EstimatorBase
+from ._mixture import MixtureMixin
 
 
-class GaussianMixture(EstimatorBase):
+class GaussianMixture(MixtureMixin):
     """Gaussian mixture fitted by exact EM over chunks of the data.
 
     Parameters, attributes and methods are scikit-learn's
@@ -135,24 +129,34 @@ class GaussianMixture(EstimatorBase):
         return source
 
     # ------------------------------------------------------------------ fitting
-    def fit(self, X, y=None, sample_weight=None):
+    def fit(self, X, y=None, sample_weight=None, align_to=None):
         """Estimate the parameters by EM (``n_init`` starts, the best lower bound kept).
 
         ``sample_weight`` (n_samples,), non-negative, weighs each sample's contribution
-        (an integer weight is the same as repeating the row).
+        (an integer weight is the same as repeating the row). ``align_to``: a fitted
+        model (e.g. last night's) whose labels this fit keeps: the components are
+        reordered so that component k matches the reference's component k
+        (see ``streammix.align``), so a scheduled refit does not renumber the clusters.
         """
-        self._fit(X, sample_weight)
+        self._fit(X, sample_weight, align_to)
         return self
 
-    def fit_predict(self, X, y=None, sample_weight=None):
+    def fit_predict(self, X, y=None, sample_weight=None, align_to=None):
         """Fit, then return the label of each sample under the fitted model."""
-        source = self._fit(X, sample_weight)
+        source = self._fit(X, sample_weight, align_to)
         return self.predict(source.X)
 
-    def _fit(self, X, sample_weight):
+    def _fit(self, X, sample_weight, align_to=None):
         self._check_parameters()
+        if align_to is not None and not hasattr(align_to, "means_"):
+            raise InvalidParameterError("align_to must be a fitted mixture model")
         with client_scope(self.client) as client:
-            return self._fit_on(X, sample_weight, client)
+            source = self._fit_on(X, sample_weight, client)
+        if align_to is not None:
+            from .tracking import align
+
+            self._permute_components(align(self, align_to))
+        return source
 
     def _fit_on(self, X, sample_weight, client):
         source = self._validate_fit_data(X, sample_weight, client)
@@ -170,6 +174,7 @@ class GaussianMixture(EstimatorBase):
         n_init = self.n_init if do_init else 1
         rng = check_random_state(self.random_state)
         best = None
+        first_params = None
         for init in range(n_init):
             if self.verbose:
                 print(f"Initialization {init}", file=sys.stdout)
@@ -185,6 +190,8 @@ class GaussianMixture(EstimatorBase):
             result = run_em(source, cov, params, tol=self.tol, max_iter=self.max_iter,
                             reg_covar=self.reg_covar, lower_bound=start_lb,
                             callback=self._progress if self.verbose else None)
+            if first_params is None:
+                first_params = result.params
             if self.verbose:
                 state = "converged" if result.converged else "did not converge"
                 print(f"Initialization {state}. lower bound {result.lower_bound:.5f}")
@@ -200,7 +207,14 @@ class GaussianMixture(EstimatorBase):
                 "parameters, or increase max_iter, tol, or check for degenerate data.",
                 ConvergenceWarning,
             )
-        self._set_params_value(best.params)
+        params = best.params
+        if n_init > 1 and best.params is not first_params:
+            # labels must not depend on which restart won: match the winner's components
+            # to the first restart's (the same clusters found again keep their labels)
+            from ..math.matching import match_components, permute_params
+
+            params = permute_params(params, match_components(params, first_params).permutation)
+        self._set_params_value(params)
         self.converged_ = bool(best.converged)
         self.n_iter_ = int(best.n_iter)
         self.lower_bound_ = float(best.lower_bound)
@@ -214,98 +228,3 @@ class GaussianMixture(EstimatorBase):
                 f"change {info.change:.3e}  {info.seconds:.3f} s  "
                 f"{info.rows_per_second:,.0f} rows/s"
             )
-
-    # ------------------------------------------------------------------ parameters
-    def _get_params_value(self) -> GaussianParams:
-        cov = get_covariance_type(self.covariance_type)
-        prec_chol = np.ascontiguousarray(self.precisions_cholesky_, dtype=np.float64)
-        covariances = getattr(self, "covariances_", None)
-        return GaussianParams(cov.name, np.asarray(self.weights_, dtype=np.float64),
-                              np.ascontiguousarray(self.means_, dtype=np.float64),
-                              covariances, prec_chol)
-
-    def _set_params_value(self, params: GaussianParams) -> None:
-        cov = get_covariance_type(params.covariance_type)
-        self.weights_ = params.weights
-        self.means_ = params.means
-        self.covariances_ = params.covariances
-        self.precisions_cholesky_ = params.precisions_cholesky
-        self.precisions_ = cov.precisions(params.precisions_cholesky)
-
-    # ------------------------------------------------------------------ inference
-    def _outputs(self, X, want_resp: bool):
-        """(log p, labels, responsibilities or None): numpy arrays for in-memory input,
-        lazy dask arrays for Dask/Zarr input."""
-        self._check_is_fitted()
-        source = as_source(X, None, chunk_size=self.chunk_size, n_features=self.n_features_in_)
-        params = self._get_params_value()
-        cov = get_covariance_type(params.covariance_type)
-        if isinstance(source, DaskSource):
-            return lazy_outputs(source.X, params, want_resp)
-        parts = source.map_chunks(lambda Xc, _: cov.chunk_outputs(Xc, params, want_resp))
-        logprob = np.concatenate([p[0] for p in parts])
-        labels = np.concatenate([p[1] for p in parts])
-        resp = np.concatenate([p[2] for p in parts]) if want_resp else None
-        return logprob, labels, resp
-
-    def score_samples(self, X) -> np.ndarray:
-        """Log-likelihood log p(x) of each sample under the model."""
-        return self._outputs(X, False)[0]
-
-    def score(self, X, y=None) -> float:
-        """Mean log-likelihood of X under the model (computed chunk by chunk for
-        Dask/Zarr input)."""
-        logprob = self.score_samples(X)
-        if isinstance(logprob, np.ndarray):
-            return float(np.mean(logprob))
-        with client_scope(self.client) as client:
-            return float(compute(logprob.mean(), client))
-
-    def predict(self, X) -> np.ndarray:
-        """The most probable component of each sample."""
-        return self._outputs(X, False)[1]
-
-    def predict_proba(self, X) -> np.ndarray:
-        """Posterior probability of each component for each sample (n_samples, K)."""
-        return self._outputs(X, True)[2]
-
-    def sample(self, n_samples: int = 1):
-        """Draw n_samples from the fitted mixture: (X, component labels), as scikit-learn
-        does (same random stream for the same random_state)."""
-        self._check_is_fitted()
-        if isinstance(n_samples, bool) or not isinstance(n_samples, (int, np.integer)) \
-                or n_samples < 1:
-            raise InvalidParameterError(
-                f"n_samples must be a positive integer; got {n_samples!r}"
-            )
-        rng = check_random_state(self.random_state)
-        params = self._get_params_value()
-        if params.covariances is None:
-            raise InvalidParameterError("covariances_ are not set; fit the model first")
-        counts = rng.multinomial(n_samples, params.weights)
-        cov = get_covariance_type(params.covariance_type)
-        X = cov.sample(rng, params, counts)
-        y = np.concatenate([np.full(int(c), k, dtype=np.int64) for k, c in enumerate(counts)])
-        return X, y
-
-    def _n_parameters(self) -> int:
-        cov = get_covariance_type(self.covariance_type)
-        return cov.n_parameters(self.means_.shape[0], self.means_.shape[1])
-
-    @staticmethod
-    def _n_rows(X) -> int:
-        if isinstance(X, (str, bytes)) or hasattr(X, "__fspath__"):
-            from ..execution.inputs import open_zarr_array
-
-            return int(open_zarr_array(X).shape[0])
-        return int(np.shape(X)[0])
-
-    def bic(self, X) -> float:
-        """Bayesian information criterion on X (lower is better)."""
-        n = self._n_rows(X)
-        return -2 * self.score(X) * n + self._n_parameters() * math.log(n)
-
-    def aic(self, X) -> float:
-        """Akaike information criterion on X (lower is better)."""
-        n = self._n_rows(X)
-        return -2 * self.score(X) * n + 2 * self._n_parameters()

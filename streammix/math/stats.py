@@ -37,6 +37,9 @@ class SufficientStats:
             )
         if self.centres is not other.centres and not np.array_equal(self.centres, other.centres):
             raise ValueError("statistics about different centres must be recentred before adding")
+        if (self.centre2 is None) != (other.centre2 is None) or (
+                self.centre2 is not None and not np.array_equal(self.centre2, other.centre2)):
+            raise ValueError("tied statistics about different centres must be recentred first")
 
     def __add__(self, other: "SufficientStats") -> "SufficientStats":
         self._check_compatible(other)
@@ -118,3 +121,45 @@ def full_to_type(stats: SufficientStats, covariance_type: str, weights: np.ndarr
         return SufficientStats("tied", stats.s0, stats.s1, new_s2, stats.loglik, stats.n,
                                stats.centres, centre2)
     raise ValueError(f"unknown covariance_type {covariance_type!r}")
+
+
+def recentred(stats: SufficientStats, centres: np.ndarray,
+              centre2: np.ndarray | None = None) -> SufficientStats:
+    """The same statistics taken about new centres (exact algebra, no data needed).
+
+    With x - c' = (x - c) + delta, delta = c - c': s1' = s1 + s0 delta and
+    s2' = s2 + s1 delta^T + delta s1^T + s0 delta delta^T (its diagonal or trace for
+    'diag'/'spherical'). For 'tied', the summed s2 moves from centre2 to the new
+    ``centre2`` with the total first moment sum_k (s1_k + s0_k (c_k - centre2)).
+    Online EM recentres its running statistics on the new means after every M-step, so
+    they stay small and well-conditioned and add to the next batch's statistics.
+    """
+    centres = np.ascontiguousarray(centres, dtype=np.float64)
+    delta = stats.centres - centres
+    s0, s1 = stats.s0, stats.s1
+    new_s1 = s1 + s0[:, None] * delta
+    t = stats.covariance_type
+    if t == "full":
+        cross = s1[:, :, None] * delta[:, None, :]
+        s2 = stats.s2 + cross + cross.transpose(0, 2, 1) + s0[:, None, None] * (
+            delta[:, :, None] * delta[:, None, :])
+    elif t == "diag":
+        s2 = stats.s2 + 2.0 * s1 * delta + s0[:, None] * delta**2
+    elif t == "spherical":
+        s2 = stats.s2 + 2.0 * (s1 * delta).sum(axis=1) + s0 * (delta**2).sum(axis=1)
+    elif t == "tied":
+        if centre2 is None:
+            raise ValueError("tied statistics need the new centre2")
+        centre2 = np.asarray(centre2, dtype=np.float64)
+        total = (s1 + s0[:, None] * (stats.centres - stats.centre2)).sum(axis=0)
+        d2 = stats.centre2 - centre2
+        s2 = stats.s2 + np.outer(total, d2) + np.outer(d2, total) + s0.sum() * np.outer(d2, d2)
+        return SufficientStats(t, s0, new_s1, s2, stats.loglik, stats.n, centres, centre2)
+    else:
+        raise ValueError(f"unknown covariance_type {t!r}")
+    return SufficientStats(t, s0, new_s1, s2, stats.loglik, stats.n, centres, stats.centre2)
+
+
+def blend(running: SufficientStats, batch: SufficientStats, eta: float) -> SufficientStats:
+    """Stepwise-EM update (1 - eta) * running + eta * batch (same centres required)."""
+    return running.scaled(1.0 - eta) + batch.scaled(eta)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ...kernels.full import full_outputs, full_stats
-from ..params import GaussianParams
+from ...kernels.linalg import batched_precision_cholesky
 from ..stats import SufficientStats
 from ._base import (
     CovarianceType,
@@ -43,9 +43,12 @@ class FullCovariance(CovarianceType):
 
     def precision_cholesky(self, covariances, reg_covar=None):
         K, d, _ = covariances.shape
-        prec = np.empty_like(covariances)
+        covariances = np.ascontiguousarray(covariances, dtype=np.float64)
+        prec = np.zeros_like(covariances)
+        ok = np.zeros(K, dtype=np.bool_)
+        batched_precision_cholesky(covariances, prec, ok)
         cov_out = covariances
-        for k in range(K):
+        for k in np.flatnonzero(~ok):
             ck = covariances[k]
             prec[k], fixed = precision_chol_from_cov(ck, f"component {k}", reg_covar)
             if fixed is not ck:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ...kernels.linalg import batched_precision_cholesky
 from ...kernels.tied import tied_outputs, tied_stats
 from ..params import GaussianParams
 from ..stats import SufficientStats
@@ -19,7 +20,7 @@ from ._base import (
 )
 
 
-def _tied_centre(params: GaussianParams) -> np.ndarray:
+def tied_centre(params: GaussianParams) -> np.ndarray:
     """The centre of the tied second moment: the mixture's mean (keeps it well-conditioned
     whatever the offset of the data)."""
     w = params.weights / params.weights.sum()
@@ -49,6 +50,12 @@ class TiedCovariance(CovarianceType):
         return mixture_weights(nk), means, cov
 
     def precision_cholesky(self, covariances, reg_covar=None):
+        covariances = np.ascontiguousarray(covariances, dtype=np.float64)
+        prec = np.zeros((1,) + covariances.shape)
+        ok = np.zeros(1, dtype=np.bool_)
+        batched_precision_cholesky(covariances[None], prec, ok)
+        if ok[0]:
+            return prec[0], covariances
         return precision_chol_from_cov(covariances, "the tied covariance", reg_covar)
 
     def precision_cholesky_from_precisions(self, precisions):
@@ -69,7 +76,7 @@ class TiedCovariance(CovarianceType):
         return precisions
 
     def _white(self, params):
-        centre = _tied_centre(params)
+        centre = tied_centre(params)
         U = np.ascontiguousarray(params.precisions_cholesky, dtype=np.float64)
         white_means = np.ascontiguousarray((params.means - centre) @ U)
         return centre, U, white_means

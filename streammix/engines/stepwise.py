@@ -1,0 +1,117 @@
+"""Stepwise (online) EM: Cappé & Moulines (2009), Liang & Klein (2009).
+
+The running statistics are per-sample averages s; each batch's statistics, computed by
+the same kernels as batch EM and normalised by the batch's weight, are blended in with
+s <- (1 - eta_t) s + eta_t s_batch, then the M-step runs on s. After the M-step the running
+statistics are recentred on the new means, so that they add to the next batch's (which
+the kernels take about the current means) and stay well-conditioned.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..math.covariances import CovarianceType
+from ..math.covariances.tied import tied_centre
+from ..math.params import GaussianParams
+from ..math.stats import SufficientStats, blend, recentred
+from .em import m_step
+
+
+def step_size(t: int, alpha: float, t0: float, eta_min: float = 0.0) -> float:
+    """eta_t = (t + t0)^-alpha, floored at eta_min (t = 1 for the first update).
+
+    0.5 < alpha <= 1 satisfies Robbins-Monro (sum eta = inf, sum eta^2 < inf) so the
+    iterates converge on a stationary stream; eta_min > 0 turns that into exponential
+    forgetting with a memory of about 1/eta_min batches, to follow a drifting stream.
+    """
+    return max(float(eta_min), float((t + t0) ** (-alpha)))
+
+
+def stats_from_params(cov: CovarianceType, params: GaussianParams, total: float,
+                      reg_covar: float) -> SufficientStats:
+    """Per-sample statistics that the M-step maps back to ``params`` (first moments zero
+    about the means, second moments = (covariance - reg_covar) * count): the running
+    state of a model known only by its parameters (given inits, a re-seed)."""
+    K, d = params.means.shape
+    s0 = params.weights * total
+    s1 = np.zeros((K, d))
+    covs = params.covariances
+    if covs is None:
+        covs = cov.covariances_from_precision_cholesky(params.precisions_cholesky)
+    t = params.covariance_type
+    if t == "full":
+        s2 = (covs - reg_covar * np.eye(d)) * s0[:, None, None]
+        return SufficientStats(t, s0, s1, s2, 0.0, total, params.means)
+    if t == "diag":
+        return SufficientStats(t, s0, s1, (covs - reg_covar) * s0[:, None], 0.0, total,
+                               params.means)
+    if t == "spherical":
+        return SufficientStats(t, s0, s1, (covs - reg_covar) * d * s0, 0.0, total, params.means)
+    centre2 = tied_centre(params)
+    dm = params.means - centre2
+    s2 = (covs - reg_covar * np.eye(d)) * s0.sum() + (dm * s0[:, None]).T @ dm
+    return SufficientStats(t, s0, s1, s2, 0.0, total, params.means, centre2)
+
+
+@dataclass
+class StepwiseResult:
+    params: GaussianParams
+    running: SufficientStats
+    eta: float
+
+
+def stepwise_update(cov: CovarianceType, running: SufficientStats | None,
+                    batch: SufficientStats, eta: float, reg_covar: float) -> StepwiseResult:
+    """One stepwise-EM update from a batch's (unnormalised) statistics.
+
+    The M-step runs on the running statistics scaled back to the batch's weight, so that
+    with eta = 1 it is exactly the M-step of batch EM on that batch (the 10 eps that
+    scikit-learn adds to the soft counts then has the same relative size).
+    """
+    norm = batch.scaled(1.0 / batch.n)
+    mixed = norm if running is None or eta >= 1.0 else blend(running, norm, eta)
+    params = m_step(cov, mixed.scaled(batch.n), reg_covar)
+    centre2 = tied_centre(params) if params.covariance_type == "tied" else None
+    return StepwiseResult(params, recentred(mixed, params.means, centre2), eta)
+
+
+def split_component(cov: CovarianceType, params: GaussianParams, dead: int, heavy: int,
+                    reg_covar: float) -> GaussianParams:
+    """Re-seed component ``dead`` by splitting component ``heavy`` along its principal
+    axis: the two halves sit at mean +- sqrt(lambda)/2 v with half the weight each, and
+    their variance along v shrinks by lambda/4 (the share the split explains)."""
+    K, d = params.means.shape
+    t = params.covariance_type
+    covs = params.covariances.copy()
+    if t == "full":
+        lam, vec = np.linalg.eigh(covs[heavy])
+    elif t == "tied":
+        lam, vec = np.linalg.eigh(covs)
+    elif t == "diag":
+        j = int(np.argmax(covs[heavy]))
+        lam, vec = np.array([covs[heavy][j]]), np.eye(d)[:, [j]]
+    else:
+        lam, vec = np.array([covs[heavy]]), np.eye(d)[:, [0]]
+    v, l1 = vec[:, -1], float(lam[-1])
+    offset = 0.5 * np.sqrt(max(l1, reg_covar)) * v
+    means = params.means.copy()
+    weights = params.weights.copy()
+    means[dead] = means[heavy] + offset
+    means[heavy] = means[heavy] - offset
+    weights[dead] = weights[heavy] = 0.5 * (weights[heavy] + weights[dead])
+    weights /= weights.sum()
+    if t == "full":
+        shrunk = covs[heavy] - 0.25 * l1 * np.outer(v, v)
+        covs[heavy] = covs[dead] = 0.5 * (shrunk + shrunk.T)
+    elif t == "diag":
+        j = int(np.argmax(v))
+        covs[heavy][j] -= 0.25 * l1
+        covs[dead] = covs[heavy]
+    elif t == "spherical":
+        covs[dead] = covs[heavy]
+    prec_chol, covs = cov.precision_cholesky(covs, reg_covar)
+    return GaussianParams(t, weights, np.ascontiguousarray(means), covs,
+                          np.ascontiguousarray(prec_chol))

@@ -1,0 +1,122 @@
+"""What both estimators share once fitted: the parameter attributes, inference
+(predict, predict_proba, score_samples, score, sample, bic, aic) on numpy, Dask or Zarr
+input, and component permutation (the basis of label tracking)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..errors import InvalidParameterError
+from ..execution.dask_source import DaskSource, client_scope, compute
+from ..execution.inputs import as_source
+from ..execution.outputs import lazy_outputs
+from ..math.covariances import get_covariance_type
+from ..math.matching import permute_params
+from ..math.params import GaussianParams
+from ..validation import check_random_state
+from ._base import EstimatorBase
+
+
+class MixtureMixin(EstimatorBase):
+    """Fitted-model behaviour shared by GaussianMixture and OnlineGaussianMixture."""
+
+    # ------------------------------------------------------------------ parameters
+    def _get_params_value(self) -> GaussianParams:
+        cov = get_covariance_type(self.covariance_type)
+        prec_chol = np.ascontiguousarray(self.precisions_cholesky_, dtype=np.float64)
+        covariances = getattr(self, "covariances_", None)
+        return GaussianParams(cov.name, np.asarray(self.weights_, dtype=np.float64),
+                              np.ascontiguousarray(self.means_, dtype=np.float64),
+                              covariances, prec_chol)
+
+    def _set_params_value(self, params: GaussianParams) -> None:
+        cov = get_covariance_type(params.covariance_type)
+        self.weights_ = params.weights
+        self.means_ = params.means
+        self.covariances_ = params.covariances
+        self.precisions_cholesky_ = params.precisions_cholesky
+        self.precisions_ = cov.precisions(params.precisions_cholesky)
+
+    def _permute_components(self, perm) -> None:
+        """Reorder the components in place: component k becomes the old perm[k]."""
+        self._set_params_value(permute_params(self._get_params_value(), np.asarray(perm)))
+
+    # ------------------------------------------------------------------ inference
+    def _outputs(self, X, want_resp: bool):
+        """(log p, labels, responsibilities or None): numpy arrays for in-memory input,
+        lazy dask arrays for Dask/Zarr input."""
+        self._check_is_fitted()
+        source = as_source(X, None, chunk_size=self.chunk_size, n_features=self.n_features_in_)
+        params = self._get_params_value()
+        cov = get_covariance_type(params.covariance_type)
+        if isinstance(source, DaskSource):
+            return lazy_outputs(source.X, params, want_resp)
+        parts = source.map_chunks(lambda Xc, _: cov.chunk_outputs(Xc, params, want_resp))
+        logprob = np.concatenate([p[0] for p in parts])
+        labels = np.concatenate([p[1] for p in parts])
+        resp = np.concatenate([p[2] for p in parts]) if want_resp else None
+        return logprob, labels, resp
+
+    def score_samples(self, X) -> np.ndarray:
+        """Log-likelihood log p(x) of each sample under the model."""
+        return self._outputs(X, False)[0]
+
+    def score(self, X, y=None) -> float:
+        """Mean log-likelihood of X under the model (computed chunk by chunk for
+        Dask/Zarr input)."""
+        logprob = self.score_samples(X)
+        if isinstance(logprob, np.ndarray):
+            return float(np.mean(logprob))
+        with client_scope(self.client) as client:
+            return float(compute(logprob.mean(), client))
+
+    def predict(self, X) -> np.ndarray:
+        """The most probable component of each sample."""
+        return self._outputs(X, False)[1]
+
+    def predict_proba(self, X) -> np.ndarray:
+        """Posterior probability of each component for each sample (n_samples, K)."""
+        return self._outputs(X, True)[2]
+
+    def sample(self, n_samples: int = 1):
+        """Draw n_samples from the fitted mixture: (X, component labels), as scikit-learn
+        does (same random stream for the same random_state)."""
+        self._check_is_fitted()
+        if isinstance(n_samples, bool) or not isinstance(n_samples, (int, np.integer)) \
+                or n_samples < 1:
+            raise InvalidParameterError(
+                f"n_samples must be a positive integer; got {n_samples!r}"
+            )
+        rng = check_random_state(self.random_state)
+        params = self._get_params_value()
+        if params.covariances is None:
+            raise InvalidParameterError("covariances_ are not set; fit the model first")
+        counts = rng.multinomial(n_samples, params.weights)
+        cov = get_covariance_type(params.covariance_type)
+        X = cov.sample(rng, params, counts)
+        y = np.concatenate([np.full(int(c), k, dtype=np.int64) for k, c in enumerate(counts)])
+        return X, y
+
+    def _n_parameters(self) -> int:
+        cov = get_covariance_type(self.covariance_type)
+        return cov.n_parameters(self.means_.shape[0], self.means_.shape[1])
+
+    @staticmethod
+    def _n_rows(X) -> int:
+        if isinstance(X, (str, bytes)) or hasattr(X, "__fspath__"):
+            from ..execution.inputs import open_zarr_array
+
+            return int(open_zarr_array(X).shape[0])
+        return int(np.shape(X)[0])
+
+    def bic(self, X) -> float:
+        """Bayesian information criterion on X (lower is better)."""
+        n = self._n_rows(X)
+        return -2 * self.score(X) * n + self._n_parameters() * math.log(n)
+
+    def aic(self, X) -> float:
+        """Akaike information criterion on X (lower is better)."""
+        n = self._n_rows(X)
+        return -2 * self.score(X) * n + 2 * self._n_parameters()

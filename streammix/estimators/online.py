@@ -1,0 +1,457 @@
+"""OnlineGaussianMixture: stepwise EM from a stream of batches, with component identities
+that stay stable from one update to the next and from one run to the next."""
+
+from __future__ import annotations
+
+import math
+from typing import Iterable
+
+import numpy as np
+from scipy.stats import chi2
+
+from ..engines.em import run_em, statistics
+from ..engines.init import initial_params
+from ..engines.stepwise import (
+    split_component,
+    stats_from_params,
+    step_size,
+    stepwise_update,
+)
+from ..errors import InvalidInputError, InvalidParameterError
+from ..execution.numpy_source import NumpySource
+from ..execution.threads import default_n_threads
+from ..math.covariances import get_covariance_type
+from ..math.params import GaussianParams
+from ..validation import (
+    check_array,
+    check_float_param,
+    check_init_array,
+    check_int_param,
+    check_random_state,
+    check_sample_weight,
+)
+from ._mixture import MixtureMixin
+
+ONLINE_INIT_METHODS = ("k-means++", "kmeans", "random", "random_from_data")
+
+
+class OnlineGaussianMixture(MixtureMixin):
+    """Gaussian mixture kept up to date from a stream by stepwise EM.
+
+    Each ``partial_fit(X)`` computes the batch's statistics with the same kernels as
+    batch EM, blends them into running per-sample statistics with step
+    eta_t = max(eta_min, (t + t0)^-alpha), and runs the M-step (Cappé & Moulines 2009;
+    Liang & Klein 2009).
+
+    Parameters (scikit-learn's names where they apply)
+    ----------
+    n_components, covariance_type, reg_covar, weights_init, means_init,
+    precisions_init, random_state, verbose: as in ``GaussianMixture``.
+    alpha : float in (0.5, 1], default 0.6. Step-size decay. 0.6 is the middle of the
+        range Liang & Klein found best for stepwise EM: fast enough early, and still a
+        Robbins-Monro schedule (sum eta = inf, sum eta^2 < inf) so the model converges on
+        a stationary stream.
+    t0 : float >= 0, default 2.0. Offset: the first update uses eta = (1 + t0)^-alpha
+        (0.52 by default), so the first batch does not erase the initialisation. With
+        alpha = 1 and t0 = 0 the first step is exactly one batch-EM iteration.
+    eta_min : float in [0, 1), default 0. Floor on the step (a forgetting rate): with
+        eta_min > 0 the model forgets exponentially, with a memory of about 1/eta_min
+        batches, and follows a drifting stream.
+    init_size : int, default max(1000, 10 * n_components * n_features). Samples buffered
+        before initialising (when not all three ``*_init`` are given). The first calls
+        only buffer; once init_size samples are held, the model is initialised on them
+        with ``init_params`` and refined by ``init_em_iter`` batch EM iterations on the
+        buffer, whose statistics become the running statistics. Then stepwise updates
+        begin. If all three ``*_init`` are given, no buffering: the first batch is already
+        a stepwise update.
+    init_params : {'k-means++', 'kmeans', 'random', 'random_from_data'}, default
+        'k-means++'.
+    init_em_iter : int, default 10. Batch EM iterations on the initial buffer (tol 1e-3).
+    min_weight : float, default 0.01 / n_components. A component whose weight falls below
+        it is dead: it is re-seeded by splitting the heaviest component along its
+        principal axis (a new component id, events 'death' and 'split').
+    max_components : int, default n_components. With max_components > n_components the
+        model may grow: when a batch holds at least ``novelty_fraction`` of points that lie
+        outside every component's 99.99% ellipsoid, a new component is born on them.
+    novelty_fraction : float, default 0.02.
+    chunk_size : rows per kernel task inside a batch (default: the batch split evenly
+        over the threads).
+
+    Regularisation: reg_covar on the diagonal, as in batch EM, keeps every covariance
+    positive definite however small a component's share becomes; no extra shrinkage prior
+    is needed because components under ``min_weight`` are re-seeded before their
+    statistics degenerate (and a collapsed covariance is repaired with diagonal loading
+    and a DegenerateComponentWarning, as in batch EM).
+
+    Attributes: weights_, means_, covariances_, precisions_, precisions_cholesky_,
+    n_features_in_, n_updates_ (stepwise updates done), n_samples_seen_, eta_ (last step),
+    lower_bound_ (mean log-likelihood of the last batch before its update),
+    lower_bounds_ (that value for every update), component_ids_ (persistent integer id of
+    each component, never reused), events_ (births, deaths, splits, with the update count).
+    """
+
+    def __init__(self, n_components=1, *, covariance_type="full", reg_covar=1e-6, alpha=0.6,
+                 t0=2.0, eta_min=0.0, init_size=None, init_params="k-means++",
+                 init_em_iter=10, weights_init=None, means_init=None, precisions_init=None,
+                 min_weight=None, max_components=None, novelty_fraction=0.02,
+                 random_state=None, verbose=0, chunk_size=None):
+        self.n_components = n_components
+        self.covariance_type = covariance_type
+        self.reg_covar = reg_covar
+        self.alpha = alpha
+        self.t0 = t0
+        self.eta_min = eta_min
+        self.init_size = init_size
+        self.init_params = init_params
+        self.init_em_iter = init_em_iter
+        self.weights_init = weights_init
+        self.means_init = means_init
+        self.precisions_init = precisions_init
+        self.min_weight = min_weight
+        self.max_components = max_components
+        self.novelty_fraction = novelty_fraction
+        self.random_state = random_state
+        self.verbose = verbose
+        self.chunk_size = chunk_size
+
+    # ------------------------------------------------------------------ validation
+    def _check_parameters(self) -> None:
+        check_int_param(self.n_components, "n_components", 1)
+        get_covariance_type(self.covariance_type)
+        check_float_param(self.reg_covar, "reg_covar", 0.0)
+        alpha = check_float_param(self.alpha, "alpha", 0.0)
+        if not 0.5 < alpha <= 1.0:
+            raise InvalidParameterError(
+                f"alpha must be in (0.5, 1] (Robbins-Monro step sizes); got {alpha}"
+            )
+        check_float_param(self.t0, "t0", 0.0)
+        eta_min = check_float_param(self.eta_min, "eta_min", 0.0)
+        if eta_min >= 1.0:
+            raise InvalidParameterError(f"eta_min must be in [0, 1); got {eta_min}")
+        if self.init_size is not None:
+            check_int_param(self.init_size, "init_size", 1)
+        if self.init_params not in ONLINE_INIT_METHODS:
+            raise InvalidParameterError(
+                f"init_params must be one of {list(ONLINE_INIT_METHODS)}; got "
+                f"{self.init_params!r}"
+            )
+        check_int_param(self.init_em_iter, "init_em_iter", 0)
+        if self.min_weight is not None:
+            mw = check_float_param(self.min_weight, "min_weight", 0.0)
+            if mw >= 1.0 / self.n_components:
+                raise InvalidParameterError(
+                    f"min_weight must be below 1 / n_components = {1 / self.n_components:.4g}"
+                )
+        if self.max_components is not None:
+            check_int_param(self.max_components, "max_components", self.n_components)
+        nf = check_float_param(self.novelty_fraction, "novelty_fraction", 0.0, strict=True)
+        if nf >= 1.0:
+            raise InvalidParameterError(f"novelty_fraction must be in (0, 1); got {nf}")
+        if self.chunk_size is not None:
+            check_int_param(self.chunk_size, "chunk_size", 1)
+
+    @property
+    def _initialised(self) -> bool:
+        return hasattr(self, "means_")
+
+    # ------------------------------------------------------------------ public API
+    def partial_fit(self, X, y=None, sample_weight=None):
+        """Update the model with one batch (stepwise EM), or buffer it until ``init_size``
+        samples allow initialisation. An empty batch is a no-op. A batch with NaN/inf, a
+        wrong feature count or bad weights is rejected whole and the model is unchanged."""
+        self._check_parameters()
+        if hasattr(X, "shape") and len(X.shape) == 2 and X.shape[0] == 0:
+            if hasattr(self, "n_features_in_") and X.shape[1] != self.n_features_in_:
+                check_array(np.zeros((1, X.shape[1])), n_features=self.n_features_in_)
+            return self
+        if isinstance(X, (list, tuple)) and len(X) == 0:
+            return self
+        n_features = getattr(self, "n_features_in_", None)
+        if n_features is None and getattr(self, "_buffer", None):
+            n_features = self._buffer[0].shape[1]
+        X = check_array(X, n_features=n_features)
+        sw = check_sample_weight(sample_weight, X.shape[0])
+        if not self._initialised:
+            self._buffer_batch(X, sw)
+            return self
+        self._update(X, sw)
+        return self
+
+    def fit(self, source, y=None, n_passes: int = 1, shuffle: bool = False,
+            sample_weight=None):
+        """Start afresh and learn from ``source``: an iterable of 2-D arrays (batches),
+        a dask array, a zarr array or a path/URL to one (one batch per row-chunk), or a
+        single in-memory array (split into batches of ``init_size`` rows). ``n_passes``
+        passes over it; ``shuffle`` visits the chunks of each pass in an order drawn from
+        random_state (sequences and arrays only; a one-shot iterator is read in order)."""
+        self._check_parameters()
+        check_int_param(n_passes, "n_passes", 1)
+        self._reset()
+        rng = check_random_state(self.random_state)
+        for _ in range(n_passes):
+            for X in self._iter_batches(source, shuffle, rng):
+                self.partial_fit(X)
+        self._finish_init_if_buffered()
+        return self
+
+    # ------------------------------------------------------------------ batches
+    def _iter_batches(self, source, shuffle, rng) -> Iterable[np.ndarray]:
+        from ..execution.inputs import as_dask_array, is_lazy_input
+
+        if is_lazy_input(source):
+            Xd = as_dask_array(source)
+            starts = np.concatenate([[0], np.cumsum(Xd.chunks[0])]).astype(int)
+            order = np.arange(len(Xd.chunks[0]))
+            if shuffle:
+                order = rng.permutation(order)
+            for i in order:
+                yield np.asarray(Xd[starts[i]:starts[i + 1]].compute(scheduler="threads"))
+            return
+        if isinstance(source, np.ndarray):
+            size = self._init_size(source.shape[1] if source.ndim == 2 else 1)
+            bounds = [(s, min(s + size, len(source))) for s in range(0, len(source), size)]
+            if shuffle:
+                bounds = [bounds[i] for i in rng.permutation(len(bounds))]
+            for a, b in bounds:
+                yield source[a:b]
+            return
+        if shuffle:
+            if not isinstance(source, (list, tuple)):
+                raise InvalidParameterError(
+                    "shuffle=True needs a list/tuple of batches or an array; an iterator "
+                    "can only be read in order"
+                )
+            source = [source[i] for i in rng.permutation(len(source))]
+        yield from source
+
+    def _init_size(self, d: int) -> int:
+        if self.init_size is not None:
+            return int(self.init_size)
+        return max(1000, 10 * self.n_components * d)
+
+    def _reset(self) -> None:
+        for name in ("weights_", "means_", "covariances_", "precisions_",
+                     "precisions_cholesky_", "n_features_in_", "_running", "_buffer",
+                     "_buffer_weights"):
+            if hasattr(self, name):
+                delattr(self, name)
+
+    def _buffer_batch(self, X, sw) -> None:
+        if not hasattr(self, "_buffer"):
+            self._buffer, self._buffer_weights = [], []
+        if self._all_inits_given():
+            self._start_from_inits(X.shape[1])
+            self._update(X, sw)
+            return
+        self._buffer.append(np.array(X, dtype=np.float64))
+        self._buffer_weights.append(np.ones(len(X)) if sw is None else sw)
+        if sum(len(b) for b in self._buffer) >= self._init_size(X.shape[1]):
+            self._initialise_from_buffer()
+
+    def _finish_init_if_buffered(self) -> None:
+        """At the end of fit: initialise on what was buffered if the stream was short."""
+        if not self._initialised and getattr(self, "_buffer", None):
+            n = sum(len(b) for b in self._buffer)
+            if n < self.n_components:
+                raise InvalidInputError(
+                    f"the stream held {n} samples but n_components={self.n_components}: "
+                    "need n_samples >= n_components to initialise"
+                )
+            self._initialise_from_buffer()
+
+    def _all_inits_given(self) -> bool:
+        return (self.weights_init is not None and self.means_init is not None
+                and self.precisions_init is not None)
+
+    # ------------------------------------------------------------------ initialisation
+    def _checked_inits(self, d):
+        K = self.n_components
+        cov = get_covariance_type(self.covariance_type)
+        w = m = p = None
+        if self.weights_init is not None:
+            w = check_init_array(self.weights_init, "weights_init", (K,))
+            if np.any(w < 0) or not np.isclose(w.sum(), 1.0, rtol=0, atol=1e-8):
+                raise InvalidParameterError("weights_init must be non-negative and sum to 1")
+        if self.means_init is not None:
+            m = check_init_array(self.means_init, "means_init", (K, d))
+        if self.precisions_init is not None:
+            p = check_init_array(self.precisions_init, f"precisions_init ('{cov.name}')",
+                                 cov.covariance_shape(K, d))
+            p = cov.validate_precisions(p, K, d)
+        return w, m, p
+
+    def _begin(self, d: int) -> None:
+        self.n_features_in_ = d
+        self.n_updates_ = 0
+        self.n_samples_seen_ = 0.0
+        self.eta_ = None
+        self.lower_bound_ = -np.inf
+        self.lower_bounds_ = []
+        self.component_ids_ = np.arange(self.n_components, dtype=np.int64)
+        self.events_ = [{"update": 0, "event": "birth", "component_id": int(i),
+                         "reason": "initialisation"} for i in range(self.n_components)]
+        self._next_id = self.n_components
+        self._rng = check_random_state(self.random_state)
+
+    def _start_from_inits(self, d: int) -> None:
+        cov = get_covariance_type(self.covariance_type)
+        w, m, p = self._checked_inits(d)
+        prec_chol = cov.precision_cholesky_from_precisions(p)
+        params = GaussianParams(cov.name, w.copy(), np.ascontiguousarray(m),
+                                cov.covariances_from_precision_cholesky(prec_chol), prec_chol)
+        self._begin(d)
+        self._set_params_value(params)
+        self._running = None
+
+    def _initialise_from_buffer(self) -> None:
+        X = np.concatenate(self._buffer)
+        sw = np.concatenate(self._buffer_weights)
+        sw = None if np.all(sw == 1.0) else sw
+        if X.shape[0] < self.n_components:
+            return  # keep buffering
+        d = X.shape[1]
+        cov = get_covariance_type(self.covariance_type)
+        self._begin(d)
+        w, m, p = self._checked_inits(d)
+        source = NumpySource(X, sw)
+        params = initial_params(source, cov, self.n_components, init_params=self.init_params,
+                                reg_covar=self.reg_covar, rng=self._rng, weights_init=w,
+                                means_init=m, precisions_init=p)
+        if self.init_em_iter:
+            params = run_em(source, cov, params, tol=1e-3, max_iter=self.init_em_iter,
+                            reg_covar=self.reg_covar).params
+        batch = statistics(source, cov, params)
+        result = stepwise_update(cov, None, batch, 1.0, self.reg_covar)
+        self._running = result.running
+        self._set_params_value(result.params)
+        self.n_samples_seen_ = float(batch.n)
+        self.lower_bound_ = batch.mean_loglik
+        del self._buffer, self._buffer_weights
+        self._revive_dead_components()
+
+    # ------------------------------------------------------------------ updates
+    def _batch_source(self, X, sw) -> NumpySource:
+        rows = self.chunk_size or max(1024, math.ceil(X.shape[0] / default_n_threads()))
+        return NumpySource(X, sw, rows)
+
+    def _update(self, X, sw) -> None:
+        """One stepwise update; all state changes happen at the end, after every step
+        that could fail, so a failed update leaves the model as it was."""
+        cov = get_covariance_type(self.covariance_type)
+        params = self._get_params_value()
+        source = self._batch_source(X, sw)
+        batch = statistics(source, cov, params)
+        if not batch.n > 0:
+            return
+        t = self.n_updates_ + 1
+        eta = step_size(t, self.alpha, self.t0, self.eta_min)
+        result = stepwise_update(cov, self._running, batch, eta, self.reg_covar)
+        # commit
+        self._running = result.running
+        self._set_params_value(result.params)
+        self.n_updates_ = t
+        self.eta_ = eta
+        self.n_samples_seen_ += float(batch.n)
+        self.lower_bound_ = batch.mean_loglik
+        self.lower_bounds_.append(batch.mean_loglik)
+        self._revive_dead_components()
+        if self._max_components() > len(self.weights_):
+            self._maybe_birth(X, sw)
+        if self.verbose and t % max(1, int(self.verbose)) == 0:
+            print(f"  update {t:6d}  eta {eta:.4f}  batch mean log-lik {batch.mean_loglik:.6f}"
+                  f"  K {len(self.weights_)}")
+
+    def _max_components(self) -> int:
+        return self.n_components if self.max_components is None else int(self.max_components)
+
+    def _min_weight(self) -> float:
+        K = len(self.weights_)
+        return 0.01 / K if self.min_weight is None else float(self.min_weight)
+
+    def _event(self, event: str, **info) -> None:
+        self.events_.append({"update": int(self.n_updates_), "event": event, **info})
+
+    def _new_id(self) -> int:
+        i = self._next_id
+        self._next_id += 1
+        return i
+
+    def _set_running_from_params(self) -> None:
+        cov = get_covariance_type(self.covariance_type)
+        self._running = stats_from_params(cov, self._get_params_value(), 1.0, self.reg_covar)
+
+    def _revive_dead_components(self) -> None:
+        """Re-seed every component under min_weight by splitting the heaviest one."""
+        threshold = self._min_weight()
+        cov = get_covariance_type(self.covariance_type)
+        changed = False
+        for _ in range(len(self.weights_)):
+            dead = np.flatnonzero(self.weights_ < threshold)
+            if not len(dead) or len(self.weights_) < 2:
+                break
+            j = int(dead[0])
+            heavy = int(np.argmax(self.weights_))
+            old_id = int(self.component_ids_[j])
+            params = split_component(cov, self._get_params_value(), j, heavy, self.reg_covar)
+            self._set_params_value(params)
+            new_id = self._new_id()
+            self.component_ids_[j] = new_id
+            self._event("death", component_id=old_id, weight=float(self.weights_[j]),
+                        reason=f"weight below min_weight={threshold:.3g}")
+            self._event("split", component_id=int(self.component_ids_[heavy]),
+                        new_component_id=new_id)
+            self._event("birth", component_id=new_id, reason="split",
+                        parent_id=int(self.component_ids_[heavy]))
+            changed = True
+        if changed:
+            self._set_running_from_params()
+
+    def _maybe_birth(self, X, sw) -> None:
+        """Add a component on the points no component explains (outside every
+        component's 99.99% ellipsoid), when they are at least novelty_fraction of the
+        batch and the model may still grow."""
+        cov = get_covariance_type(self.covariance_type)
+        params = self._get_params_value()
+        d = params.n_features
+        logprob, _, _ = cov.chunk_outputs(X, params, False)
+        log_det = np.broadcast_to(cov.log_det_cholesky(params.precisions_cholesky, d),
+                                  (params.n_components,))
+        # log p(x) below this implies Mahalanobis^2 > chi2_{0.9999}(d) for every component
+        tau = np.min(np.log(params.weights) + log_det - 0.5 * d * math.log(2 * math.pi)
+                     - 0.5 * chi2.ppf(0.9999, d))
+        novel = logprob < tau
+        w = np.ones(len(X)) if sw is None else sw
+        share = float(w[novel].sum() / w.sum())
+        if share < self.novelty_fraction or novel.sum() < max(2 * d, 10):
+            return
+        pts, pw = np.asarray(X[novel], dtype=np.float64), w[novel]
+        mean = pw @ pts / pw.sum()
+        Z = pts - mean
+        full_cov = (Z * pw[:, None]).T @ Z / pw.sum() + self.reg_covar * np.eye(d)
+        t = params.covariance_type
+        if t == "full":
+            new_cov = np.concatenate([params.covariances, full_cov[None]])
+        elif t == "diag":
+            new_cov = np.vstack([params.covariances, np.diag(full_cov)])
+        elif t == "spherical":
+            new_cov = np.append(params.covariances, np.trace(full_cov) / d)
+        else:
+            new_cov = params.covariances
+        weights = np.append(params.weights * (1.0 - share), share)
+        means = np.ascontiguousarray(np.vstack([params.means, mean]))
+        prec_chol, new_cov = cov.precision_cholesky(new_cov, self.reg_covar)
+        self._set_params_value(GaussianParams(t, weights, means, new_cov,
+                                              np.ascontiguousarray(prec_chol)))
+        new_id = self._new_id()
+        self.component_ids_ = np.append(self.component_ids_, new_id)
+        self._event("birth", component_id=new_id, reason="novel points",
+                    share=share, n_points=int(novel.sum()))
+        self._set_running_from_params()
+
+    # ------------------------------------------------------------------ tracking
+    def _permute_components(self, perm) -> None:
+        perm = np.asarray(perm)
+        super()._permute_components(perm)
+        self.component_ids_ = self.component_ids_[perm]
+        if getattr(self, "_running", None) is not None:
+            self._set_running_from_params()
