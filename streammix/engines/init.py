@@ -64,14 +64,15 @@ def _random_stats(source: ChunkSource, K: int, rng) -> SufficientStats:
     (random_state, chunk index), in parallel and deterministic for a given chunking."""
     d = source.n_features
     if source.sequential_passes_are_cheap:
-        parts = []
+        total = None
         centres = None
         for X, sw in source.iter_chunks():
             if centres is None:
                 centres = np.ascontiguousarray(
                     np.broadcast_to(np.asarray(X, np.float64).mean(axis=0), (K, d)))
-            parts.append(_resp_stats(X, sw, rng.uniform(size=(X.shape[0], K)), centres))
-        return tree_sum(parts)
+            part = _resp_stats(X, sw, rng.uniform(size=(X.shape[0], K)), centres)
+            total = part if total is None else total + part
+        return total
     seed = int(rng.randint(0, 2**31 - 1))
     sample, _ = source.sample_rows(1000, rng)
     centres = np.ascontiguousarray(np.broadcast_to(sample.mean(axis=0), (K, d)))

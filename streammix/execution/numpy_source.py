@@ -8,7 +8,7 @@ import numpy as np
 
 from ..math.stats import tree_sum
 from .base import ChunkSource
-from .threads import map_in_order
+from .threads import map_in_order, map_reduce_streaming
 
 # A chunk of about 4 MiB: enough work to amortise a task (~10 us) many times over, small
 # enough that per-chunk buffers stay in cache and 2+ threads balance well.
@@ -45,12 +45,12 @@ class NumpySource(ChunkSource):
 
     def map_reduce(self, fn: Callable, combine: Callable | None = None, shared: tuple = (),
                    indexed: bool = False):
+        combine = combine or tree_sum
         if indexed:
-            parts = map_in_order(lambda ib: fn(*self._chunk(ib[1]), ib[0], *shared),
-                                 list(enumerate(self.bounds)))
-        else:
-            parts = map_in_order(lambda b: fn(*self._chunk(b), *shared), self.bounds)
-        return (combine or tree_sum)(parts)
+            return map_reduce_streaming(lambda ib: fn(*self._chunk(ib[1]), ib[0], *shared),
+                                        list(enumerate(self.bounds)), combine)
+        return map_reduce_streaming(lambda b: fn(*self._chunk(b), *shared), self.bounds,
+                                    combine)
 
     def map_chunks(self, fn: Callable) -> list:
         """fn(X_chunk, sw_chunk) for every chunk, in row order."""

@@ -16,7 +16,7 @@ CHUNK = 20_000
 D = 16
 
 FIT_SCRIPT = textwrap.dedent("""
-    import json, resource, sys, warnings
+    import json, sys, warnings
     warnings.simplefilter("ignore")
     import numpy as np
     import streammix
@@ -27,11 +27,18 @@ FIT_SCRIPT = textwrap.dedent("""
     # so that code and JIT memory are in the baseline and only the fit is measured
     GaussianMixture(2, max_iter=2, init_params=init_params, random_state=0).fit(
         da.from_array(np.random.default_rng(0).normal(size=(5000, 16)), chunks=(1000, 16)))
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    def hwm_kib():
+        # VmHWM belongs to this process's address space (fresh after exec), unlike
+        # ru_maxrss, which a child inherits from its parent's peak
+        for line in open("/proc/self/status"):
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    base = hwm_kib()
     g = GaussianMixture(8, covariance_type="full", max_iter=3, tol=0,
                         init_params=init_params, random_state=0).fit(path)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"extra_kib": peak - base, "finite": bool(np.isfinite(g.means_).all())}))
+    peak = hwm_kib()
+    print(json.dumps({"extra_kib": peak - base, "base_kib": base,
+                      "finite": bool(np.isfinite(g.means_).all())}))
 """)
 
 
@@ -51,6 +58,7 @@ def peak_extra_mib(path, init_params="kmeans"):
                          capture_output=True, text=True, timeout=600, check=True)
     info = json.loads(out.stdout.strip().splitlines()[-1])
     assert info["finite"]
+    assert info["base_kib"] > 50 * 1024  # the child's own baseline (imports, JIT), not 0
     return info["extra_kib"] / 1024
 
 
