@@ -1,9 +1,11 @@
 """Numba kernels for full covariances: per-chunk statistics and per-sample outputs.
 
 The E-step whitens x - mu_k with the upper-triangular precision Cholesky U_k
-(log N = const_k - |(x - mu_k) U_k|^2 / 2) and the statistics accumulate the upper
-triangle of sum r (x - mu_k)(x - mu_k)^T: about d^2 multiply-adds per sample and
-component for each, which is the floor for this covariance type.
+(log N = const_k - |(x - mu_k) U_k|^2 / 2) and the statistics accumulate
+sum r (x - mu_k)(x - mu_k)^T. Both are matrix products over a block of rows
+(block x d times d x d), so they go to BLAS (dgemm through numba's np.dot): it does
+twice the flops of triangular hand loops but at 5-10x the rate (measured 75-100 GFLOP/s
+on 2 cores against 8-15 for the best hand loop at d = 16..64).
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ from numba import njit
 from ._common import (
     FASTMATH,
     block_rows,
-    load_block_t,
     normalise_block,
     weigh_block,
     write_labels,
@@ -22,52 +23,54 @@ from ._common import (
 )
 
 
-@njit(nogil=True, cache=True, fastmath=FASTMATH)
-def _centre(XT, mu, b, Z):
-    d = XT.shape[0]
-    for j in range(d):
-        m = mu[j]
-        for i in range(b):
-            Z[j, i] = XT[j, i] - m
+@njit(nogil=True, cache=True)
+def load_block_rows(X, start, b, XB):
+    """Copy rows [start, start+b) of X, cast to float64, into XB[:b] (C order)."""
+    d = X.shape[1]
+    for i in range(b):
+        for j in range(d):
+            XB[i, j] = X[start + i, j]
 
 
 @njit(nogil=True, cache=True, fastmath=FASTMATH)
-def _block_log_prob(XT, b, means, prec_chol, const, Z, acc, maha, LP):
-    """Weighted log-probabilities LP[k, :b] for the block held (transposed) in XT."""
+def _centre_rows(XB, mu, b, Z):
+    d = XB.shape[1]
+    for i in range(b):
+        for j in range(d):
+            Z[i, j] = XB[i, j] - mu[j]
+
+
+@njit(nogil=True, cache=True, fastmath=FASTMATH)
+def _block_log_prob(XB, b, means, prec_chol, const, Z, Y, LP):
+    """Weighted log-probabilities LP[k, :b] for the block held in XB[:b] (rows)."""
     K, d = means.shape
     for k in range(K):
-        _centre(XT, means[k], b, Z)
-        for i in range(b):
-            maha[i] = 0.0
-        for j in range(d):
-            p0 = prec_chol[k, 0, j]
-            for i in range(b):
-                acc[i] = Z[0, i] * p0
-            for l in range(1, j + 1):
-                p = prec_chol[k, l, j]
-                for i in range(b):
-                    acc[i] += Z[l, i] * p
-            for i in range(b):
-                maha[i] += acc[i] * acc[i]
+        _centre_rows(XB, means[k], b, Z)
+        np.dot(Z, prec_chol[k], Y)
         c = const[k]
         for i in range(b):
-            LP[k, i] = c - 0.5 * maha[i]
+            m = 0.0
+            for j in range(d):
+                m += Y[i, j] * Y[i, j]
+            LP[k, i] = c - 0.5 * m
 
 
 @njit(nogil=True, cache=True, fastmath=FASTMATH)
 def full_stats(X, sample_weight, has_weight, means, prec_chol, const):
-    """Statistics of chunk X: (s0 (K,), s1 (K,d), s2 (K,d,d) upper+lower, loglik, wsum).
+    """Statistics of chunk X: (s0 (K,), s1 (K,d), s2 (K,d,d), loglik, wsum).
 
     Moments are about the current means. ``const[k] = log w_k + log det U_k - d/2 log 2pi``.
     """
     n, d = X.shape
     K = means.shape[0]
     B = block_rows(d)
-    XT = np.empty((d, B))
-    Z = np.empty((d, B))
-    RZ = np.empty((d, B))
-    acc = np.empty(B)
-    maha = np.empty(B)
+    XB = np.zeros((B, d))
+    Z = np.zeros((B, d))
+    RZ = np.zeros((B, d))
+    Y = np.empty((B, d))
+    G = np.empty((d, d))
+    scratch1 = np.empty(B)
+    scratch2 = np.empty(B)
     lse = np.empty(B)
     LP = np.empty((K, B))
     s0 = np.zeros(K)
@@ -77,9 +80,13 @@ def full_stats(X, sample_weight, has_weight, means, prec_chol, const):
     wsum = 0.0
     for start in range(0, n, B):
         b = min(B, n - start)
-        load_block_t(X, start, b, XT)
-        _block_log_prob(XT, b, means, prec_chol, const, Z, acc, maha, LP)
-        normalise_block(LP, b, lse, acc, maha)
+        if b < B:  # last, short block: zero the tail so BLAS sees finite, inert rows
+            XB[:] = 0.0
+            Z[:] = 0.0
+            RZ[:] = 0.0
+        load_block_rows(X, start, b, XB)
+        _block_log_prob(XB, b, means, prec_chol, const, Z, Y, LP)
+        normalise_block(LP, b, lse, scratch1, scratch2)
         if has_weight:
             loglik += weigh_block(LP, b, sample_weight, start, lse)
             for i in range(b):
@@ -95,24 +102,24 @@ def full_stats(X, sample_weight, has_weight, means, prec_chol, const):
             if t == 0.0:
                 continue
             s0[k] += t
-            _centre(XT, means[k], b, Z)
-            for j in range(d):
-                u = 0.0
-                for i in range(b):
-                    v = LP[k, i] * Z[j, i]
-                    RZ[j, i] = v
-                    u += v
-                s1[k, j] += u
+            _centre_rows(XB, means[k], b, Z)
+            for i in range(b):
+                r = LP[k, i]
+                for j in range(d):
+                    RZ[i, j] = r * Z[i, j]
+            for i in range(b):
+                for j in range(d):
+                    s1[k, j] += RZ[i, j]
+            np.dot(RZ.T, Z, G)
             for a in range(d):
-                for c in range(a, d):
-                    u = 0.0
-                    for i in range(b):
-                        u += RZ[a, i] * Z[c, i]
-                    s2[k, a, c] += u
-    for k in range(K):
+                for c in range(d):
+                    s2[k, a, c] += G[a, c]
+    for k in range(K):  # exact symmetry (BLAS may round the two triangles differently)
         for a in range(d):
             for c in range(a + 1, d):
-                s2[k, c, a] = s2[k, a, c]
+                v = 0.5 * (s2[k, a, c] + s2[k, c, a])
+                s2[k, a, c] = v
+                s2[k, c, a] = v
     return s0, s1, s2, loglik, wsum
 
 
@@ -122,16 +129,19 @@ def full_outputs(X, means, prec_chol, const, out_logprob, out_labels, out_resp, 
     n, d = X.shape
     K = means.shape[0]
     B = block_rows(d)
-    XT = np.empty((d, B))
-    Z = np.empty((d, B))
-    acc = np.empty(B)
-    maha = np.empty(B)
+    XB = np.zeros((B, d))
+    Z = np.zeros((B, d))
+    Y = np.empty((B, d))
+    scratch1 = np.empty(B)
+    scratch2 = np.empty(B)
     lse = np.empty(B)
     LP = np.empty((K, B))
     for start in range(0, n, B):
         b = min(B, n - start)
-        load_block_t(X, start, b, XT)
-        _block_log_prob(XT, b, means, prec_chol, const, Z, acc, maha, LP)
+        if b < B:
+            XB[:] = 0.0
+        load_block_rows(X, start, b, XB)
+        _block_log_prob(XB, b, means, prec_chol, const, Z, Y, LP)
         write_labels(LP, b, start, out_labels)
-        normalise_block(LP, b, lse, acc, maha)
+        normalise_block(LP, b, lse, scratch1, scratch2)
         write_logprob_resp(LP, lse, b, start, out_logprob, out_resp, want_resp)
