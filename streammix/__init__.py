@@ -3,6 +3,11 @@ Dask cluster, with scikit-learn's API."""
 
 from ._version import __version__
 from .errors import (
+    CheckpointCorruptError,
+    CheckpointError,
+    CheckpointLockedError,
+    CheckpointMismatchError,
+    CheckpointVersionError,
     ConvergenceWarning,
     DegenerateComponentWarning,
     InvalidDtypeError,
@@ -13,8 +18,14 @@ from .errors import (
 )
 from .estimators import GaussianMixture, OnlineGaussianMixture, align, canonical_order, relabel
 from .execution.outputs import write_predictions
+from .persistence import load
 
 __all__ = [
+    "CheckpointCorruptError",
+    "CheckpointError",
+    "CheckpointLockedError",
+    "CheckpointMismatchError",
+    "CheckpointVersionError",
     "ConvergenceWarning",
     "DegenerateComponentWarning",
     "GaussianMixture",
@@ -27,6 +38,7 @@ __all__ = [
     "__version__",
     "align",
     "canonical_order",
+    "load",
     "relabel",
     "write_predictions",
 ]

@@ -37,3 +37,23 @@ class DegenerateComponentWarning(UserWarning):
 
 class ConvergenceWarning(UserWarning):
     """EM stopped at max_iter before the lower bound changed by less than tol."""
+
+
+class CheckpointError(StreammixError, ValueError):
+    """A checkpoint cannot be read, written or resumed (base of the checkpoint errors)."""
+
+
+class CheckpointCorruptError(CheckpointError):
+    """A checkpoint version is truncated, partial, tampered with or not a checkpoint."""
+
+
+class CheckpointVersionError(CheckpointError):
+    """The checkpoint was written in a newer format than this streammix understands."""
+
+
+class CheckpointLockedError(CheckpointError):
+    """Another writer holds the checkpoint's lock."""
+
+
+class CheckpointMismatchError(CheckpointError):
+    """The checkpoint belongs to a different fit (other data or other parameters)."""

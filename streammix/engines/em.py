@@ -61,12 +61,19 @@ def m_step(cov: CovarianceType, stats: SufficientStats, reg_covar: float) -> Gau
 
 def run_em(source: ChunkSource, cov: CovarianceType, params: GaussianParams, *,
            tol: float, max_iter: int, reg_covar: float, lower_bound: float = -np.inf,
-           callback: Callable[[IterationInfo], None] | None = None) -> EMResult:
-    """Iterate EM from ``params`` for at most ``max_iter`` iterations."""
-    result = EMResult(params=params, lower_bound=lower_bound)
-    if max_iter == 0:
+           callback: Callable[[IterationInfo], None] | None = None, start_iter: int = 0,
+           lower_bounds: list[float] | None = None,
+           on_iteration: Callable[[EMResult], None] | None = None) -> EMResult:
+    """Iterate EM from ``params`` for at most ``max_iter`` iterations.
+
+    ``start_iter``/``lower_bounds``/``lower_bound`` resume a run that stopped after
+    iteration ``start_iter`` (a checkpoint); ``on_iteration(result)`` sees the state after
+    every iteration (params after the M-step), e.g. to save it."""
+    result = EMResult(params=params, lower_bound=lower_bound,
+                      lower_bounds=list(lower_bounds or []), n_iter=start_iter)
+    if max_iter == 0 or start_iter >= max_iter:
         return result
-    for n_iter in range(1, max_iter + 1):
+    for n_iter in range(start_iter + 1, max_iter + 1):
         t0 = time.perf_counter()
         prev = lower_bound
         stats = statistics(source, cov, params)
@@ -79,9 +86,12 @@ def run_em(source: ChunkSource, cov: CovarianceType, params: GaussianParams, *,
             callback(IterationInfo(n_iter, lower_bound, change, dt,
                                    source.n_samples / dt if dt > 0 else float("inf")))
         result.n_iter = n_iter
+        result.params = params
+        result.lower_bound = lower_bound
         if abs(change) < tol:
             result.converged = True
+        if on_iteration is not None:
+            on_iteration(result)
+        if result.converged:
             break
-    result.params = params
-    result.lower_bound = lower_bound
     return result

@@ -39,6 +39,13 @@ class MixtureMixin(EstimatorBase):
         self.precisions_cholesky_ = params.precisions_cholesky
         self.precisions_ = cov.precisions(params.precisions_cholesky)
 
+    def save(self, path, keep_last: int = 3) -> int:
+        """Save this model as a new version of the checkpoint at ``path`` (a directory or
+        fsspec URL; see the README for the layout). Returns the version number."""
+        from ..persistence import save
+
+        return save(self, path, keep_last=keep_last)
+
     def _permute_components(self, perm) -> None:
         """Reorder the components in place: component k becomes the old perm[k]."""
         self._set_params_value(permute_params(self._get_params_value(), np.asarray(perm)))

@@ -7,12 +7,19 @@ import warnings
 
 import numpy as np
 
-from ..engines.em import IterationInfo, run_em
+from ..engines.em import EMResult, IterationInfo, run_em
 from ..engines.init import INIT_METHODS, initial_params
-from ..errors import ConvergenceWarning, InvalidInputError, InvalidParameterError
+from ..errors import (
+    CheckpointMismatchError,
+    ConvergenceWarning,
+    InvalidInputError,
+    InvalidParameterError,
+)
 from ..execution.dask_source import client_scope
 from ..execution.inputs import as_source
 from ..math.covariances import get_covariance_type
+from ..math.matching import match_components, permute_params
+from ..persistence.store import CheckpointWriter, current_version, read_version
 from ..validation import (
     check_float_param,
     check_init_array,
@@ -20,6 +27,7 @@ from ..validation import (
     check_random_state,
 )
 from ._mixture import MixtureMixin
+from ._resume import FitProgress, check_resumable, progress_from_payload, progress_payload
 
 
 class GaussianMixture(MixtureMixin):
@@ -129,7 +137,8 @@ class GaussianMixture(MixtureMixin):
         return source
 
     # ------------------------------------------------------------------ fitting
-    def fit(self, X, y=None, sample_weight=None, align_to=None):
+    def fit(self, X, y=None, sample_weight=None, align_to=None, checkpoint=None,
+            checkpoint_every=1, keep_last=3, checkpoint_mismatch="error"):
         """Estimate the parameters by EM (``n_init`` starts, the best lower bound kept).
 
         ``sample_weight`` (n_samples,), non-negative, weighs each sample's contribution
@@ -137,8 +146,18 @@ class GaussianMixture(MixtureMixin):
         model (e.g. last night's) whose labels this fit keeps: the components are
         reordered so that component k matches the reference's component k
         (see ``streammix.align``), so a scheduled refit does not renumber the clusters.
+
+        ``checkpoint``: a path or URL where the fit saves its progress every
+        ``checkpoint_every`` iterations and at the end (keeping the last ``keep_last``
+        versions). Calling the same fit again with the same checkpoint resumes from the
+        last saved iteration and ends exactly (same bits, same chunking) where an
+        uninterrupted run ends; a finished checkpoint returns at once. A checkpoint made
+        on other data (shape, dtype, chunking, sampled content) or with other parameters
+        is refused (CheckpointMismatchError) unless ``checkpoint_mismatch='restart'``.
         """
-        self._fit(X, sample_weight, align_to)
+        self._fit(X, sample_weight, align_to, checkpoint=checkpoint,
+                  checkpoint_every=checkpoint_every, keep_last=keep_last,
+                  checkpoint_mismatch=checkpoint_mismatch)
         return self
 
     def fit_predict(self, X, y=None, sample_weight=None, align_to=None):
@@ -146,80 +165,147 @@ class GaussianMixture(MixtureMixin):
         source = self._fit(X, sample_weight, align_to)
         return self.predict(source.X)
 
-    def _fit(self, X, sample_weight, align_to=None):
+    def _fit(self, X, sample_weight, align_to=None, **checkpointing):
         self._check_parameters()
         if align_to is not None and not hasattr(align_to, "means_"):
             raise InvalidParameterError("align_to must be a fitted mixture model")
+        if checkpointing.get("checkpoint") is not None:
+            check_int_param(checkpointing["checkpoint_every"], "checkpoint_every", 1)
+            check_int_param(checkpointing["keep_last"], "keep_last", 1)
+            if checkpointing["checkpoint_mismatch"] not in ("error", "restart"):
+                raise InvalidParameterError("checkpoint_mismatch must be 'error' or 'restart'")
         with client_scope(self.client) as client:
-            source = self._fit_on(X, sample_weight, client)
+            source = self._fit_on(X, sample_weight, client, **checkpointing)
         if align_to is not None:
             from .tracking import align
 
             self._permute_components(align(self, align_to))
         return source
 
-    def _fit_on(self, X, sample_weight, client):
+    def _fit_on(self, X, sample_weight, client, **checkpointing):
         source = self._validate_fit_data(X, sample_weight, client)
         weights_init, means_init, precisions_init = self._checked_inits(source.n_features)
         cov = get_covariance_type(self.covariance_type)
         if self.verbose and client is not None:
             print(f"Dask client: {client.scheduler.address if hasattr(client, 'scheduler') else client}"
                   f"  dashboard: {getattr(client, 'dashboard_link', 'n/a')}")
-        self._run(source, cov, weights_init, means_init, precisions_init)
+        self._run(source, cov, weights_init, means_init, precisions_init, **checkpointing)
         return source
 
-    def _run(self, source, cov, weights_init, means_init, precisions_init) -> None:
-        """The n_init loop of scikit-learn's fit_predict on a chunk source."""
+    def _run(self, source, cov, weights_init, means_init, precisions_init,
+             checkpoint=None, checkpoint_every=1, keep_last=3,
+             checkpoint_mismatch="error") -> None:
+        """The n_init loop of scikit-learn's fit_predict on a chunk source, resumable
+        from a checkpoint (see _resume.py)."""
         do_init = not (self.warm_start and hasattr(self, "converged_"))
         n_init = self.n_init if do_init else 1
-        rng = check_random_state(self.random_state)
-        best = None
-        first_params = None
-        for init in range(n_init):
-            if self.verbose:
-                print(f"Initialization {init}", file=sys.stdout)
-            if do_init:
-                params = initial_params(
-                    source, cov, self.n_components, init_params=self.init_params,
-                    reg_covar=self.reg_covar, rng=rng, weights_init=weights_init,
-                    means_init=means_init, precisions_init=precisions_init)
-                start_lb = -np.inf
-            else:
-                params = self._get_params_value()
-                start_lb = self.lower_bound_
-            result = run_em(source, cov, params, tol=self.tol, max_iter=self.max_iter,
-                            reg_covar=self.reg_covar, lower_bound=start_lb,
-                            callback=self._progress if self.verbose else None)
-            if first_params is None:
-                first_params = result.params
-            if self.verbose:
-                state = "converged" if result.converged else "did not converge"
-                print(f"Initialization {state}. lower bound {result.lower_bound:.5f}")
-            if self.max_iter == 0:
-                best = result
-                best.lower_bound = -np.inf
-            elif best is None or result.lower_bound > best.lower_bound or \
-                    best.lower_bound == -np.inf:
-                best = result
+        progress = FitProgress(rng=check_random_state(self.random_state))
+        writer = None
+        resumed = False
+        if checkpoint is not None:
+            fingerprint = source.fingerprint()
+            writer = CheckpointWriter(checkpoint, keep_last=keep_last)
+        try:
+            if writer is not None and current_version(checkpoint) is not None:
+                arrays, meta, _ = read_version(checkpoint)
+                try:
+                    check_resumable(self, meta["state"], arrays, fingerprint, checkpoint)
+                    progress = progress_from_payload(arrays, meta["state"])
+                    resumed = True
+                except CheckpointMismatchError:
+                    if checkpoint_mismatch != "restart":
+                        raise
+            if self.verbose and resumed:
+                print(f"Resuming from {checkpoint}: restart {progress.init}, iteration "
+                      f"{progress.current.n_iter}{' (finished)' if progress.done else ''}")
+
+            def save(prog: FitProgress) -> None:
+                if writer is not None:
+                    writer.save(*progress_payload(self, prog, fingerprint))
+
+            if not progress.done:
+                self._run_restarts(source, cov, progress, n_init, do_init, resumed,
+                                   weights_init, means_init, precisions_init, save,
+                                   checkpoint_every)
+        finally:
+            if writer is not None:
+                writer.close()
+        best = progress.best
         if not best.converged and self.max_iter > 0:
             warnings.warn(
                 "Best performing initialization did not converge. Try different init "
                 "parameters, or increase max_iter, tol, or check for degenerate data.",
                 ConvergenceWarning,
             )
-        params = best.params
-        if n_init > 1 and best.params is not first_params:
-            # labels must not depend on which restart won: match the winner's components
-            # to the first restart's (the same clusters found again keep their labels)
-            from ..math.matching import match_components, permute_params
-
-            params = permute_params(params, match_components(params, first_params).permutation)
-        self._set_params_value(params)
+        self._set_params_value(best.params)
         self.converged_ = bool(best.converged)
         self.n_iter_ = int(best.n_iter)
         self.lower_bound_ = float(best.lower_bound)
         self.lower_bounds_ = [float(v) for v in best.lower_bounds]
         self.n_features_in_ = source.n_features
+
+    def _run_restarts(self, source, cov, progress, n_init, do_init, resumed, weights_init,
+                      means_init, precisions_init, save, checkpoint_every) -> None:
+        rng = progress.rng
+        start_init = progress.init
+        for init in range(start_init, n_init):
+            progress.init = init
+            resume_this = resumed and init == start_init
+            if resume_this:
+                run = progress.current
+                params, start_iter = run.params, run.n_iter
+                start_lb, history = run.lower_bound, run.lower_bounds
+                if self.verbose:
+                    print(f"Initialization {init} (resumed after iteration {start_iter})")
+            else:
+                if self.verbose:
+                    print(f"Initialization {init}", file=sys.stdout)
+                if do_init:
+                    params = initial_params(
+                        source, cov, self.n_components, init_params=self.init_params,
+                        reg_covar=self.reg_covar, rng=rng, weights_init=weights_init,
+                        means_init=means_init, precisions_init=precisions_init)
+                    start_lb = -np.inf
+                else:
+                    params = self._get_params_value()
+                    start_lb = self.lower_bound_
+                start_iter, history = 0, []
+                progress.current = EMResult(params=params, lower_bound=start_lb)
+
+            def on_iteration(res):
+                progress.current = res
+                if res.n_iter % checkpoint_every == 0 or res.converged \
+                        or res.n_iter == self.max_iter:
+                    save(progress)
+
+            if resume_this and progress.current.converged:
+                result = progress.current
+            else:
+                result = run_em(source, cov, params, tol=self.tol, max_iter=self.max_iter,
+                                reg_covar=self.reg_covar, lower_bound=start_lb,
+                                callback=self._progress if self.verbose else None,
+                                start_iter=start_iter, lower_bounds=history,
+                                on_iteration=on_iteration)
+            progress.current = result
+            if progress.first_params is None:
+                progress.first_params = result.params
+            if self.verbose:
+                state = "converged" if result.converged else "did not converge"
+                print(f"Initialization {state}. lower bound {result.lower_bound:.5f}")
+            best = progress.best
+            if self.max_iter == 0:
+                progress.best = EMResult(result.params, -np.inf, [], 0, False)
+            elif best is None or result.lower_bound > best.lower_bound or \
+                    best.lower_bound == -np.inf:
+                progress.best = result
+        best = progress.best
+        if n_init > 1 and best.params is not progress.first_params:
+            # labels must not depend on which restart won: match the winner's components
+            # to the first restart's (the same clusters found again keep their labels)
+            perm = match_components(best.params, progress.first_params).permutation
+            best.params = permute_params(best.params, perm)
+        progress.done = True
+        save(progress)
 
     def _progress(self, info: IterationInfo) -> None:
         if info.iteration % self.verbose_interval == 0:

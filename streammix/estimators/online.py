@@ -4,7 +4,6 @@ that stay stable from one update to the next and from one run to the next."""
 from __future__ import annotations
 
 import math
-from typing import Iterable
 
 import numpy as np
 from scipy.stats import chi2
@@ -178,51 +177,117 @@ class OnlineGaussianMixture(MixtureMixin):
         return self
 
     def fit(self, source, y=None, n_passes: int = 1, shuffle: bool = False,
-            sample_weight=None):
+            checkpoint=None, checkpoint_every: int = 1, keep_last: int = 3):
         """Start afresh and learn from ``source``: an iterable of 2-D arrays (batches),
         a dask array, a zarr array or a path/URL to one (one batch per row-chunk), or a
         single in-memory array (split into batches of ``init_size`` rows). ``n_passes``
-        passes over it; ``shuffle`` visits the chunks of each pass in an order drawn from
-        random_state (sequences and arrays only; a one-shot iterator is read in order)."""
+        passes over it; ``shuffle`` visits the batches of each pass in an order drawn
+        from random_state (sequences and arrays only; an iterator is read in order).
+
+        ``checkpoint``: save the model and the stream cursor (pass, batch) every
+        ``checkpoint_every`` batches and at the end. Calling fit again with the same
+        checkpoint resumes after the last saved batch: after a crash every batch is
+        counted exactly once (the batches after the last save are redone from the state
+        saved before them). A finished checkpoint returns at once.
+        """
         self._check_parameters()
         check_int_param(n_passes, "n_passes", 1)
-        self._reset()
+        check_int_param(checkpoint_every, "checkpoint_every", 1)
         rng = check_random_state(self.random_state)
-        for _ in range(n_passes):
-            for X in self._iter_batches(source, shuffle, rng):
-                self.partial_fit(X)
-        self._finish_init_if_buffered()
+        loaders = self._batch_loaders(source)
+        n = len(loaders) if loaders is not None else None
+        orders = [list(rng.permutation(n)) if (shuffle and n is not None) else None
+                  for _ in range(n_passes)]
+        if shuffle and n is None:
+            raise InvalidParameterError(
+                "shuffle=True needs a list/tuple of batches or an array; an iterator can "
+                "only be read in order"
+            )
+        writer = None
+        start_pass, start_batch = 0, 0
+        self._reset()
+        if checkpoint is not None:
+            from ..persistence import CheckpointWriter, current_version
+            writer = CheckpointWriter(checkpoint, keep_last=keep_last)
+            if current_version(checkpoint) is not None:
+                start_pass, start_batch = self._restore_for_resume(checkpoint, n_passes)
+        try:
+            done = 0
+            for p in range(start_pass, n_passes):
+                batches = self._ordered_batches(source, loaders, orders[p])
+                for b, load in enumerate(batches):
+                    if p == start_pass and b < start_batch:
+                        continue
+                    self.partial_fit(load())
+                    done += 1
+                    self.stream_cursor_ = {"pass": p, "batch": b + 1, "done": False}
+                    if writer is not None and done % checkpoint_every == 0:
+                        self._save_with(writer)
+            self._finish_init_if_buffered()
+            self.stream_cursor_ = {"pass": n_passes, "batch": 0, "done": True}
+            if writer is not None:
+                self._save_with(writer)
+        finally:
+            if writer is not None:
+                writer.close()
         return self
 
+    def _save_with(self, writer) -> None:
+        from ..persistence import model_to_payload
+
+        writer.save(*model_to_payload(self))
+
+    def _restore_for_resume(self, checkpoint, n_passes) -> tuple[int, int]:
+        """Load the checkpoint's state into self; return the (pass, batch) to resume at."""
+        from ..errors import CheckpointMismatchError
+        from ..persistence import load
+
+        saved = load(checkpoint)
+        if type(saved) is not type(self):
+            raise CheckpointMismatchError(
+                f"checkpoint {checkpoint!r} holds a {type(saved).__name__}, not an "
+                "OnlineGaussianMixture"
+            )
+        mine = {k: v for k, v in self.get_params().items() if not k.endswith("_init")}
+        theirs = {k: v for k, v in saved.get_params().items() if not k.endswith("_init")}
+        diffs = [k for k in mine if k not in ("verbose", "chunk_size") and mine[k] != theirs[k]]
+        if diffs:
+            raise CheckpointMismatchError(
+                f"checkpoint {checkpoint!r} was written with other parameters ({diffs}); "
+                "use another path or the same parameters"
+            )
+        self.__dict__.update({k: v for k, v in saved.__dict__.items()
+                              if k not in self.get_params()})
+        cursor = getattr(saved, "stream_cursor_", None) or {"pass": 0, "batch": 0}
+        if cursor.get("done"):
+            return n_passes, 0
+        return int(cursor["pass"]), int(cursor["batch"])
+
     # ------------------------------------------------------------------ batches
-    def _iter_batches(self, source, shuffle, rng) -> Iterable[np.ndarray]:
+    def _batch_loaders(self, source):
+        """A list of zero-argument loaders (one per batch) for indexable sources, so that
+        skipped batches are never read; None for one-shot iterables."""
         from ..execution.inputs import as_dask_array, is_lazy_input
 
         if is_lazy_input(source):
             Xd = as_dask_array(source)
             starts = np.concatenate([[0], np.cumsum(Xd.chunks[0])]).astype(int)
-            order = np.arange(len(Xd.chunks[0]))
-            if shuffle:
-                order = rng.permutation(order)
-            for i in order:
-                yield np.asarray(Xd[starts[i]:starts[i + 1]].compute(scheduler="threads"))
-            return
+            return [(lambda a=a, b=b: np.asarray(Xd[a:b].compute(scheduler="threads")))
+                    for a, b in zip(starts[:-1], starts[1:])]
         if isinstance(source, np.ndarray):
             size = self._init_size(source.shape[1] if source.ndim == 2 else 1)
-            bounds = [(s, min(s + size, len(source))) for s in range(0, len(source), size)]
-            if shuffle:
-                bounds = [bounds[i] for i in rng.permutation(len(bounds))]
-            for a, b in bounds:
-                yield source[a:b]
-            return
-        if shuffle:
-            if not isinstance(source, (list, tuple)):
-                raise InvalidParameterError(
-                    "shuffle=True needs a list/tuple of batches or an array; an iterator "
-                    "can only be read in order"
-                )
-            source = [source[i] for i in rng.permutation(len(source))]
-        yield from source
+            return [(lambda a=a: source[a:a + size]) for a in range(0, len(source), size)]
+        if isinstance(source, (list, tuple)):
+            return [(lambda x=x: x) for x in source]
+        return None
+
+    @staticmethod
+    def _ordered_batches(source, loaders, order):
+        if loaders is None:
+            return ((lambda x=x: x) for x in source)
+        if order is None:
+            return loaders
+        return [loaders[i] for i in order]
 
     def _init_size(self, d: int) -> int:
         if self.init_size is not None:
@@ -232,7 +297,7 @@ class OnlineGaussianMixture(MixtureMixin):
     def _reset(self) -> None:
         for name in ("weights_", "means_", "covariances_", "precisions_",
                      "precisions_cholesky_", "n_features_in_", "_running", "_buffer",
-                     "_buffer_weights"):
+                     "_buffer_weights", "stream_cursor_"):
             if hasattr(self, name):
                 delattr(self, name)
 

@@ -45,3 +45,22 @@ class ChunkSource(ABC):
     @abstractmethod
     def total_weight(self) -> float:
         """Sum of the sample weights (n_samples when unweighted)."""
+
+
+def fingerprint_rows(n_samples: int, k: int = 64) -> np.ndarray:
+    """Deterministic, spread-out row indices used to fingerprint a data set cheaply."""
+    return np.unique(np.linspace(0, n_samples - 1, num=min(k, n_samples)).astype(np.int64))
+
+
+def fingerprint_digest(*arrays) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    for a in arrays:
+        if a is None:
+            h.update(b"none")
+            continue
+        a = np.ascontiguousarray(a)
+        h.update(f"{a.dtype.str}{a.shape}".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()

@@ -17,7 +17,7 @@ import numpy as np
 
 from ..math.stats import tree_sum
 from ..validation import check_finite
-from .base import ChunkSource
+from .base import ChunkSource, fingerprint_digest, fingerprint_rows
 
 
 def active_client():
@@ -165,6 +165,18 @@ class DaskSource(ChunkSource):
     @property
     def total_weight(self) -> float:
         return self._total_weight
+
+    def fingerprint(self) -> dict:
+        """Shape, dtype, chunking and a hash of 64 spread-out rows (read from the few
+        chunks that hold them) and their weights."""
+        idx = fingerprint_rows(self.n_samples)
+        rows = np.asarray(compute(self.X[idx], self.client))
+        sw = self.sample_weight
+        if sw is not None:
+            sw = sw[idx] if isinstance(sw, np.ndarray) else np.asarray(compute(sw[idx], self.client))
+        return {"shape": [self.n_samples, self.n_features], "dtype": self.dtype.name,
+                "chunks": fingerprint_digest(np.asarray(self.row_chunks)),
+                "sample": fingerprint_digest(rows, sw)}
 
 
 def _reservoir_chunk(X, sw, index, seed, size):

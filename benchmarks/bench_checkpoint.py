@@ -1,0 +1,304 @@
+#!/usr/bin/env python
+"""Checkpoints (issue 5): time of ``model.save(path)`` and ``streammix.load(path)`` for a
+fitted full-covariance model with K = 64, d = 128, against one EM iteration at
+n = 1,000,000, d = 128, K = 64 (full).
+
+The model: ``streammix.GaussianMixture(64, covariance_type='full', max_iter=1)`` fitted
+from bench_em's initial parameters on 20,000 rows of bench_em's blob mixture (d = 128,
+K = 64); and an ``OnlineGaussianMixture`` started from the same parameters and updated
+with one batch of those rows (its checkpoint also holds the running statistics, another
+K x d x d array). Each is saved --repeats times to a fresh checkpoint directory (a new
+checkpoint: the lock, the root group, one version, its verification, the pointer), then
+--repeats times as the next version of one existing checkpoint (what
+``fit(checkpoint=..., checkpoint_every=k)`` does; with keep_last=3, the oldest version is
+deleted after the commit), and loaded --repeats times (every checksum verified). The
+loaded model is checked against the saved one. Medians are quoted. The checkpoints go
+to a fresh directory under --workdir (default: the system temp dir), deleted at the end;
+the files are in the page cache when they are loaded, so a load from cold storage is
+slower.
+
+One EM iteration at n = 1,000,000 (about 2.2 TFLOP for full, d = 128, K = 64: tens of
+seconds here) is by default measured at n = 100,000 and multiplied by 10 (the cost is
+linear in n; the report says so); --em-n 1000000 measures it directly. Per-iteration
+time = (T(1 + m) - T(1)) / m after a warm-up fit. (From bench_em's start the first
+iteration is several times slower than the next ones at d = 128: its responsibilities
+are rarely exactly 0 and often subnormal, while later ones are mostly exact zeros that
+the kernel skips; T(1) absorbs that.) The same fit is also timed with
+``checkpoint=<fresh dir>, checkpoint_every=1``: the difference per iteration is what
+checkpointing every iteration costs (its payload also holds the fit's progress: the
+current, best and first restart's parameters).
+
+Run from the repository root:
+
+    .venv/bin/python benchmarks/bench_checkpoint.py            # full: ~2-3 min
+    .venv/bin/python benchmarks/bench_checkpoint.py --quick    # smoke run (< 60 s)
+    .venv/bin/python benchmarks/bench_checkpoint.py --em-n 1000000 --repeats 3
+
+stdout is the report (markdown, for benchmarks/RESULTS.md); progress goes to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+from _common import (
+    MiB,
+    busy_problem,
+    dir_bytes,
+    fmt_s,
+    initial_params,
+    log,
+    make_data,
+    markdown_table,
+    median,
+    noisy,
+    print_problems,
+    report_header,
+    thread_info,
+    timed,
+)
+
+D, K = 128, 64
+COV = "full"
+TARGET_N = 1_000_000
+FULL = dict(fit_n=20_000, em_n=100_000, repeats=5, em_repeats=2, iters=2)
+QUICK = dict(fit_n=5_000, em_n=2_000, repeats=3, em_repeats=1, iters=2)
+
+
+def flops_full(n: int) -> float:
+    """bench_em's count for one full-covariance EM pass: n K (2 d^2 + 10 d)."""
+    return n * K * (2.0 * D * D + 10.0 * D)
+
+
+def build_models(args, seen):
+    """(GaussianMixture, OnlineGaussianMixture), both fitted as the docstring says."""
+    from streammix import GaussianMixture, OnlineGaussianMixture
+
+    X = make_data(args.fit_n, D, K, args.seed)
+    init = initial_params(COV, D, K, args.seed)
+    sec, gmm = timed(lambda: GaussianMixture(K, covariance_type=COV, max_iter=1, tol=0.0,
+                                             random_state=0, **init).fit(X), seen)
+    log(f"[model] GaussianMixture K={K} d={D} full, 1 iteration on {args.fit_n:,} rows: {sec:.1f} s")
+    online = OnlineGaussianMixture(K, covariance_type=COV, random_state=0, **init)
+    sec, _ = timed(lambda: online.partial_fit(X), seen)
+    log(f"[model] OnlineGaussianMixture, one batch of {args.fit_n:,} rows: {sec:.1f} s")
+    return {"GaussianMixture": gmm, "OnlineGaussianMixture": online}
+
+
+def same_model(a, b) -> str | None:
+    """None if b has a's fitted parameters exactly, else what differs."""
+    for name in ("weights_", "means_", "covariances_", "precisions_cholesky_"):
+        x, y = np.asarray(getattr(a, name)), np.asarray(getattr(b, name, None))
+        if x.shape != y.shape or not np.array_equal(x, y):
+            return name
+    if type(a) is not type(b):
+        return f"type {type(b).__name__}"
+    return None
+
+
+def time_persistence(model, root: str, label: str, repeats: int, seen, problems) -> dict:
+    import streammix
+
+    fresh, nxt, loads = [], [], []
+    size = 0
+    for r in range(repeats):      # new checkpoint each time
+        path = os.path.join(root, f"{label}-fresh-{r}")
+        sec, _ = timed(lambda: model.save(path), seen)
+        fresh.append(sec)
+        size = dir_bytes(path)
+    series = os.path.join(root, f"{label}-series")
+    model.save(series)            # version 1; then time versions 2..repeats+1
+    for r in range(repeats):
+        sec, _ = timed(lambda: model.save(series), seen)
+        nxt.append(sec)
+    loaded = None
+    for r in range(repeats):
+        path = os.path.join(root, f"{label}-fresh-{r}")
+        sec, loaded = timed(lambda: streammix.load(path), seen)
+        loads.append(sec)
+    diff = same_model(model, loaded)
+    if diff:
+        problems.append(f"{label}: the loaded model differs from the saved one ({diff})")
+    for r in range(repeats):
+        shutil.rmtree(os.path.join(root, f"{label}-fresh-{r}"), ignore_errors=True)
+    series_versions = sorted(x for x in os.listdir(series) if x.startswith("v"))
+    shutil.rmtree(series, ignore_errors=True)
+    log(f"[persistence] {label}: save {median(fresh):.3f} s (new), {median(nxt):.3f} s (next "
+        f"version), load {median(loads):.3f} s, {size / MiB:.1f} MiB")
+    return dict(fresh=fresh, next=nxt, load=loads, size=size, versions=series_versions)
+
+
+def time_em(args, root: str, seen) -> dict:
+    """Per-iteration time of full EM at n = args.em_n, without and with checkpoint_every=1."""
+    from streammix import GaussianMixture
+
+    n, m = args.em_n, args.iters
+    log(f"[em] generating n={n:,} d={D} ...")
+    X = make_data(n, D, K, args.seed)
+    init = initial_params(COV, D, K, args.seed)
+    counter = [0]
+
+    def fit(max_iter, checkpoint):
+        kw = {}
+        if checkpoint:
+            counter[0] += 1
+            kw = dict(checkpoint=os.path.join(root, f"fit-{counter[0]}"), checkpoint_every=1)
+        est = GaussianMixture(K, covariance_type=COV, max_iter=max_iter, tol=0.0,
+                              random_state=0, **init)
+        sec, _ = timed(lambda: est.fit(X, **kw), seen)
+        if checkpoint:
+            shutil.rmtree(kw["checkpoint"], ignore_errors=True)
+        return sec
+
+    sec = fit(1, False)
+    log(f"[em] warm-up: {sec:.2f} s")
+    per = {"plain": [], "checkpoint": []}
+    for rep in range(args.em_repeats):
+        for kind in per:
+            a = fit(1, kind == "checkpoint")
+            b = fit(1 + m, kind == "checkpoint")
+            per[kind].append((b - a) / m)
+            log(f"[em] rep {rep + 1}/{args.em_repeats} {kind}: T(1)={a:.2f} s T(1+{m})={b:.2f} s"
+                f" -> {(b - a) / m:.3f} s/iter")
+    return per
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(
+        description="streammix checkpoints: save/load time of a K=64, d=128 full model "
+                    "against one EM iteration at n=1M.")
+    p.add_argument("--quick", action="store_true",
+                   help=f"smoke run: model fitted on {QUICK['fit_n']:,} rows, EM iteration "
+                        f"measured at n={QUICK['em_n']:,} (x{TARGET_N // QUICK['em_n']}), "
+                        f"--repeats {QUICK['repeats']} (< 60 s)")
+    p.add_argument("--repeats", type=int, default=None,
+                   help=f"saves and loads per model (default {FULL['repeats']})")
+    p.add_argument("--em-n", type=int, default=None,
+                   help=f"n at which one EM iteration is measured, then scaled to {TARGET_N:,} "
+                        f"(default {FULL['em_n']:,}; {TARGET_N} measures it directly)")
+    p.add_argument("--em-repeats", type=int, default=None,
+                   help=f"repeats of the EM timing (default {FULL['em_repeats']})")
+    p.add_argument("--iters", "-m", type=int, default=None,
+                   help=f"m in (T(1+m) - T(1)) / m (default {FULL['iters']})")
+    p.add_argument("--fit-n", type=int, default=None,
+                   help=f"rows the saved model is fitted on (default {FULL['fit_n']:,})")
+    p.add_argument("--no-em", action="store_true", help="only time save and load")
+    p.add_argument("--workdir", default=None,
+                   help="where the checkpoints are written (a fresh temporary directory "
+                        "inside it, deleted at the end; default: the system temp dir)")
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args(argv)
+    base = QUICK if args.quick else FULL
+    for k in ("repeats", "em_n", "em_repeats", "iters", "fit_n"):
+        if getattr(args, k) is None:
+            setattr(args, k, base[k])
+    if min(args.repeats, args.em_n, args.em_repeats, args.iters) < 1:
+        p.error("--repeats, --em-n, --em-repeats and --iters must be >= 1")
+    if args.fit_n < K:
+        p.error(f"--fit-n must be at least {K}")
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    t_start = time.perf_counter()
+    load_start = os.getloadavg()[0]
+    report_header("bench_checkpoint", ["zarr", "numcodecs"])
+    import streammix  # noqa: F401
+
+    if args.workdir:
+        os.makedirs(args.workdir, exist_ok=True)
+    root = tempfile.mkdtemp(prefix="streammix-bench-ckpt-", dir=args.workdir)
+    problems: list[str] = []
+    seen: set[str] = set()
+    try:
+        models = build_models(args, seen)
+        pers = {label: time_persistence(model, root, label, args.repeats, seen, problems)
+                for label, model in models.items()}
+        em = None if args.no_em else time_em(args, root, seen)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+    scale = TARGET_N / args.em_n
+    print("```")
+    for line in thread_info():
+        print(line)
+    print(f"checkpoints in {os.path.dirname(root)} (a fresh temporary directory, removed at "
+          f"the end); median of {args.repeats} saves to new checkpoints, {args.repeats} saves "
+          f"as the next version of one checkpoint (keep_last=3), {args.repeats} loads")
+    if em:
+        how = ("measured directly" if args.em_n == TARGET_N else
+               f"measured at n={args.em_n:,} and multiplied by {scale:g}")
+        print(f"EM iteration at n={TARGET_N:,}: {how}; (T(1+{args.iters}) - T(1)) / "
+              f"{args.iters}, median of {args.em_repeats}, after a warm-up fit; "
+              f"{flops_full(TARGET_N) / 1e12:.2f} TFLOP per iteration at n={TARGET_N:,}")
+    print("```")
+    print()
+    it_1m = median(em["plain"]) * scale if em else float("nan")
+    header = ["model", "K", "d", "checkpoint MiB", "save s (new)", "save s (next version)",
+              "load s"]
+    if em:
+        header += [f"EM iteration s at n={TARGET_N:,}", "save / iteration", "load / iteration"]
+    rows = []
+    for label, r in pers.items():
+        s_new, s_next, ld = median(r["fresh"]), median(r["next"]), median(r["load"])
+        row = [label, str(K), str(D), f"{r['size'] / MiB:.1f}", fmt_s(s_new), fmt_s(s_next),
+               fmt_s(ld)]
+        if em:
+            row += [fmt_s(it_1m) + ("" if args.em_n == TARGET_N else f" (x{scale:g})"),
+                    f"{100 * max(s_new, s_next) / it_1m:.1f}%", f"{100 * ld / it_1m:.1f}%"]
+        rows.append(row)
+    print(f"Save and load of a fitted full-covariance model, K={K}, d={D}, against one EM "
+          f"iteration at n={TARGET_N:,}")
+    print()
+    print(markdown_table(header, rows))
+    print()
+    if em:
+        plain, ck = median(em["plain"]), median(em["checkpoint"])
+        header = ["n", "s/it", "s/it with checkpoint_every=1", "checkpoint cost per iteration",
+                  f"share of an iteration at n={TARGET_N:,}"]
+        cost = ck - plain
+        rows = [[f"{args.em_n:,}", fmt_s(plain), fmt_s(ck), fmt_s(cost),
+                 f"{100 * cost / it_1m:.1f}%"]]
+        print(f"GaussianMixture.fit(X, checkpoint=..., checkpoint_every=1) against fit(X): "
+              f"full, d={D}, K={K}")
+        print()
+        print(markdown_table(header, rows))
+        print()
+    print("<details><summary>details</summary>")
+    print()
+    print("```")
+    for label, r in pers.items():
+        for k in ("fresh", "next", "load"):
+            samples = ", ".join(f"{x:.4f}" for x in r[k])
+            print(f"{label} {k:5s} s [{samples}]")
+            noisy(r[k], f"{label} {k}", problems)
+        print(f"{label}: versions left in the series checkpoint: {', '.join(r['versions'])}")
+    if em:
+        for k, xs in em.items():
+            print(f"EM n={args.em_n:,} {k:10s} s/iter [{', '.join(f'{x:.3f}' for x in xs)}]")
+            noisy(xs, f"EM {k}", problems)
+    print("```")
+    print()
+    print("</details>")
+    print()
+    for w in sorted(seen):
+        problems.append(w)
+    busy = busy_problem(load_start)
+    if busy:
+        problems.append(busy)
+    print_problems(problems)
+    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    print(f"Total wall time {time.perf_counter() - t_start:.1f} s; load average at end {load}.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

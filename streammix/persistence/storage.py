@@ -1,0 +1,114 @@
+"""File operations a checkpoint needs, on a local directory or an fsspec URL.
+
+Local paths get the strong guarantees: atomic rename of a finished version, an atomic
+pointer update (write a temporary file, then os.replace) and an O_EXCL writer lock.
+On fsspec URLs (object stores) a version is written in place under its final name and
+only the pointer document, written last in one PUT, makes it visible; the lock there is
+best effort (object stores have no exclusive create).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+
+
+def is_url(path: str) -> bool:
+    return "://" in str(path) and not str(path).startswith("file://")
+
+
+class Storage:
+    """A checkpoint root directory (``root``), local or fsspec."""
+
+    def __init__(self, root):
+        self.root = os.fspath(root) if not isinstance(root, str) else root
+        if self.root.startswith("file://"):
+            self.root = self.root[len("file://"):]
+        self.local = not is_url(self.root)
+        if not self.local:
+            import fsspec
+
+            self.fs, self._fs_root = fsspec.core.url_to_fs(self.root)
+
+    def path(self, *parts: str) -> str:
+        if self.local:
+            return os.path.join(self.root, *parts)
+        return "/".join([self.root.rstrip("/"), *parts])
+
+    def _fs_path(self, *parts: str) -> str:
+        return "/".join([self._fs_root.rstrip("/"), *parts])
+
+    def exists(self, *parts: str) -> bool:
+        if self.local:
+            return os.path.exists(self.path(*parts))
+        return self.fs.exists(self._fs_path(*parts))
+
+    def makedirs(self, *parts: str) -> None:
+        if self.local:
+            os.makedirs(self.path(*parts), exist_ok=True)
+        else:
+            self.fs.makedirs(self._fs_path(*parts), exist_ok=True)
+
+    def read_text(self, *parts: str) -> str:
+        if self.local:
+            with open(self.path(*parts)) as f:
+                return f.read()
+        with self.fs.open(self._fs_path(*parts), "r") as f:
+            return f.read()
+
+    def write_text_atomic(self, text: str, *parts: str) -> None:
+        """Replace a small document in one step (readers see the old or the new one)."""
+        if self.local:
+            final = self.path(*parts)
+            tmp = f"{final}.{uuid.uuid4().hex}.tmp"
+            with open(tmp, "w") as f:
+                f.write(text)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, final)
+            _fsync_dir(os.path.dirname(final))
+        else:
+            with self.fs.open(self._fs_path(*parts), "w") as f:
+                f.write(text)
+
+    def listdir(self, *parts: str) -> list[str]:
+        if self.local:
+            try:
+                return sorted(os.listdir(self.path(*parts)))
+            except FileNotFoundError:
+                return []
+        try:
+            return sorted(p.rstrip("/").rsplit("/", 1)[-1]
+                          for p in self.fs.ls(self._fs_path(*parts), detail=False))
+        except FileNotFoundError:
+            return []
+
+    def remove_tree(self, *parts: str) -> None:
+        if self.local:
+            shutil.rmtree(self.path(*parts), ignore_errors=True)
+        else:
+            try:
+                self.fs.rm(self._fs_path(*parts), recursive=True)
+            except FileNotFoundError:
+                pass
+
+    def rename(self, src: tuple[str, ...], dst: tuple[str, ...]) -> None:
+        if self.local:
+            os.replace(self.path(*src), self.path(*dst))
+            _fsync_dir(self.root)
+        else:
+            self.fs.mv(self._fs_path(*src), self._fs_path(*dst), recursive=True)
+
+
+def _fsync_dir(path: str) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

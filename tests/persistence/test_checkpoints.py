@@ -1,0 +1,265 @@
+"""Checkpoints: round trips, plain-zarr readability, corruption detection, the writer
+lock, format versions, and resuming batch fits."""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+
+import numpy as np
+import pytest
+import zarr
+
+import streammix.persistence.store as store
+from streammix import (
+    CheckpointCorruptError,
+    CheckpointLockedError,
+    CheckpointMismatchError,
+    CheckpointVersionError,
+    GaussianMixture,
+    OnlineGaussianMixture,
+    load,
+)
+from streammix.persistence import CheckpointWriter, list_versions
+from tests.conftest import make_blobs
+
+TYPES = ["full", "tied", "diag", "spherical"]
+pytestmark = pytest.mark.filterwarnings("ignore::streammix.ConvergenceWarning")
+
+
+def fitted_batch(cov_type, **kw):
+    X, _ = make_blobs(3000, 3, 3, seed=1)
+    return GaussianMixture(3, covariance_type=cov_type, random_state=0, max_iter=20,
+                           **kw).fit(X), X
+
+
+def fitted_online(cov_type):
+    X, _ = make_blobs(8000, 3, 3, seed=2)
+    o = OnlineGaussianMixture(3, covariance_type=cov_type, init_size=2000, random_state=0,
+                              eta_min=0.01)
+    return o.fit([X[i : i + 1000] for i in range(0, 8000, 1000)]), X
+
+
+def assert_same_model(a, b, X):
+    for k, v in vars(a).items():
+        if k.startswith("_") and k not in ("_next_id",):
+            continue
+        w = getattr(b, k)
+        if isinstance(v, np.ndarray):
+            assert v.dtype == w.dtype and np.array_equal(v, w), k
+        else:
+            assert v == w or (isinstance(v, float) and np.isnan(v) and np.isnan(w)), k
+    assert a.get_params().keys() == b.get_params().keys()
+    np.testing.assert_array_equal(a.predict(X), b.predict(X))
+    np.testing.assert_array_equal(a.predict_proba(X), b.predict_proba(X))
+    np.testing.assert_array_equal(a.score_samples(X), b.score_samples(X))
+
+
+@pytest.mark.parametrize("cov_type", TYPES)
+def test_round_trip_batch(cov_type, tmp_path):
+    model, X = fitted_batch(cov_type, means_init=None)
+    assert model.save(tmp_path / "ck") == 1
+    back = load(tmp_path / "ck")
+    assert_same_model(model, back, X)
+    assert isinstance(back, GaussianMixture) and back.n_iter_ == model.n_iter_
+
+
+@pytest.mark.parametrize("cov_type", TYPES)
+def test_round_trip_online(cov_type, tmp_path):
+    model, X = fitted_online(cov_type)
+    model.save(str(tmp_path / "ck"))
+    back = load(str(tmp_path / "ck"))
+    assert_same_model(model, back, X)
+    np.testing.assert_array_equal(back.component_ids_, model.component_ids_)
+    assert back.events_ == model.events_
+    # the restored state keeps learning exactly like the original
+    extra = make_blobs(1000, 3, 3, seed=9)[0]
+    model.partial_fit(extra)
+    back.partial_fit(extra)
+    assert np.array_equal(model.means_, back.means_)
+
+
+def test_round_trip_keeps_init_arrays(tmp_path):
+    X, _ = make_blobs(500, 2, 2, seed=3)
+    g = GaussianMixture(2, means_init=[[0.0, 0.0], [5.0, 5.0]], max_iter=3).fit(X)
+    g.save(tmp_path / "ck")
+    np.testing.assert_array_equal(load(tmp_path / "ck").means_init, [[0.0, 0.0], [5.0, 5.0]])
+
+
+def test_plain_zarr_reads_means_and_weights(tmp_path):
+    model, _ = fitted_batch("full")
+    model.save(tmp_path / "ck")
+    pointer = json.loads((tmp_path / "ck" / "CURRENT.json").read_text())
+    group = zarr.open_group(str(tmp_path / "ck" / f"v{pointer['version']:06d}"), mode="r")
+    np.testing.assert_array_equal(group["means"][:], model.means_)
+    np.testing.assert_array_equal(group["weights"][:], model.weights_)
+    assert group.attrs["streammix"]["state"]["covariance_type"] == "full"
+
+
+def test_versions_are_kept_and_pruned(tmp_path):
+    model, _ = fitted_batch("diag")
+    for i in range(5):
+        assert model.save(tmp_path / "ck", keep_last=2) == i + 1
+    assert list_versions(tmp_path / "ck") == [4, 5]
+
+
+def _two_versions(tmp_path, cov_type="full"):
+    a, X = fitted_batch(cov_type)
+    b = GaussianMixture(3, covariance_type=cov_type, random_state=1, max_iter=2).fit(X)
+    a.save(tmp_path / "ck")
+    b.save(tmp_path / "ck")
+    return a, b, tmp_path / "ck"
+
+
+def _array_chunk_files(path, version, name):
+    root = path / f"v{version:06d}" / name
+    return [p for p in root.rglob("*") if p.is_file() and p.name != "zarr.json"]
+
+
+@pytest.mark.parametrize("damage", ["delete", "truncate", "flip"])
+def test_damaged_array_is_detected_and_previous_version_loads(tmp_path, damage):
+    a, b, path = _two_versions(tmp_path)
+    (chunk,) = _array_chunk_files(path, 2, "means")
+    if damage == "delete":
+        chunk.unlink()
+    elif damage == "truncate":
+        chunk.write_bytes(chunk.read_bytes()[:7])
+    else:
+        data = bytearray(chunk.read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        chunk.write_bytes(bytes(data))
+    with pytest.raises(CheckpointCorruptError, match="version 2.*'means'"):
+        load(path)
+    np.testing.assert_array_equal(load(path, version=1).means_, a.means_)
+    np.testing.assert_array_equal(load(path, fallback=True).means_, a.means_)
+
+
+def test_tampered_values_that_still_decode_are_caught_by_checksums(tmp_path):
+    a, b, path = _two_versions(tmp_path)
+    g = zarr.open_group(str(path / "v000002"), mode="r+")
+    g["weights"][0] = 0.5
+    with pytest.raises(CheckpointCorruptError, match="checksum"):
+        load(path)
+
+
+def test_missing_pointer(tmp_path):
+    a, b, path = _two_versions(tmp_path)
+    (path / "CURRENT.json").unlink()
+    with pytest.raises(CheckpointCorruptError, match="no pointer.*versions on disk: \\[1, 2\\]"):
+        load(path)
+    np.testing.assert_array_equal(load(path, fallback=True).means_, b.means_)
+
+
+def test_newer_format_is_refused(tmp_path):
+    a, b, path = _two_versions(tmp_path)
+    g = zarr.open_group(str(path / "v000002"), mode="r+")
+    meta = dict(g.attrs["streammix"])
+    meta["format_version"] = store.FORMAT_VERSION + 1
+    g.attrs["streammix"] = meta
+    with pytest.raises(CheckpointVersionError, match="newer than format 1"):
+        load(path)
+    np.testing.assert_array_equal(load(path, version=1).means_, a.means_)
+
+
+def test_not_a_checkpoint(tmp_path):
+    with pytest.raises(Exception, match="no checkpoint"):
+        load(tmp_path / "nothing")
+    (tmp_path / "junk").mkdir()
+    (tmp_path / "junk" / "CURRENT.json").write_text("{not json")
+    with pytest.raises(CheckpointCorruptError, match="pointer"):
+        load(tmp_path / "junk")
+
+
+def test_second_writer_is_refused_and_stale_lock_is_broken(tmp_path):
+    model, _ = fitted_batch("diag")
+    with CheckpointWriter(tmp_path / "ck"):
+        with pytest.raises(CheckpointLockedError, match="being written by pid"):
+            model.save(tmp_path / "ck")
+    model.save(tmp_path / "ck")  # released: fine again
+    # a lock left by a dead process is stale and broken with a warning
+    (tmp_path / "ck" / "LOCK").write_text(json.dumps(
+        {"host": os.uname().nodename, "pid": 2**22 + 12345, "token": "x",
+         "since": 0, "heartbeat": 0}))
+    with pytest.warns(UserWarning, match="stale"):
+        model.save(tmp_path / "ck")
+
+
+def test_crash_before_commit_leaves_previous_version_current(tmp_path, monkeypatch):
+    a, b, path = _two_versions(tmp_path)
+
+    def boom():
+        raise KeyboardInterrupt("killed during save")
+
+    monkeypatch.setattr(store, "before_commit", boom)
+    with pytest.raises(KeyboardInterrupt):
+        a.save(path)
+    monkeypatch.setattr(store, "before_commit", None)
+    np.testing.assert_array_equal(load(path).means_, b.means_)   # still version 2
+    assert not (path / "LOCK").exists()
+
+
+# ------------------------------------------------------------------ resuming batch fits
+def _data():
+    return make_blobs(20_000, 4, 4, seed=5)[0]
+
+
+def test_resume_after_interruption_is_bit_identical(tmp_path, monkeypatch):
+    X = _data()
+    kw = dict(n_components=4, covariance_type="full", tol=0, max_iter=12, n_init=2,
+              random_state=3, chunk_size=3000)
+    ref = GaussianMixture(**kw).fit(X)
+    import streammix.engines.em as em
+
+    calls = {"n": 0}
+    real = em.statistics
+
+    def flaky(*a, **k):
+        calls["n"] += 1
+        if calls["n"] in (5, 19):
+            raise KeyboardInterrupt("preempted")
+        return real(*a, **k)
+
+    monkeypatch.setattr(em, "statistics", flaky)
+    import streammix.estimators.gaussian_mixture as gm_mod
+    monkeypatch.setattr(gm_mod, "run_em", em.run_em)
+    for _ in range(5):
+        try:
+            got = GaussianMixture(**kw).fit(X, checkpoint=tmp_path / "ck", checkpoint_every=1)
+            break
+        except KeyboardInterrupt:
+            continue
+    assert calls["n"] > 24  # it was interrupted twice and resumed
+    for name in ("weights_", "means_", "covariances_", "precisions_cholesky_"):
+        assert np.array_equal(getattr(got, name), getattr(ref, name)), name
+    assert got.lower_bounds_ == ref.lower_bounds_ and got.n_iter_ == ref.n_iter_
+
+
+def test_finished_checkpoint_returns_at_once(tmp_path, monkeypatch):
+    X = _data()
+    kw = dict(n_components=3, covariance_type="diag", random_state=0, chunk_size=4000)
+    first = GaussianMixture(**kw).fit(X, checkpoint=tmp_path / "ck")
+    import streammix.engines.em as em
+
+    monkeypatch.setattr(em, "statistics", lambda *a, **k: pytest.fail("recomputed"))
+    again = GaussianMixture(**kw).fit(X, checkpoint=tmp_path / "ck")
+    assert np.array_equal(again.means_, first.means_) and again.n_iter_ == first.n_iter_
+
+
+def test_resume_refuses_other_data_or_parameters(tmp_path):
+    X = _data()
+    kw = dict(n_components=3, random_state=0, max_iter=3, chunk_size=4000)
+    GaussianMixture(**kw).fit(X, checkpoint=tmp_path / "ck")
+    Y = X.copy()
+    Y[-1, 0] += 1.0  # one value changed among the fingerprinted rows
+    with pytest.raises(CheckpointMismatchError, match="sample"):
+        GaussianMixture(**kw).fit(Y, checkpoint=tmp_path / "ck")
+    with pytest.raises(CheckpointMismatchError, match="shape"):
+        GaussianMixture(**kw).fit(X[:-10], checkpoint=tmp_path / "ck")
+    with pytest.raises(CheckpointMismatchError, match="n_components"):
+        GaussianMixture(**{**kw, "n_components": 4}).fit(X, checkpoint=tmp_path / "ck")
+    with pytest.raises(CheckpointMismatchError, match="chunks"):
+        GaussianMixture(**{**kw, "chunk_size": 5000}).fit(X, checkpoint=tmp_path / "ck")
+    g = GaussianMixture(**{**kw, "n_components": 4}).fit(
+        X, checkpoint=tmp_path / "ck", checkpoint_mismatch="restart")
+    assert g.means_.shape == (4, 4)
