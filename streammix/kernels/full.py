@@ -5,7 +5,10 @@ The E-step whitens x - mu_k with the upper-triangular precision Cholesky U_k
 sum r (x - mu_k)(x - mu_k)^T. Both are matrix products over a block of rows
 (block x d times d x d), so they go to BLAS (dgemm through numba's np.dot): it does
 twice the flops of triangular hand loops but at 5-10x the rate (measured 75-100 GFLOP/s
-on 2 cores against 8-15 for the best hand loop at d = 16..64).
+on 2 cores against 8-15 for the best hand loop at d = 16..64). OpenBLAS's triangular
+and symmetric routines (dtrmm, dsyrk: half the flops) measured 2x slower than dgemm at
+these sizes, so dgemm it is. Each call pins its thread's BLAS to one thread: the
+kernels already run one per core.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from .blas import set_blas_threads_local
 from ._common import (
     FASTMATH,
     block_rows,
@@ -78,6 +82,7 @@ def full_stats(X, sample_weight, has_weight, means, prec_chol, const):
     s2 = np.zeros((K, d, d))
     loglik = 0.0
     wsum = 0.0
+    blas_threads = set_blas_threads_local(1)
     for start in range(0, n, B):
         b = min(B, n - start)
         if b < B:  # last, short block: zero the tail so BLAS sees finite, inert rows
@@ -114,6 +119,7 @@ def full_stats(X, sample_weight, has_weight, means, prec_chol, const):
             for a in range(d):
                 for c in range(d):
                     s2[k, a, c] += G[a, c]
+    set_blas_threads_local(blas_threads)
     for k in range(K):  # exact symmetry (BLAS may round the two triangles differently)
         for a in range(d):
             for c in range(a + 1, d):
@@ -136,6 +142,7 @@ def full_outputs(X, means, prec_chol, const, out_logprob, out_labels, out_resp, 
     scratch2 = np.empty(B)
     lse = np.empty(B)
     LP = np.empty((K, B))
+    blas_threads = set_blas_threads_local(1)
     for start in range(0, n, B):
         b = min(B, n - start)
         if b < B:
@@ -145,3 +152,4 @@ def full_outputs(X, means, prec_chol, const, out_logprob, out_labels, out_resp, 
         write_labels(LP, b, start, out_labels)
         normalise_block(LP, b, lse, scratch1, scratch2)
         write_logprob_resp(LP, lse, b, start, out_logprob, out_resp, want_resp)
+    set_blas_threads_local(blas_threads)
