@@ -14,7 +14,6 @@ import re
 import shlex
 import shutil
 import statistics
-import subprocess
 import sys
 import time
 import warnings

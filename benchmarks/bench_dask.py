@@ -56,7 +56,6 @@ import json  # noqa: E402
 import subprocess  # noqa: E402
 import time  # noqa: E402
 
-import numpy as np  # noqa: E402
 
 from _common import (  # noqa: E402
     DEFAULT_WORKDIR,

@@ -366,7 +366,9 @@ class OnlineGaussianMixture(MixtureMixin):
                                 cov.covariances_from_precision_cholesky(prec_chol), prec_chol)
         self._begin(d)
         self._set_params_value(params)
-        self._running = None
+        # the given parameters count as the running state, so the first step blends with
+        # them by eta_1 as documented (with eta_1 = 1 it is one batch-EM iteration)
+        self._set_running_from_params()
 
     def _initialise_from_buffer(self) -> None:
         X = np.concatenate(self._buffer)

@@ -146,8 +146,8 @@ def test_dead_component_is_reseeded_by_a_split_and_recorded():
     means = np.vstack([X[:2], [[1e3, 1e3]]])  # the third mean is far from every point
     o = OnlineGaussianMixture(3, covariance_type="full", weights_init=[0.4, 0.4, 0.2],
                               means_init=means, precisions_init=np.stack([np.eye(2)] * 3))
-    for i in range(0, 20_000, 2000):
-        o.partial_fit(X[i : i + 2000])
+    for i in range(0, 20_000, 500):   # its share decays by (1 - eta_t) per batch
+        o.partial_fit(X[i : i + 500])
     kinds = [e["event"] for e in o.events_ if e["update"] > 0]
     assert "death" in kinds and "split" in kinds
     assert 2 not in o.component_ids_ and o.component_ids_.max() >= 3   # ids never reused
