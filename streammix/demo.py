@@ -3,7 +3,9 @@
 1. generate a few million rows from a known mixture, written chunk by chunk to a Zarr
    array on disk (never whole in memory);
 2. start a local Dask cluster (worker processes on this machine);
-3. fit a GaussianMixture from the Zarr path, one line per EM iteration;
+3. fit a GaussianMixture from the Zarr path, one line per EM iteration, saving a
+   crash-safe checkpoint after every iteration (kill it and run it again: it resumes;
+   run it again after it finished: it returns at once from the checkpoint);
 4. show the fitted components against the truth, and stream predictions to Zarr.
 """
 
@@ -53,13 +55,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workers", type=int, default=2, help="local Dask worker processes")
     ap.add_argument("--dir", default="demo-data", help="where the Zarr arrays go")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--fresh", action="store_true",
+                    help="delete the previous run's checkpoint first")
     args = ap.parse_args(argv)
 
     from distributed import Client, LocalCluster
 
     from . import GaussianMixture, write_predictions
+    from .persistence import current_version, list_versions
 
     os.makedirs(args.dir, exist_ok=True)
+    ck_path = os.path.join(args.dir, "checkpoint")
+    if args.fresh and os.path.exists(ck_path):
+        import shutil
+
+        shutil.rmtree(ck_path)
     data_path = os.path.join(args.dir, "points.zarr")
     truth = make_truth(args.d, args.k, args.seed)
     t0 = time.perf_counter()
@@ -76,12 +86,17 @@ def main(argv: list[str] | None = None) -> int:
         gmm = GaussianMixture(args.k, covariance_type=args.covariance_type, tol=1e-6,
                               max_iter=200, random_state=args.seed, verbose=2,
                               verbose_interval=1)
-        print(f"[3/4] fitting {gmm!r} from {data_path}")
+        print(f"[3/4] fitting {gmm!r} from {data_path}, checkpoint {ck_path}")
+        if current_version(ck_path) is not None:
+            print(f"      a checkpoint exists (version {current_version(ck_path)}): resuming "
+                  "from it (use --fresh to start over)")
         t0 = time.perf_counter()
         with warnings.catch_warnings():
             warnings.simplefilter("default")
-            gmm.fit(data_path)
+            gmm.fit(data_path, checkpoint=ck_path, checkpoint_every=1)
         fit_s = time.perf_counter() - t0
+        print(f"      checkpoint versions on disk: {list_versions(ck_path)} (current "
+              f"{current_version(ck_path)}); streammix.load({ck_path!r}) gives the model")
         print(f"      {gmm.n_iter_} iterations, converged={gmm.converged_}, {fit_s:.1f} s "
               f"(k-means|| initialisation included), mean log-likelihood "
               f"{gmm.lower_bound_:.6f}")

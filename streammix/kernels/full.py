@@ -7,8 +7,8 @@ sum r (x - mu_k)(x - mu_k)^T. Both are matrix products over a block of rows
 twice the flops of triangular hand loops but at 5-10x the rate (measured 75-100 GFLOP/s
 on 2 cores against 8-15 for the best hand loop at d = 16..64). OpenBLAS's triangular
 and symmetric routines (dtrmm, dsyrk: half the flops) measured 2x slower than dgemm at
-these sizes, so dgemm it is. Each call pins its thread's BLAS to one thread: the
-kernels already run one per core.
+these sizes, so dgemm it is. Callers hold BLAS at one thread while the kernels run
+(``blas.single_threaded_blas``): the kernels already run one per core.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from numba import njit
 
 FULL_BLOCK_ELEMS = 8192
 
-from .blas import set_blas_threads_local
 from ._common import (
     FASTMATH,
     normalise_block,
@@ -96,7 +95,6 @@ def full_stats(X, sample_weight, has_weight, means, prec_chol, const):
     s2 = np.zeros((K, d, d))
     loglik = 0.0
     wsum = 0.0
-    blas_threads = set_blas_threads_local(1)
     for start in range(0, n, B):
         b = min(B, n - start)
         if b < B:  # last, short block: zero the tail so BLAS sees finite, inert rows
@@ -133,7 +131,6 @@ def full_stats(X, sample_weight, has_weight, means, prec_chol, const):
             for a in range(d):
                 for c in range(d):
                     s2[k, a, c] += G[a, c]
-    set_blas_threads_local(blas_threads)
     for k in range(K):  # exact symmetry (BLAS may round the two triangles differently)
         for a in range(d):
             for c in range(a + 1, d):
@@ -156,7 +153,6 @@ def full_outputs(X, means, prec_chol, const, out_logprob, out_labels, out_resp, 
     scratch2 = np.empty(B)
     lse = np.empty(B)
     LP = np.empty((K, B))
-    blas_threads = set_blas_threads_local(1)
     for start in range(0, n, B):
         b = min(B, n - start)
         if b < B:
@@ -166,4 +162,3 @@ def full_outputs(X, means, prec_chol, const, out_logprob, out_labels, out_resp, 
         write_labels(LP, b, start, out_labels)
         normalise_block(LP, b, lse, scratch1, scratch2)
         write_logprob_resp(LP, lse, b, start, out_logprob, out_resp, want_resp)
-    set_blas_threads_local(blas_threads)

@@ -172,3 +172,16 @@ def test_vectorised_exp_is_accurate():
     # below -690 (exp < 1e-300) it flushes to exactly 0: no subnormal responsibilities
     tiny = -np.array([690.01, 708.0, 720.0, 745.0, 746.0, 1e4, np.inf])
     assert np.all(ev(tiny) == 0.0)
+
+
+def test_full_kernel_leaves_blas_threading_as_it_found_it():
+    from streammix.kernels import blas
+
+    if not blas.HAVE_BLAS_THREAD_CONTROL:
+        pytest.skip("BLAS is not OpenBLAS")
+    before = blas._get_threads()
+    X, _ = make_blobs(50_000, 8, 3, seed=1)
+    from streammix import GaussianMixture
+
+    GaussianMixture(3, random_state=0, max_iter=3, chunk_size=2000).fit(X)
+    assert blas._get_threads() == before

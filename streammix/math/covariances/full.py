@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ...kernels.full import full_outputs, full_stats
+from ...kernels.blas import single_threaded_blas
 from ...kernels.linalg import batched_precision_cholesky
 from ..stats import SufficientStats
 from ._base import (
@@ -81,15 +82,17 @@ class FullCovariance(CovarianceType):
 
     def chunk_stats(self, X, sample_weight, params):
         sw, has_w = as_weight_array(sample_weight)
-        s0, s1, s2, ll, n = full_stats(
-            X, sw, has_w, params.means, params.precisions_cholesky, self.kernel_constants(params)
-        )
+        with single_threaded_blas():
+            s0, s1, s2, ll, n = full_stats(
+                X, sw, has_w, params.means, params.precisions_cholesky,
+                self.kernel_constants(params))
         return SufficientStats("full", s0, s1, s2, ll, n, params.means)
 
     def chunk_outputs(self, X, params, want_resp):
         logprob, labels, resp = self._output_buffers(X.shape[0], params.n_components, want_resp)
-        full_outputs(X, params.means, params.precisions_cholesky, self.kernel_constants(params),
-                     logprob, labels, resp, want_resp)
+        with single_threaded_blas():
+            full_outputs(X, params.means, params.precisions_cholesky,
+                         self.kernel_constants(params), logprob, labels, resp, want_resp)
         return logprob, labels, resp if want_resp else None
 
     def sample(self, rng, params, counts):
