@@ -1,8 +1,11 @@
 """Numba kernels for diagonal covariances: per-chunk statistics and per-sample outputs.
 
-log N = const_k - sum_j p_kj (x_j - mu_kj)^2 / 2 with p = 1/var; the statistics are
-sum r (x - mu_k) and sum r (x - mu_k)^2 per feature: about 3d flops per sample and
-component for the E-step and 4d for the statistics.
+log N = const_k - sum_j p_kj (x_j - mu_kj)^2 / 2 with p = 1/var, evaluated as two
+dgemms per block (4d flops per sample and component, at BLAS rates); the statistics are
+sum r (x - mu_k) and sum r (x - mu_k)^2 per feature, also two dgemms per block, taken
+about the mixture mean and moved to each component's mean at the end of the chunk
+(exact algebra; it loses only digits in proportion to (|mu_k - mean| / sigma_k)^2, about
+2 digits for components 10 sigma from the mixture mean).
 """
 
 from __future__ import annotations
@@ -22,30 +25,43 @@ from ._common import (
 
 
 @njit(nogil=True, cache=True, fastmath=FASTMATH)
-def _block_log_prob(XT, b, means, prec, const, maha, LP):
-    """Weighted log-probabilities LP[k, :b]; prec[k, j] is the precision 1/var."""
-    K, d = means.shape
+def _block_log_prob(XT, b, centre, prec, pm, q, const, Y, Y2, A, C, LP):
+    """Weighted log-probabilities LP[k, :b]; prec[k, j] is the precision 1/var.
+
+    With y = x - centre (the mixture mean) and m_k = mu_k - centre, the distance
+    sum_j p_kj (y_j - m_kj)^2 = (p_k . y^2) - 2 (p_k m_k . y) + q_k is two dgemms over
+    the block (K x d times d x block) instead of a hand loop; taking y about the
+    mixture mean keeps the expansion accurate on data with a large offset.
+    """
+    d, B = XT.shape
+    for j in range(d):
+        c = centre[j]
+        for i in range(B):
+            y = XT[j, i] - c
+            Y[j, i] = y
+            Y2[j, i] = y * y
+    np.dot(prec, Y2, A)
+    np.dot(pm, Y, C)
+    K = prec.shape[0]
     for k in range(K):
-        for i in range(b):
-            maha[i] = 0.0
-        for j in range(d):
-            m = means[k, j]
-            p = prec[k, j]
-            for i in range(b):
-                z = XT[j, i] - m
-                maha[i] += z * z * p
         c = const[k]
+        qk = q[k]
         for i in range(b):
-            LP[k, i] = c - 0.5 * maha[i]
+            LP[k, i] = c - 0.5 * (A[k, i] - 2.0 * C[k, i] + qk)
 
 
 @njit(nogil=True, cache=True, fastmath=FASTMATH)
-def diag_stats(X, sample_weight, has_weight, means, prec, const):
+def diag_stats(X, sample_weight, has_weight, means, centre, prec, pm, q, const):
     """Statistics of chunk X: (s0 (K,), s1 (K,d), s2 (K,d) diagonal, loglik, wsum)."""
     n, d = X.shape
     K = means.shape[0]
     B = block_rows(d)
-    XT = np.empty((d, B))
+    XT = np.zeros((d, B))
+    Y = np.empty((d, B))
+    Y2 = np.empty((d, B))
+    A = np.empty((K, B))
+    C = np.empty((K, B))
+    G = np.empty((K, d))
     maha = np.empty(B)
     scratch = np.empty(B)
     lse = np.empty(B)
@@ -58,7 +74,7 @@ def diag_stats(X, sample_weight, has_weight, means, prec, const):
     for start in range(0, n, B):
         b = min(B, n - start)
         load_block_t(X, start, b, XT)
-        _block_log_prob(XT, b, means, prec, const, maha, LP)
+        _block_log_prob(XT, b, centre, prec, pm, q, const, Y, Y2, A, C, LP)
         normalise_block(LP, b, lse, maha, scratch)
         if has_weight:
             loglik += weigh_block(LP, b, sample_weight, start, lse)
@@ -72,30 +88,40 @@ def diag_stats(X, sample_weight, has_weight, means, prec, const):
             t = 0.0
             for i in range(b):
                 t += LP[k, i]
-            if t == 0.0:
-                continue
+            for i in range(b, B):  # a short last block: rows past b must weigh nothing
+                LP[k, i] = 0.0
             s0[k] += t
+        # sums of r y and r y^2 about the mixture mean, as two dgemms per block
+        np.dot(LP, Y.T, G)
+        for k in range(K):
             for j in range(d):
-                m = means[k, j]
-                u = 0.0
-                v = 0.0
-                for i in range(b):
-                    z = XT[j, i] - m
-                    rz = LP[k, i] * z
-                    u += rz
-                    v += rz * z
-                s1[k, j] += u
-                s2[k, j] += v
+                s1[k, j] += G[k, j]
+        np.dot(LP, Y2.T, G)
+        for k in range(K):
+            for j in range(d):
+                s2[k, j] += G[k, j]
+    # move the moments from the mixture mean to each component's mean:
+    # sum r (y - m)^2 = sum r y^2 - 2 m sum r y + s0 m^2, sum r (y - m) = sum r y - s0 m
+    for k in range(K):
+        for j in range(d):
+            m = means[k, j] - centre[j]
+            s2[k, j] = s2[k, j] - 2.0 * m * s1[k, j] + s0[k] * m * m
+            s1[k, j] = s1[k, j] - s0[k] * m
     return s0, s1, s2, loglik, wsum
 
 
 @njit(nogil=True, cache=True, fastmath=FASTMATH)
-def diag_outputs(X, means, prec, const, out_logprob, out_labels, out_resp, want_resp):
+def diag_outputs(X, means, centre, prec, pm, q, const, out_logprob, out_labels, out_resp,
+                 want_resp):
     """Per-sample log p(x), labels and (optionally) responsibilities for chunk X."""
     n, d = X.shape
     K = means.shape[0]
     B = block_rows(d)
-    XT = np.empty((d, B))
+    XT = np.zeros((d, B))
+    Y = np.empty((d, B))
+    Y2 = np.empty((d, B))
+    A = np.empty((K, B))
+    C = np.empty((K, B))
     maha = np.empty(B)
     scratch = np.empty(B)
     lse = np.empty(B)
@@ -103,7 +129,7 @@ def diag_outputs(X, means, prec, const, out_logprob, out_labels, out_resp, want_
     for start in range(0, n, B):
         b = min(B, n - start)
         load_block_t(X, start, b, XT)
-        _block_log_prob(XT, b, means, prec, const, maha, LP)
+        _block_log_prob(XT, b, centre, prec, pm, q, const, Y, Y2, A, C, LP)
         write_labels(LP, b, start, out_labels)
         normalise_block(LP, b, lse, maha, scratch)
         write_logprob_resp(LP, lse, b, start, out_logprob, out_resp, want_resp)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ...kernels.blas import single_threaded_blas
 from ...kernels.diag import diag_outputs, diag_stats
 from ..stats import SufficientStats
 from ._base import (
@@ -62,18 +63,32 @@ class DiagCovariance(CovarianceType):
             )
         return precisions
 
+    @staticmethod
+    def _expanded(params):
+        """(centre, precisions, precision * (mean - centre), sum of p (mean - centre)^2):
+        the E-step's distance expanded about the mixture mean (see kernels/diag.py)."""
+        from .tied import tied_centre
+
+        centre = tied_centre(params)
+        prec = np.ascontiguousarray(params.precisions_cholesky**2)
+        m = params.means - centre
+        pm = np.ascontiguousarray(prec * m)
+        q = np.ascontiguousarray((pm * m).sum(axis=1))
+        return centre, prec, pm, q
+
     def chunk_stats(self, X, sample_weight, params):
         sw, has_w = as_weight_array(sample_weight)
-        prec = np.ascontiguousarray(params.precisions_cholesky**2)
-        s0, s1, s2, ll, n = diag_stats(X, sw, has_w, params.means, prec,
-                                       self.kernel_constants(params))
+        with single_threaded_blas():
+            s0, s1, s2, ll, n = diag_stats(X, sw, has_w, params.means,
+                                           *self._expanded(params),
+                                           self.kernel_constants(params))
         return SufficientStats("diag", s0, s1, s2, ll, n, params.means)
 
     def chunk_outputs(self, X, params, want_resp):
         logprob, labels, resp = self._output_buffers(X.shape[0], params.n_components, want_resp)
-        prec = np.ascontiguousarray(params.precisions_cholesky**2)
-        diag_outputs(X, params.means, prec, self.kernel_constants(params),
-                     logprob, labels, resp, want_resp)
+        with single_threaded_blas():
+            diag_outputs(X, params.means, *self._expanded(params),
+                         self.kernel_constants(params), logprob, labels, resp, want_resp)
         return logprob, labels, resp if want_resp else None
 
     def sample(self, rng, params, counts):
