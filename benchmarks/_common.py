@@ -105,6 +105,23 @@ def print_problems(problems: list[str]) -> None:
         print()
 
 
+def report_footer(problems: list[str], load_start: float, t_start: float,
+                  warnings_seen=()) -> None:
+    """Close the details block, then list the problems (warnings, a busy machine) and
+    the total wall time: the common end of every benchmark's report."""
+    print("```")
+    print()
+    print("</details>")
+    print()
+    problems.extend(sorted(warnings_seen))
+    busy = busy_problem(load_start)
+    if busy:
+        problems.append(busy)
+    print_problems(problems)
+    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    print(f"Total wall time {time.perf_counter() - t_start:.1f} s; load average at end {load}.")
+
+
 def median(xs):
     return statistics.median(xs) if xs else float("nan")
 

@@ -49,8 +49,8 @@ import time
 import numpy as np
 
 from _common import (
+    report_footer,
     MiB,
-    busy_problem,
     dir_bytes,
     fmt_s,
     initial_params,
@@ -59,7 +59,6 @@ from _common import (
     markdown_table,
     median,
     noisy,
-    print_problems,
     report_header,
     thread_info,
     timed,
@@ -305,18 +304,7 @@ def main(argv=None) -> int:
             unit = "s/save" if k == "per_save" else "s/iter"
             print(f"EM n={args.em_n:,} {k:10s} {unit} [{', '.join(f'{x:.3f}' for x in xs)}]")
             noisy(xs, f"EM {k}", problems)
-    print("```")
-    print()
-    print("</details>")
-    print()
-    for w in sorted(seen):
-        problems.append(w)
-    busy = busy_problem(load_start)
-    if busy:
-        problems.append(busy)
-    print_problems(problems)
-    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
-    print(f"Total wall time {time.perf_counter() - t_start:.1f} s; load average at end {load}.")
+    report_footer(problems, load_start, t_start, seen)
     return 0
 
 

@@ -58,11 +58,11 @@ import time  # noqa: E402
 
 
 from _common import (  # noqa: E402
+    report_footer,
     DEFAULT_WORKDIR,
     MiB,
     _reset_peak_rss,
     _vm_hwm,
-    busy_problem,
     dir_bytes,
     ensure_zarr,
     fmt_s,
@@ -71,7 +71,6 @@ from _common import (  # noqa: E402
     markdown_table,
     median,
     noisy,
-    print_problems,
     report_header,
     thread_info,
     timed,
@@ -432,16 +431,7 @@ def main(argv=None) -> int:
                     problems.append(f"scaling n={n:,} (memory run): {w}")
         for w in sorted(scaling["warnings"]):
             problems.append(f"scaling: {w}")
-    print("```")
-    print()
-    print("</details>")
-    print()
-    busy = busy_problem(load_start)
-    if busy:
-        problems.append(busy)
-    print_problems(problems)
-    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
-    print(f"Total wall time {time.perf_counter() - t_start:.1f} s; load average at end {load}.")
+    report_footer(problems, load_start, t_start)
     return 0
 
 

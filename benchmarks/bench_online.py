@@ -44,7 +44,7 @@ import sys
 import time
 
 from _common import (
-    busy_problem,
+    report_footer,
     fmt_s,
     initial_params,
     log,
@@ -52,7 +52,6 @@ from _common import (
     markdown_table,
     median,
     noisy,
-    print_problems,
     report_header,
     thread_info,
     timed,
@@ -349,18 +348,7 @@ def main(argv=None) -> int:
         if r["reached"] is None:
             problems.append(f"{cov_type}: one stepwise pass did not reach within "
                             f"{100 * QUALITY_BAR:g}% of batch EM (gap {100 * r['gap_end']:.3f}%)")
-    print("```")
-    print()
-    print("</details>")
-    print()
-    for w in sorted(seen):
-        problems.append(w)
-    busy = busy_problem(load_start)
-    if busy:
-        problems.append(busy)
-    print_problems(problems)
-    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
-    print(f"Total wall time {time.perf_counter() - t_start:.1f} s; load average at end {load}.")
+    report_footer(problems, load_start, t_start, seen)
     return 0
 
 

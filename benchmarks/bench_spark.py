@@ -52,9 +52,9 @@ import time
 import numpy as np
 
 from _common import (
+    report_footer,
     DEFAULT_WORKDIR,
     MiB,
-    busy_problem,
     dir_bytes,
     fmt_s,
     initial_params,
@@ -64,7 +64,6 @@ from _common import (
     markdown_table,
     median,
     noisy,
-    print_problems,
     report_header,
     thread_info,
     timed,
@@ -340,23 +339,12 @@ def main(argv=None) -> int:
           "the last M-step)")
     print(f"data check: Spark count {sp_count:,}, column means relative difference from numpy "
           f"{mean_err:.2e}")
-    print("```")
-    print()
-    print("</details>")
-    print()
     if n_sp != 1 + m:
         problems.append(f"Spark ran {n_sp} iterations, not {1 + m}: the per-iteration figure "
                         "is off")
     if n_sm != 1 + m:
         problems.append(f"streammix ran {n_sm} iterations, not {1 + m}")
-    for w in sorted(seen):
-        problems.append(f"streammix: {w}")
-    busy = busy_problem(load_start)
-    if busy:
-        problems.append(busy)
-    print_problems(problems)
-    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
-    print(f"Total wall time {time.perf_counter() - t_start:.1f} s; load average at end {load}.")
+    report_footer(problems, load_start, t_start, [f"streammix: {w}" for w in seen])
     return 0
 
 

@@ -16,7 +16,7 @@ import math
 import numpy as np
 
 from ..execution.base import ChunkSource
-from ..kernels.kmeans import lloyd_stats, min_sqdist, nearest_labels
+from ..kernels.kmeans import assign_nearest, lloyd_stats
 
 _EMPTY = np.empty(0)
 
@@ -73,17 +73,21 @@ def _moments_chunk(X, sw, centre):
     return np.concatenate([[w.sum()], w @ Z, w @ (Z * Z)])
 
 
+def _sqdist(X, centres):
+    """Squared distance from every row of X to its nearest centre."""
+    dist = np.empty(X.shape[0])
+    assign_nearest(X, centres, np.empty(X.shape[0], dtype=np.int64), dist)
+    return dist
+
+
 def _cost_chunk(X, sw, centres):
     """sum_i w_i D^2(x_i, centres)."""
-    dist = np.empty(X.shape[0])
-    min_sqdist(X, centres, dist)
-    return float(_weights(sw, X.shape[0]) @ dist)
+    return float(_weights(sw, X.shape[0]) @ _sqdist(X, centres))
 
 
 def _oversample_chunk(X, sw, index, centres, phi, oversampling, seed, round_):
     """Rows drawn independently with probability min(1, l w D^2 / phi)."""
-    dist = np.empty(X.shape[0])
-    min_sqdist(X, centres, dist)
+    dist = _sqdist(X, centres)
     p = np.minimum(1.0, oversampling * _weights(sw, X.shape[0]) * dist / phi)
     u = np.random.default_rng([seed, round_, index]).random(X.shape[0])
     return np.asarray(X[u < p], dtype=np.float64).reshape(-1, X.shape[1])
@@ -119,7 +123,7 @@ def _weighted_lloyd(points, weights, centres, max_iter=100):
     centres = np.ascontiguousarray(centres, dtype=np.float64)
     labels = np.empty(points.shape[0], dtype=np.int64)
     for _ in range(max_iter):
-        nearest_labels(points, centres, labels)
+        assign_nearest(points, centres, labels, np.empty(points.shape[0]))
         counts = np.bincount(labels, weights=weights, minlength=len(centres))
         sums = np.zeros_like(centres)
         np.add.at(sums, labels, points * weights[:, None])

@@ -15,7 +15,7 @@ from ..execution.outputs import lazy_outputs
 from ..math.covariances import get_covariance_type
 from ..math.matching import permute_params
 from ..math.params import GaussianParams
-from ..validation import check_random_state
+from ..validation import check_init_array, check_random_state
 from ._base import EstimatorBase
 
 
@@ -38,6 +38,32 @@ class MixtureMixin(EstimatorBase):
         self.covariances_ = params.covariances
         self.precisions_cholesky_ = params.precisions_cholesky
         self.precisions_ = cov.precisions(params.precisions_cholesky)
+
+    def _checked_inits(self, n_features: int):
+        """The user's weights_init, means_init and precisions_init, validated (shape,
+        range, normalisation, positive definiteness), or None for those not given."""
+        K = self.n_components
+        cov = get_covariance_type(self.covariance_type)
+        weights = means = precisions = None
+        if self.weights_init is not None:
+            weights = check_init_array(self.weights_init, "weights_init", (K,))
+            if np.any(weights < 0) or np.any(weights > 1):
+                raise InvalidParameterError(
+                    f"weights_init must lie in [0, 1]; got min {weights.min():.5g}, "
+                    f"max {weights.max():.5g}"
+                )
+            if not np.isclose(weights.sum(), 1.0, rtol=0, atol=1e-8):
+                raise InvalidParameterError(
+                    f"weights_init must sum to 1; got sum {weights.sum():.10g}"
+                )
+        if self.means_init is not None:
+            means = check_init_array(self.means_init, "means_init", (K, n_features))
+        if self.precisions_init is not None:
+            shape = cov.covariance_shape(K, n_features)
+            precisions = check_init_array(self.precisions_init,
+                                          f"precisions_init ('{cov.name}')", shape)
+            precisions = cov.validate_precisions(precisions, K, n_features)
+        return weights, means, precisions
 
     def save(self, path, keep_last: int = 3) -> int:
         """Save this model as a new version of the checkpoint at ``path`` (a directory or

@@ -22,7 +22,6 @@ from ..math.matching import match_components, permute_params
 from ..persistence.store import CheckpointWriter, current_version, read_version
 from ..validation import (
     check_float_param,
-    check_init_array,
     check_int_param,
     check_random_state,
 )
@@ -97,30 +96,6 @@ class GaussianMixture(MixtureMixin):
             )
         if self.chunk_size is not None:
             check_int_param(self.chunk_size, "chunk_size", 1)
-
-    def _checked_inits(self, n_features: int):
-        K = self.n_components
-        cov = get_covariance_type(self.covariance_type)
-        weights = means = precisions = None
-        if self.weights_init is not None:
-            weights = check_init_array(self.weights_init, "weights_init", (K,))
-            if np.any(weights < 0) or np.any(weights > 1):
-                raise InvalidParameterError(
-                    f"weights_init must lie in [0, 1]; got min {weights.min():.5g}, "
-                    f"max {weights.max():.5g}"
-                )
-            if not np.isclose(weights.sum(), 1.0, rtol=0, atol=1e-8):
-                raise InvalidParameterError(
-                    f"weights_init must sum to 1; got sum {weights.sum():.10g}"
-                )
-        if self.means_init is not None:
-            means = check_init_array(self.means_init, "means_init", (K, n_features))
-        if self.precisions_init is not None:
-            shape = cov.covariance_shape(K, n_features)
-            precisions = check_init_array(self.precisions_init,
-                                          f"precisions_init ('{cov.name}')", shape)
-            precisions = cov.validate_precisions(precisions, K, n_features)
-        return weights, means, precisions
 
     def _validate_fit_data(self, X, sample_weight, client):
         source = as_source(X, sample_weight, chunk_size=self.chunk_size, client=client)

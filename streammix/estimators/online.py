@@ -24,7 +24,6 @@ from ..math.params import GaussianParams
 from ..validation import (
     check_array,
     check_float_param,
-    check_init_array,
     check_int_param,
     check_random_state,
     check_sample_weight,
@@ -329,22 +328,6 @@ class OnlineGaussianMixture(MixtureMixin):
                 and self.precisions_init is not None)
 
     # ------------------------------------------------------------------ initialisation
-    def _checked_inits(self, d):
-        K = self.n_components
-        cov = get_covariance_type(self.covariance_type)
-        w = m = p = None
-        if self.weights_init is not None:
-            w = check_init_array(self.weights_init, "weights_init", (K,))
-            if np.any(w < 0) or not np.isclose(w.sum(), 1.0, rtol=0, atol=1e-8):
-                raise InvalidParameterError("weights_init must be non-negative and sum to 1")
-        if self.means_init is not None:
-            m = check_init_array(self.means_init, "means_init", (K, d))
-        if self.precisions_init is not None:
-            p = check_init_array(self.precisions_init, f"precisions_init ('{cov.name}')",
-                                 cov.covariance_shape(K, d))
-            p = cov.validate_precisions(p, K, d)
-        return w, m, p
-
     def _begin(self, d: int) -> None:
         self.n_features_in_ = d
         self.n_updates_ = 0

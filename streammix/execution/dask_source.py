@@ -62,21 +62,15 @@ def compute(obj, client):
     return dask.compute(obj, scheduler="threads")[0]
 
 
-def _run_chunk(X, sw, index, start, check, fn, *shared):
-    """One task: validate the chunk on the first pass, then run the kernel on it."""
+def _run_chunk(X, sw, index, start, check, indexed, fn, *shared):
+    """One task: validate the chunk on the first pass, then run the kernel on it
+    (passing the chunk's index to ``fn`` when ``indexed``)."""
     X = np.asarray(X)
     if check:
         check_finite(X, what=f"chunk {index} (rows {start} to {start + X.shape[0] - 1})",
                      row_offset=start)
-    return fn(X, None if sw is None else np.asarray(sw, dtype=np.float64), *shared)
-
-
-def _run_chunk_indexed(X, sw, index, start, check, fn, *shared):
-    X = np.asarray(X)
-    if check:
-        check_finite(X, what=f"chunk {index} (rows {start} to {start + X.shape[0] - 1})",
-                     row_offset=start)
-    return fn(X, None if sw is None else np.asarray(sw, dtype=np.float64), index, *shared)
+    sw = None if sw is None else np.asarray(sw, dtype=np.float64)
+    return fn(X, sw, index, *shared) if indexed else fn(X, sw, *shared)
 
 
 def tree_reduce(parts: list, combine: Callable, split_every: int):
@@ -121,11 +115,11 @@ class DaskSource(ChunkSource):
         return len(self.blocks)
 
     def _graph(self, fn, shared, indexed):
-        runner = _run_chunk_indexed if indexed else _run_chunk
         shared_d = [dask.delayed(s, pure=True) for s in shared]
         check = not self.checked
         return [
-            dask.delayed(runner, pure=True)(blk, sw, i, int(self.starts[i]), check, fn, *shared_d)
+            dask.delayed(_run_chunk, pure=True)(blk, sw, i, int(self.starts[i]), check, indexed,
+                                                fn, *shared_d)
             for i, (blk, sw) in enumerate(zip(self.blocks, self.sw_blocks))
         ]
 

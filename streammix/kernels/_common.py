@@ -129,6 +129,21 @@ def normalise_block(LP, b, lse, m, s):
 
 
 @njit(nogil=True, cache=True)
+def block_loglik(LP, b, sample_weight, has_weight, start, lse):
+    """(sum of w log p(x), sum of w) over the block's rows; with weights, the
+    responsibilities in LP are scaled by them too (see weigh_block)."""
+    if has_weight:
+        wsum = 0.0
+        for i in range(b):
+            wsum += sample_weight[start + i]
+        return weigh_block(LP, b, sample_weight, start, lse), wsum
+    total = 0.0
+    for i in range(b):
+        total += lse[i]
+    return total, float(b)
+
+
+@njit(nogil=True, cache=True)
 def weigh_block(LP, b, sample_weight, start, lse):
     """Multiply responsibilities by the sample weights; return the weighted log-lik sum."""
     K = LP.shape[0]

@@ -15,10 +15,10 @@ from numba import njit
 
 from ._common import (
     FASTMATH,
+    block_loglik,
     block_rows,
     load_block_t,
     normalise_block,
-    weigh_block,
     write_labels,
     write_logprob_resp,
 )
@@ -76,14 +76,9 @@ def diag_stats(X, sample_weight, has_weight, means, centre, prec, pm, q, const):
         load_block_t(X, start, b, XT)
         _block_log_prob(XT, b, centre, prec, pm, q, const, Y, Y2, A, C, LP)
         normalise_block(LP, b, lse, maha, scratch)
-        if has_weight:
-            loglik += weigh_block(LP, b, sample_weight, start, lse)
-            for i in range(b):
-                wsum += sample_weight[start + i]
-        else:
-            for i in range(b):
-                loglik += lse[i]
-            wsum += b
+        ll, w = block_loglik(LP, b, sample_weight, has_weight, start, lse)
+        loglik += ll
+        wsum += w
         for k in range(K):
             t = 0.0
             for i in range(b):

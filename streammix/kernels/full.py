@@ -20,8 +20,8 @@ FULL_BLOCK_ELEMS = 8192
 
 from ._common import (
     FASTMATH,
+    block_loglik,
     normalise_block,
-    weigh_block,
     write_labels,
     write_logprob_resp,
 )
@@ -104,14 +104,9 @@ def full_stats(X, sample_weight, has_weight, means, prec_chol, const):
         load_block_rows(X, start, b, XB)
         _block_log_prob(XB, b, means, prec_chol, const, Z, Y, LP)
         normalise_block(LP, b, lse, scratch1, scratch2)
-        if has_weight:
-            loglik += weigh_block(LP, b, sample_weight, start, lse)
-            for i in range(b):
-                wsum += sample_weight[start + i]
-        else:
-            for i in range(b):
-                loglik += lse[i]
-            wsum += b
+        ll, w = block_loglik(LP, b, sample_weight, has_weight, start, lse)
+        loglik += ll
+        wsum += w
         for k in range(K):
             t = 0.0
             for i in range(b):

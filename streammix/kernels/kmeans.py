@@ -101,8 +101,9 @@ def hard_full_stats(X, sample_weight, has_weight, centres):
 
 
 @njit(nogil=True, cache=True, fastmath=FASTMATH)
-def nearest_labels(X, centres, out):
-    """Nearest-centre label of every row of X, written into out."""
+def assign_nearest(X, centres, labels, sqdist):
+    """Index of the nearest centre (into labels) and the squared distance to it (into
+    sqdist) for every row of X."""
     n, d = X.shape
     B = block_rows(d)
     XT = np.empty((d, B))
@@ -114,21 +115,5 @@ def nearest_labels(X, centres, out):
         load_block_t(X, start, b, XT)
         _nearest(XT, b, centres, dist, best, bestd)
         for i in range(b):
-            out[start + i] = best[i]
-
-
-@njit(nogil=True, cache=True, fastmath=FASTMATH)
-def min_sqdist(X, centres, out):
-    """Squared distance from every row of X to its nearest centre, written into out."""
-    n, d = X.shape
-    B = block_rows(d)
-    XT = np.empty((d, B))
-    dist = np.empty(B)
-    bestd = np.empty(B)
-    best = np.empty(B, dtype=np.int64)
-    for start in range(0, n, B):
-        b = min(B, n - start)
-        load_block_t(X, start, b, XT)
-        _nearest(XT, b, centres, dist, best, bestd)
-        for i in range(b):
-            out[start + i] = bestd[i]
+            labels[start + i] = best[i]
+            sqdist[start + i] = bestd[i]

@@ -12,10 +12,10 @@ from numba import njit
 
 from ._common import (
     FASTMATH,
+    block_loglik,
     block_rows,
     load_block_t,
     normalise_block,
-    weigh_block,
     write_labels,
     write_logprob_resp,
 )
@@ -60,14 +60,9 @@ def spherical_stats(X, sample_weight, has_weight, means, prec, const):
         load_block_t(X, start, b, XT)
         _block_log_prob(XT, b, means, prec, const, maha, LP)
         normalise_block(LP, b, lse, maha, scratch)
-        if has_weight:
-            loglik += weigh_block(LP, b, sample_weight, start, lse)
-            for i in range(b):
-                wsum += sample_weight[start + i]
-        else:
-            for i in range(b):
-                loglik += lse[i]
-            wsum += b
+        ll, w = block_loglik(LP, b, sample_weight, has_weight, start, lse)
+        loglik += ll
+        wsum += w
         for k in range(K):
             t = 0.0
             for i in range(b):

@@ -13,10 +13,10 @@ from numba import njit
 
 from ._common import (
     FASTMATH,
+    block_loglik,
     block_rows,
     load_block_t,
     normalise_block,
-    weigh_block,
     write_labels,
     write_logprob_resp,
 )
@@ -80,20 +80,12 @@ def tied_stats(X, sample_weight, has_weight, means, centre, prec_chol, white_mea
         load_block_t(X, start, b, XT)
         _block_log_prob(XT, b, centre, prec_chol, white_means, const, XC, W, maha, LP)
         normalise_block(LP, b, lse, maha, scratch)
-        if has_weight:
-            loglik += weigh_block(LP, b, sample_weight, start, lse)
-            for j in range(d):
-                for i in range(b):
-                    WX[j, i] = sample_weight[start + i] * XC[j, i]
+        ll, w = block_loglik(LP, b, sample_weight, has_weight, start, lse)
+        loglik += ll
+        wsum += w
+        for j in range(d):
             for i in range(b):
-                wsum += sample_weight[start + i]
-        else:
-            for i in range(b):
-                loglik += lse[i]
-            for j in range(d):
-                for i in range(b):
-                    WX[j, i] = XC[j, i]
-            wsum += b
+                WX[j, i] = sample_weight[start + i] * XC[j, i] if has_weight else XC[j, i]
         for a in range(d):
             for c in range(a, d):
                 u = 0.0
