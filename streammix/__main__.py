@@ -1,5 +1,5 @@
-"""`python -m streammix`: for now, the demo (the full command line comes with issue 6)."""
+"""`python -m streammix`: the command line (see streammix.cli)."""
 
-from .demo import main
+from .cli import main
 
 raise SystemExit(main())

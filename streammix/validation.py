@@ -8,7 +8,7 @@ import numbers
 import numpy as np
 
 from .errors import InvalidDtypeError, InvalidInputError, InvalidParameterError
-from .kernels.checks import count_nonfinite
+from .kernels.checks import scan_nonfinite
 
 
 def _describe_nonfinite(count: int, row: int, col: int, value: float, what: str,
@@ -27,7 +27,24 @@ MAX_ABS_VALUE = 1e150
 def check_finite(X: np.ndarray, what: str = "X", row_offset: int = 0) -> None:
     """Raise InvalidInputError naming the count and first position of NaN/inf in X, or
     values so large that their squares overflow."""
-    count, row, col, big = count_nonfinite(X)
+    raise_if_nonfinite(scan_nonfinite(X), X, what, row_offset)
+
+
+def merge_scans(first: tuple[int, int, int, float], second: tuple[int, int, int, float]
+                ) -> tuple[int, int, int, float]:
+    """One ``scan_nonfinite`` result for two row blocks, ``first`` above ``second``, both
+    with rows numbered in the same frame: counts add, the first position is the earliest,
+    the largest magnitude is the larger. Lets chunks be scanned in parallel and judged
+    as one array."""
+    head = first if first[0] else second
+    return first[0] + second[0], head[1], head[2], max(first[3], second[3])
+
+
+def raise_if_nonfinite(scan: tuple[int, int, int, float], X: np.ndarray, what: str = "X",
+                       row_offset: int = 0) -> None:
+    """``check_finite``'s verdict on a scan of X (``scan_nonfinite``, or chunk scans
+    combined by ``merge_scans``): the same errors, raised after the scan."""
+    count, row, col, big = scan
     if count:
         raise InvalidInputError(
             _describe_nonfinite(count, row, col, float(X[row, col]), what, row_offset)
@@ -40,11 +57,15 @@ def check_finite(X: np.ndarray, what: str = "X", row_offset: int = 0) -> None:
 
 
 def check_array(X, *, what: str = "X", n_features: int | None = None,
-                min_samples: int = 1, allow_nd_check: bool = True) -> np.ndarray:
+                min_samples: int = 1, allow_nd_check: bool = True,
+                finite: bool = True) -> np.ndarray:
     """Validate a data matrix: 2-D, numeric, non-empty, finite, right feature count.
 
     float32 and float64 arrays come back as they are (no copy, any memory order); other
-    numeric dtypes (ints, bools, float16) are converted to float64.
+    numeric dtypes (ints, bools, float16) are converted to float64. ``finite=False``
+    skips the NaN/inf scan, for a caller that scans the values itself while it reads
+    them (online updates scan each chunk in its kernel task) and calls
+    ``raise_if_nonfinite`` before it uses any result.
     """
     if hasattr(X, "toarray") or type(X).__module__.startswith("scipy.sparse"):
         raise InvalidDtypeError(
@@ -104,7 +125,8 @@ def check_array(X, *, what: str = "X", n_features: int | None = None,
             f"{what} has {n} sample{'s' if n != 1 else ''}; at least {min_samples} "
             f"{'are' if min_samples != 1 else 'is'} needed"
         )
-    check_finite(X, what)
+    if finite:
+        check_finite(X, what)
     return X
 
 

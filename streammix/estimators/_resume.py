@@ -82,6 +82,10 @@ def progress_payload(model, progress: FitProgress, fingerprint: dict
     if progress.rng is not None:
         a, prog["rng"] = rng_to_arrays(progress.rng, "progress.rng")
         arrays.update(a)
+    if progress.extra.get("align_ref") is not None:
+        ref = progress.extra["align_ref"]
+        arrays.update(params_to_arrays(ref, "progress.align_ref"))
+        prog["align_ref"] = ref.covariance_type
     state = {"estimator": "GaussianMixture", "hyperparameters": hyper, "fitted": True,
              "covariance_type": p.covariance_type, "n_features_in": p.n_features,
              "n_iter": int(cur.n_iter), "converged": bool(cur.converged) and progress.done,
@@ -100,6 +104,9 @@ def progress_from_payload(arrays: dict, state: dict) -> FitProgress:
         out.first_params = params_from_arrays(arrays, "progress.first", cov_type)
     if "rng" in prog:
         out.rng = rng_from_arrays(arrays, prog["rng"], "progress.rng")
+    if "align_ref" in prog:
+        out.extra["align_ref"] = params_from_arrays(arrays, "progress.align_ref",
+                                                    prog["align_ref"])
     return out
 
 

@@ -113,7 +113,7 @@ class GaussianMixture(MixtureMixin):
 
     # ------------------------------------------------------------------ fitting
     def fit(self, X, y=None, sample_weight=None, align_to=None, checkpoint=None,
-            checkpoint_every=1, keep_last=3, checkpoint_mismatch="error"):
+            checkpoint_every=1, keep_last=3, checkpoint_mismatch="error", callback=None):
         """Estimate the parameters by EM (``n_init`` starts, the best lower bound kept).
 
         ``sample_weight`` (n_samples,), non-negative, weighs each sample's contribution
@@ -129,10 +129,16 @@ class GaussianMixture(MixtureMixin):
         uninterrupted run ends; a finished checkpoint returns at once. A checkpoint made
         on other data (shape, dtype, chunking, sampled content) or with other parameters
         is refused (CheckpointMismatchError) unless ``checkpoint_mismatch='restart'``.
+        With both ``align_to`` and ``checkpoint``, the reference is saved in the
+        checkpoint and the saved model is the aligned one; a resumed fit aligns to the
+        reference it started with.
+
+        ``callback``: called with an ``IterationInfo`` (iteration, lower_bound, change,
+        seconds, rows_per_second) after every EM iteration (progress bars, logs).
         """
         self._fit(X, sample_weight, align_to, checkpoint=checkpoint,
                   checkpoint_every=checkpoint_every, keep_last=keep_last,
-                  checkpoint_mismatch=checkpoint_mismatch)
+                  checkpoint_mismatch=checkpoint_mismatch, callback=callback)
         return self
 
     def fit_predict(self, X, y=None, sample_weight=None, align_to=None):
@@ -149,12 +155,10 @@ class GaussianMixture(MixtureMixin):
             check_int_param(checkpointing["keep_last"], "keep_last", 1)
             if checkpointing["checkpoint_mismatch"] not in ("error", "restart"):
                 raise InvalidParameterError("checkpoint_mismatch must be 'error' or 'restart'")
+        align_ref = align_to._get_params_value() if align_to is not None else None
         with client_scope(self.client) as client:
-            source = self._fit_on(X, sample_weight, client, **checkpointing)
-        if align_to is not None:
-            from .tracking import align
-
-            self._permute_components(align(self, align_to))
+            source = self._fit_on(X, sample_weight, client, align_ref=align_ref,
+                                  **checkpointing)
         return source
 
     def _fit_on(self, X, sample_weight, client, **checkpointing):
@@ -169,12 +173,15 @@ class GaussianMixture(MixtureMixin):
 
     def _run(self, source, cov, weights_init, means_init, precisions_init,
              checkpoint=None, checkpoint_every=1, keep_last=3,
-             checkpoint_mismatch="error") -> None:
+             checkpoint_mismatch="error", align_ref=None, callback=None) -> None:
         """The n_init loop of scikit-learn's fit_predict on a chunk source, resumable
-        from a checkpoint (see _resume.py)."""
+        from a checkpoint (see _resume.py); the winner is aligned to ``align_ref``
+        (parameters of a reference model) before the final save."""
         do_init = not (self.warm_start and hasattr(self, "converged_"))
         n_init = self.n_init if do_init else 1
         progress = FitProgress(rng=check_random_state(self.random_state))
+        if align_ref is not None:
+            progress.extra["align_ref"] = align_ref
         writer = None
         resumed = False
         if checkpoint is not None:
@@ -187,6 +194,9 @@ class GaussianMixture(MixtureMixin):
                     check_resumable(self, meta["state"], arrays, fingerprint, checkpoint)
                     progress = progress_from_payload(arrays, meta["state"])
                     resumed = True
+                    # a resumed fit keeps the reference it started with
+                    if align_ref is not None and "align_ref" not in progress.extra:
+                        progress.extra["align_ref"] = align_ref
                 except CheckpointMismatchError:
                     if checkpoint_mismatch != "restart":
                         raise
@@ -201,7 +211,7 @@ class GaussianMixture(MixtureMixin):
             if not progress.done:
                 self._run_restarts(source, cov, progress, n_init, do_init, resumed,
                                    weights_init, means_init, precisions_init, save,
-                                   checkpoint_every)
+                                   checkpoint_every, callback)
         finally:
             if writer is not None:
                 writer.close()
@@ -220,7 +230,8 @@ class GaussianMixture(MixtureMixin):
         self.n_features_in_ = source.n_features
 
     def _run_restarts(self, source, cov, progress, n_init, do_init, resumed, weights_init,
-                      means_init, precisions_init, save, checkpoint_every) -> None:
+                      means_init, precisions_init, save, checkpoint_every,
+                      callback=None) -> None:
         rng = progress.rng
         start_init = progress.init
         for init in range(start_init, n_init):
@@ -258,7 +269,7 @@ class GaussianMixture(MixtureMixin):
             else:
                 result = run_em(source, cov, params, tol=self.tol, max_iter=self.max_iter,
                                 reg_covar=self.reg_covar, lower_bound=start_lb,
-                                callback=self._progress if self.verbose else None,
+                                callback=self._iteration_callback(callback),
                                 start_iter=start_iter, lower_bounds=history,
                                 on_iteration=on_iteration)
             progress.current = result
@@ -279,8 +290,25 @@ class GaussianMixture(MixtureMixin):
             # to the first restart's (the same clusters found again keep their labels)
             perm = match_components(best.params, progress.first_params).permutation
             best.params = permute_params(best.params, perm)
+        align_ref = progress.extra.get("align_ref")
+        if align_ref is not None:
+            # keep the reference model's labels (a scheduled refit does not renumber)
+            best.params = permute_params(best.params,
+                                         match_components(best.params, align_ref).permutation)
         progress.done = True
         save(progress)
+
+    def _iteration_callback(self, callback):
+        """The per-iteration hook run_em calls: verbose printing and/or ``callback``."""
+        hooks = [h for h in (self._progress if self.verbose else None, callback) if h]
+        if not hooks:
+            return None
+
+        def call_all(info: IterationInfo) -> None:
+            for hook in hooks:
+                hook(info)
+
+        return call_all
 
     def _progress(self, info: IterationInfo) -> None:
         if info.iteration % self.verbose_interval == 0:

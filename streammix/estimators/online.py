@@ -11,6 +11,7 @@ from scipy.stats import chi2
 from ..engines.em import run_em, statistics
 from ..engines.init import initial_params
 from ..engines.stepwise import (
+    checked_statistics,
     split_component,
     stats_from_params,
     step_size,
@@ -23,6 +24,7 @@ from ..math.covariances import get_covariance_type
 from ..math.params import GaussianParams
 from ..validation import (
     check_array,
+    check_finite,
     check_float_param,
     check_int_param,
     check_random_state,
@@ -167,11 +169,17 @@ class OnlineGaussianMixture(MixtureMixin):
         n_features = getattr(self, "n_features_in_", None)
         if n_features is None and getattr(self, "_buffer", None):
             n_features = self._buffer[0].shape[1]
-        X = check_array(X, n_features=n_features)
-        sw = check_sample_weight(sample_weight, X.shape[0])
         if not self._initialised:
-            self._buffer_batch(X, sw)
+            X = check_array(X, n_features=n_features)
+            self._buffer_batch(X, check_sample_weight(sample_weight, X.shape[0]))
             return self
+        # the NaN/inf scan is left to the update's chunk tasks (see checked_statistics)
+        X = check_array(X, n_features=n_features, finite=False)
+        try:
+            sw = check_sample_weight(sample_weight, X.shape[0])
+        except InvalidInputError:
+            check_finite(X)  # bad values are reported before bad weights, as in fit
+            raise
         self._update(X, sw)
         return self
 
@@ -390,7 +398,7 @@ class OnlineGaussianMixture(MixtureMixin):
         cov = get_covariance_type(self.covariance_type)
         params = self._get_params_value()
         source = self._batch_source(X, sw)
-        batch = statistics(source, cov, params)
+        batch = checked_statistics(source, cov, params)
         if not batch.n > 0:
             return
         t = self.n_updates_ + 1

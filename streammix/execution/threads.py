@@ -47,25 +47,22 @@ def map_reduce_streaming(fn, items, combine, max_in_flight: int | None = None):
     Results are taken in item order and folded by a binary counter: two partials of
     the same level are combined into one of the next level, so the tree's shape depends
     only on the number of items (deterministic), and at most ``max_in_flight`` tasks
-    (default 2 x threads) are pending at once.
+    (default 2 x threads) are pending at once. A job of no more items than threads (a
+    small batch split over the cores) runs its first item on the calling thread, which
+    would otherwise only wait: one thread handoff fewer per call.
     """
     items = list(items)
     if not items:
         raise ValueError("nothing to reduce")
-    pool = get_pool()
-    in_flight = max_in_flight or 2 * default_n_threads()
-    stack: list[tuple[int, object]] = []
-
-    def push(value):
-        level = 0
-        while stack and stack[-1][0] == level:
-            _, left = stack.pop()
-            value = combine([left, value])
-            level += 1
-        stack.append((level, value))
-
+    fold = _InOrderFold(combine)
     if len(items) == 1:
         return combine([fn(items[0])])
+    if len(items) <= default_n_threads():
+        for result in _map_with_caller(fn, items):
+            fold.push(result)
+        return fold.result()
+    pool = get_pool()
+    in_flight = max_in_flight or 2 * default_n_threads()
     futures = []
     nxt = 0
     for _ in range(min(in_flight, len(items))):
@@ -79,8 +76,52 @@ def map_reduce_streaming(fn, items, combine, max_in_flight: int | None = None):
         if nxt < len(items):
             futures.append(pool.submit(fn, items[nxt]))
             nxt += 1
-        push(result)
-    value = stack.pop()[1]
-    while stack:
-        value = combine([stack.pop()[1], value])
-    return value
+        fold.push(result)
+    return fold.result()
+
+
+class _InOrderFold:
+    """The binary-counter fold of ``map_reduce_streaming``: results pushed in item order
+    are combined pairwise by level, so the tree depends only on how many were pushed."""
+
+    def __init__(self, combine):
+        self.combine = combine
+        self.stack: list[tuple[int, object]] = []
+
+    def push(self, value) -> None:
+        level = 0
+        while self.stack and self.stack[-1][0] == level:
+            _, left = self.stack.pop()
+            value = self.combine([left, value])
+            level += 1
+        self.stack.append((level, value))
+
+    def result(self):
+        value = self.stack.pop()[1]
+        while self.stack:
+            value = self.combine([self.stack.pop()[1], value])
+        return value
+
+
+def _map_with_caller(fn, items) -> list:
+    """fn over items, items[1:] on the pool and items[0] on the calling thread; results
+    in item order. Waits for every pool task even when one raises, so no task outlives
+    the call."""
+    futures = [get_pool().submit(fn, x) for x in items[1:]]
+    try:
+        first = fn(items[0])
+    finally:
+        rest = [_result_or_error(f) for f in futures]
+    results = [first]
+    for value, error in rest:
+        if error is not None:
+            raise error
+        results.append(value)
+    return results
+
+
+def _result_or_error(future) -> tuple[object, BaseException | None]:
+    try:
+        return future.result(), None
+    except BaseException as exc:  # re-raised by the caller, in item order
+        return None, exc

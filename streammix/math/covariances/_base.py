@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import warnings
 from abc import ABC, abstractmethod
+from typing import Callable
 
 import numpy as np
 import scipy.linalg
@@ -169,6 +170,14 @@ class CovarianceType(ABC):
     def chunk_stats(self, X: np.ndarray, sample_weight: np.ndarray | None,
                     params: GaussianParams) -> SufficientStats:
         """Run the kernel: statistics of chunk X under ``params``."""
+
+    def stats_kernel(self, params: GaussianParams
+                     ) -> Callable[[np.ndarray, np.ndarray | None], SufficientStats]:
+        """``chunk_stats`` under fixed ``params`` as fn(X, sample_weight): the constants
+        the kernel derives from the parameters are computed once, not per chunk. Worth it
+        when a small batch is split over threads: those few small numpy operations hold
+        the GIL, so chunk tasks that each redo them partly wait on one another."""
+        return lambda X, sample_weight: self.chunk_stats(X, sample_weight, params)
 
     @abstractmethod
     def chunk_outputs(self, X: np.ndarray, params: GaussianParams, want_resp: bool

@@ -77,12 +77,19 @@ class DiagCovariance(CovarianceType):
         return centre, prec, pm, q
 
     def chunk_stats(self, X, sample_weight, params):
-        sw, has_w = as_weight_array(sample_weight)
-        with single_threaded_blas():
-            s0, s1, s2, ll, n = diag_stats(X, sw, has_w, params.means,
-                                           *self._expanded(params),
-                                           self.kernel_constants(params))
-        return SufficientStats("diag", s0, s1, s2, ll, n, params.means)
+        return self.stats_kernel(params)(X, sample_weight)
+
+    def stats_kernel(self, params):
+        means = params.means
+        constants = (*self._expanded(params), self.kernel_constants(params))
+
+        def kernel(X, sample_weight):
+            sw, has_w = as_weight_array(sample_weight)
+            with single_threaded_blas():
+                s0, s1, s2, ll, n = diag_stats(X, sw, has_w, means, *constants)
+            return SufficientStats("diag", s0, s1, s2, ll, n, means)
+
+        return kernel
 
     def chunk_outputs(self, X, params, want_resp):
         logprob, labels, resp = self._output_buffers(X.shape[0], params.n_components, want_resp)

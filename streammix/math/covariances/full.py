@@ -81,12 +81,19 @@ class FullCovariance(CovarianceType):
         return precisions
 
     def chunk_stats(self, X, sample_weight, params):
-        sw, has_w = as_weight_array(sample_weight)
-        with single_threaded_blas():
-            s0, s1, s2, ll, n = full_stats(
-                X, sw, has_w, params.means, params.precisions_cholesky,
-                self.kernel_constants(params))
-        return SufficientStats("full", s0, s1, s2, ll, n, params.means)
+        return self.stats_kernel(params)(X, sample_weight)
+
+    def stats_kernel(self, params):
+        means, prec_chol = params.means, params.precisions_cholesky
+        constants = self.kernel_constants(params)
+
+        def kernel(X, sample_weight):
+            sw, has_w = as_weight_array(sample_weight)
+            with single_threaded_blas():
+                s0, s1, s2, ll, n = full_stats(X, sw, has_w, means, prec_chol, constants)
+            return SufficientStats("full", s0, s1, s2, ll, n, means)
+
+        return kernel
 
     def chunk_outputs(self, X, params, want_resp):
         logprob, labels, resp = self._output_buffers(X.shape[0], params.n_components, want_resp)

@@ -64,11 +64,19 @@ class SphericalCovariance(CovarianceType):
         return precisions
 
     def chunk_stats(self, X, sample_weight, params):
-        sw, has_w = as_weight_array(sample_weight)
+        return self.stats_kernel(params)(X, sample_weight)
+
+    def stats_kernel(self, params):
+        means = params.means
         prec = np.ascontiguousarray(params.precisions_cholesky**2)
-        s0, s1, s2, ll, n = spherical_stats(X, sw, has_w, params.means, prec,
-                                            self.kernel_constants(params))
-        return SufficientStats("spherical", s0, s1, s2, ll, n, params.means)
+        constants = self.kernel_constants(params)
+
+        def kernel(X, sample_weight):
+            sw, has_w = as_weight_array(sample_weight)
+            s0, s1, s2, ll, n = spherical_stats(X, sw, has_w, means, prec, constants)
+            return SufficientStats("spherical", s0, s1, s2, ll, n, means)
+
+        return kernel
 
     def chunk_outputs(self, X, params, want_resp):
         logprob, labels, resp = self._output_buffers(X.shape[0], params.n_components, want_resp)

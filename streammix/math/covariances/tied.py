@@ -86,12 +86,20 @@ class TiedCovariance(CovarianceType):
         return np.ascontiguousarray(np.broadcast_to(const, (params.n_components,)), dtype=np.float64)
 
     def chunk_stats(self, X, sample_weight, params):
-        sw, has_w = as_weight_array(sample_weight)
+        return self.stats_kernel(params)(X, sample_weight)
+
+    def stats_kernel(self, params):
+        means = params.means
         centre, U, white_means = self._white(params)
-        s0, s1, s2, ll, n = tied_stats(
-            X, sw, has_w, params.means, centre, U, white_means, self.kernel_constants(params)
-        )
-        return SufficientStats("tied", s0, s1, s2, ll, n, params.means, centre)
+        constants = self.kernel_constants(params)
+
+        def kernel(X, sample_weight):
+            sw, has_w = as_weight_array(sample_weight)
+            s0, s1, s2, ll, n = tied_stats(X, sw, has_w, means, centre, U, white_means,
+                                           constants)
+            return SufficientStats("tied", s0, s1, s2, ll, n, means, centre)
+
+        return kernel
 
     def chunk_outputs(self, X, params, want_resp):
         logprob, labels, resp = self._output_buffers(X.shape[0], params.n_components, want_resp)

@@ -1,0 +1,170 @@
+"""The `streammix` command line (also `python -m streammix`).
+
+    streammix fit CONFIG        exact EM from the configured source into a checkpoint
+    streammix update CONFIG     online update from the data not consumed yet
+    streammix predict CONFIG    labels / responsibilities / log-density to Zarr
+    streammix score CONFIG      log-density (+ anomaly flags) to Zarr
+    streammix select CONFIG     BIC/AIC over K and covariance types
+    streammix inspect CKPT      what a checkpoint holds (--json for machines)
+    streammix report CKPT --out DIR   PNG plots
+    streammix demo              what `make demo` runs
+
+Exit codes: 0 success (including "nothing new to do"), 2 bad config or usage, 3 bad or
+missing data, 4 checkpoint problem (missing, corrupt, locked, other fit), 1 anything else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+EXIT_OK, EXIT_ERROR, EXIT_CONFIG, EXIT_DATA, EXIT_CHECKPOINT = 0, 1, 2, 3, 4
+
+CONFIG_COMMANDS = ("fit", "update", "predict", "score", "select")
+
+
+def exit_code(exc: BaseException) -> int:
+    """The documented exit code of an error."""
+    from ..errors import (
+        CheckpointError,
+        InvalidDtypeError,
+        InvalidInputError,
+        InvalidParameterError,
+        NotFittedError,
+    )
+    from .config import ConfigError, MissingDataError
+
+    if isinstance(exc, (ConfigError, InvalidParameterError)):
+        return EXIT_CONFIG
+    if isinstance(exc, (CheckpointError, NotFittedError)):
+        return EXIT_CHECKPOINT
+    if isinstance(exc, (MissingDataError, InvalidInputError, InvalidDtypeError)):
+        return EXIT_DATA
+    return EXIT_ERROR
+
+
+def _add_global_options(p: argparse.ArgumentParser, top: bool) -> None:
+    """Options every command takes, before or after the command name."""
+    d = (lambda v: v) if top else (lambda v: argparse.SUPPRESS)
+    p.add_argument("--scheduler", metavar="ADDRESS", default=d(None),
+                   help="use a running Dask scheduler (default: in-process threads, or "
+                        "run.cluster in the config)")
+    p.add_argument("--workers", type=int, metavar="N", default=d(None),
+                   help="start a local Dask cluster of N worker processes")
+    p.add_argument("-v", "--verbose", action="count", default=d(0),
+                   help="more log lines (per-iteration details)")
+    p.add_argument("-q", "--quiet", action="store_true", default=d(False),
+                   help="only warnings and errors")
+    p.add_argument("--log-format", choices=("text", "json"), default=d("text"),
+                   help="log lines as text or one JSON object per line (log collectors)")
+    p.add_argument("--no-progress", action="store_true", default=d(False),
+                   help="no progress bar even on a terminal")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .._version import __version__
+
+    ap = argparse.ArgumentParser(
+        prog="streammix", description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--version", action="version", version=f"streammix {__version__}")
+    _add_global_options(ap, top=True)
+    sub = ap.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    helps = {"fit": "exact EM from the configured source into the checkpoint (resumable)",
+             "update": "online update from the rows/files not consumed yet",
+             "predict": "write labels / responsibilities / log-density to Zarr",
+             "score": "write log-density and anomaly flags to Zarr",
+             "select": "BIC/AIC over numbers of components and covariance types"}
+    for name in CONFIG_COMMANDS:
+        p = sub.add_parser(name, help=helps[name], description=helps[name])
+        p.add_argument("config", metavar="CONFIG", help="YAML job config")
+        p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                       help="override a config key, e.g. --set model.n_components=8 "
+                            "(repeatable; values are YAML)")
+        if name == "fit":
+            p.add_argument("--align-to", metavar="CHECKPOINT", default=None,
+                           help="keep the labels of this model ('previous': the model the "
+                                "checkpoint holds); overrides run.align_to")
+        _add_global_options(p, top=False)
+    p = sub.add_parser("inspect", help="summarise a checkpoint",
+                       description="summarise a checkpoint")
+    p.add_argument("checkpoint", metavar="CHECKPOINT")
+    p.add_argument("--json", action="store_true", help="machine-readable JSON")
+    p.add_argument("--version", dest="version", type=int, default=None,
+                   help="a version other than the current one")
+    _add_global_options(p, top=False)
+    p = sub.add_parser("report", help="PNG plots of a checkpoint",
+                       description="PNG plots of a checkpoint")
+    p.add_argument("checkpoint", metavar="CHECKPOINT")
+    p.add_argument("--out", required=True, metavar="DIR", help="directory for the PNGs")
+    p.add_argument("--data", default=None, metavar="PATH",
+                   help="Zarr array (path/URL) to sample the scatter plot from (default: "
+                        "--config's source, else samples drawn from the model)")
+    p.add_argument("--config", default=None, metavar="CONFIG",
+                   help="take the data from this config's source")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--sample", type=int, default=5000, help="points in the scatter plot")
+    p.add_argument("--version", dest="version", type=int, default=None)
+    _add_global_options(p, top=False)
+    p = sub.add_parser("demo", help="the `make demo` job", add_help=False)
+    p.add_argument("demo_args", nargs=argparse.REMAINDER)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one command; returns its exit code (never raises for expected errors)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["demo"]:
+        from ..demo import main as demo_main
+
+        return demo_main(argv[1:])
+    args = build_parser().parse_args(argv)  # usage errors exit with code 2
+    from .console import setup_logging
+
+    verbosity = -1 if args.quiet else min(args.verbose, 1)
+    log = setup_logging(args.command, verbosity, args.log_format)
+    args.progress = not (args.no_progress or args.quiet or args.log_format == "json")
+    try:
+        return _dispatch(args, log)
+    except KeyboardInterrupt:
+        log.error("interrupted; rerun the same command to continue from the checkpoint")
+        return EXIT_ERROR
+    except Exception as exc:  # every error becomes a log line and an exit code
+        code = exit_code(exc)
+        log.error(str(exc) or type(exc).__name__,
+                  fields={"error": type(exc).__name__, "exit_code": code},
+                  exc_info=verbosity > 0 or code == EXIT_ERROR)
+        return code
+
+
+def _dispatch(args, log) -> int:
+    import warnings
+
+    warnings.simplefilter("default")
+    if args.command in CONFIG_COMMANDS:
+        from .config import load_config
+
+        cfg = load_config(args.config, args.set)
+        log.debug(f"config {cfg.path} validated")
+        if args.command == "fit":
+            from .commands import fit
+
+            return fit.run(cfg, args, log)
+        if args.command == "update":
+            from .commands import update
+
+            return update.run(cfg, args, log)
+        if args.command in ("predict", "score"):
+            from .commands import predict
+
+            return predict.run(cfg, args, log, command=args.command)
+        from .commands import select
+
+        return select.run(cfg, args, log)
+    if args.command == "inspect":
+        from .commands import inspect
+
+        return inspect.run(args, args, log)
+    from .commands import report
+
+    return report.run(args, args, log)

@@ -1,0 +1,117 @@
+"""`streammix fit CONFIG`: exact (batch) EM from the configured source into the
+configured checkpoint. Reruns are idempotent: an interrupted fit resumes from its last
+saved iteration, a finished one returns at once, and with ``align_to: previous`` a refit
+on new data keeps the labels of the model the checkpoint held before."""
+
+from __future__ import annotations
+
+import time
+
+from ...errors import CheckpointError
+from ...persistence import current_version, list_versions, load, read_version
+from ..cluster import dask_client
+from ..config import Config, ConfigError, require
+from ..console import Progress
+from ..sources import open_source
+
+
+def _finished(state: dict) -> bool:
+    """Whether a checkpoint version holds a finished model (not a fit in progress)."""
+    prog = state.get("fit_progress")
+    return bool(state.get("fitted")) and (prog is None or bool(prog.get("done")))
+
+
+def previous_model(checkpoint: str, log):
+    """The newest finished model in ``checkpoint`` (the reference of a nightly refit),
+    or None when there is none yet."""
+    if current_version(checkpoint) is None:
+        return None
+    for v in reversed(list_versions(checkpoint)):
+        try:
+            _, meta, _ = read_version(checkpoint, v)
+        except CheckpointError as exc:
+            log.warning(f"skipping checkpoint version {v} as a reference: {exc}")
+            continue
+        if _finished(meta["state"]):
+            log.info(f"aligning labels to the previous model (checkpoint version {v})",
+                     fields={"align_to_version": v})
+            return load(checkpoint, version=v)
+    return None
+
+
+def resolve_reference(align_to: str | None, checkpoint: str, log):
+    """The model whose labels the fit keeps: None, the previous model in the
+    checkpoint ('previous'), or the model at a checkpoint path."""
+    if align_to is None:
+        return None
+    if align_to == "previous":
+        ref = previous_model(checkpoint, log)
+        if ref is None:
+            log.info("align_to: previous, but there is no previous model yet: labels as "
+                     "fitted")
+        return ref
+    log.info(f"aligning labels to the model at {align_to}")
+    return load(align_to)
+
+
+def run(cfg: Config, opts, log) -> int:
+    require(cfg, "source.type", "source.path", "run.checkpoint", command="fit")
+    if cfg.estimator != "GaussianMixture":
+        raise ConfigError(f"{cfg.path}: model.estimator: `streammix fit` runs batch EM "
+                          f"(GaussianMixture); use `streammix update` for "
+                          f"{cfg.estimator}")
+    from ... import GaussianMixture
+
+    ck = cfg.run["checkpoint"]
+    X = open_source(cfg)
+    log.info(f"source {cfg.source['path']}: {X.shape[0]:,} rows x {X.shape[1]} features in "
+             f"{X.numblocks[0]} chunks", fields={"rows": X.shape[0], "features": X.shape[1]})
+    before = current_version(ck)
+    if before is not None:
+        state = read_version(ck)[1]["state"]
+        prog = state.get("fit_progress") or {}
+        log.info(f"checkpoint {ck} is at version {before} "
+                 f"({'finished' if _finished(state) else 'in progress'}, "
+                 f"iteration {state.get('n_iter')}, restart {prog.get('init', 0)})",
+                 fields={"version": before, "finished": _finished(state)})
+    reference = resolve_reference(opts.align_to or cfg.run.get("align_to"), ck, log)
+    model = GaussianMixture(**cfg.estimator_params())
+    total = model.max_iter * model.n_init
+    bar = Progress(total, "iterations", enabled=opts.progress)
+    counter = {"i": 0}
+
+    def on_iteration(info) -> None:
+        counter["i"] += 1
+        bar.update(counter["i"], rows=X.shape[0],
+                   note=f"mean log-lik {info.lower_bound:.6f}")
+        log_line = log.debug if bar.active else log.info
+        log_line(f"iteration {info.iteration}: mean log-likelihood {info.lower_bound:.6f} "
+                 f"change {info.change:.3e} {info.seconds:.2f} s "
+                 f"{info.rows_per_second:,.0f} rows/s",
+                 fields={"iteration": info.iteration, "lower_bound": info.lower_bound,
+                         "change": info.change, "seconds": info.seconds,
+                         "rows_per_second": info.rows_per_second})
+
+    t0 = time.perf_counter()
+    try:
+        with dask_client(cfg.run.get("cluster"), opts.scheduler, opts.workers, log):
+            model.fit(X, align_to=reference, checkpoint=ck,
+                      checkpoint_every=cfg.run["checkpoint_every"],
+                      keep_last=cfg.run["keep_last"],
+                      checkpoint_mismatch=cfg.run["on_mismatch"], callback=on_iteration)
+    finally:
+        bar.close()
+    after = current_version(ck)
+    fields = {"checkpoint": ck, "version": after, "n_iter": model.n_iter_,
+              "converged": model.converged_, "lower_bound": model.lower_bound_,
+              "seconds": round(time.perf_counter() - t0, 3)}
+    if before is not None and after == before:
+        log.info(f"nothing to do: checkpoint {ck} version {after} already holds this fit "
+                 f"({model.n_iter_} iterations, converged={model.converged_})",
+                 fields={**fields, "up_to_date": True})
+    else:
+        log.info(f"fitted {model.n_components} components ({model.covariance_type}) in "
+                 f"{model.n_iter_} iterations, converged={model.converged_}, mean "
+                 f"log-likelihood {model.lower_bound_:.6f}; saved {ck} version {after}",
+                 fields={**fields, "up_to_date": False})
+    return 0

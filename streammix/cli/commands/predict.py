@@ -1,0 +1,112 @@
+"""`streammix predict CONFIG` and `streammix score CONFIG`: a saved model's labels,
+responsibilities or log-density for every row of a source, written chunk by chunk to a
+Zarr group; ``score`` can also flag anomalies (log-density under a threshold, or the
+lowest ``quantile`` of rows, found exactly without holding the scores whole)."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from ...errors import NotFittedError
+from ...persistence import current_version, load
+from ..cluster import dask_client
+from ..config import Config, ConfigError, require
+from ..sources import open_source
+
+
+def exact_lower_quantile(values, q: float, bins: int = 4096,
+                         in_memory: int = 1_000_000) -> tuple[float, int]:
+    """(threshold, k): the k-th smallest value of a 1-D dask array, k = ceil(q * n), so
+    that k values lie at or below it (more only with ties). Histogram refinement: each
+    round reads the values once and narrows [lo, hi] to the bin holding rank k, until
+    that bin holds few enough values to sort in memory."""
+    import dask.array as da
+
+    n = int(values.shape[0])
+    k = max(1, int(np.ceil(q * n)))
+    lo, hi = (float(v) for v in da.compute(values.min(), values.max()))
+    below, closed = 0, True  # values < lo; whether hi itself is inside
+    for _ in range(16):
+        inside = (values >= lo) & ((values <= hi) if closed else (values < hi))
+        if lo == hi or int(inside.sum().compute()) <= in_memory:
+            break
+        edges = np.linspace(lo, hi, bins + 1)
+        counts = da.histogram(values[inside], bins=edges)[0].compute()
+        cum = below + np.cumsum(counts)
+        j = int(np.searchsorted(cum, k))  # the first bin whose cumulative count reaches k
+        below = int(cum[j - 1]) if j > 0 else below
+        closed = closed if j == bins - 1 else False  # numpy's bins: half-open but the last
+        lo, hi = float(edges[j]), float(edges[j + 1])
+    part = np.sort(np.asarray(values[inside].compute()))
+    return float(part[k - below - 1]), k
+
+
+def _load_model(cfg: Config, log):
+    path = cfg.outputs.get("model") or cfg.run.get("checkpoint")
+    if path is None:
+        raise ConfigError(f"{cfg.path}: outputs.model (or run.checkpoint) is required: the "
+                          "checkpoint of the model to use")
+    model = load(path)
+    if not hasattr(model, "means_"):
+        raise NotFittedError(f"checkpoint {path!r} holds a model that is not fitted yet "
+                             "(an online model still buffering rows)")
+    version = current_version(path)
+    log.info(f"model: {type(model).__name__} from {path} version {version} "
+             f"(K={len(model.weights_)}, {model.covariance_type})",
+             fields={"model": path, "model_version": version})
+    return model, path, version
+
+
+def run(cfg: Config, opts, log, command: str = "predict") -> int:
+    import dask.array as da
+    import zarr
+
+    from ...execution.outputs import write_predictions
+
+    require(cfg, "source.type", "source.path", "outputs.path", command=command)
+    model, model_path, version = _load_model(cfg, log)
+    X = open_source(cfg)
+    out = cfg.outputs["path"]
+    default = ["labels"] if command == "predict" else ["log_density"]
+    write = list(cfg.outputs.get("write") or default)
+    anomaly = cfg.outputs.get("anomaly")
+    if command == "predict" and anomaly:
+        raise ConfigError(f"{cfg.path}: outputs.anomaly is for `streammix score`")
+    if anomaly and "log_density" not in write:
+        write.append("log_density")
+    if not cfg.outputs["overwrite"]:
+        try:
+            zarr.open_group(store=out, mode="r")
+            raise ConfigError(f"{cfg.path}: outputs.path {out!r} exists and "
+                              "outputs.overwrite is false")
+        except (FileNotFoundError, zarr.errors.GroupNotFoundError):
+            pass
+    t0 = time.perf_counter()
+    with dask_client(cfg.run.get("cluster"), opts.scheduler, opts.workers, log) as client:
+        group = write_predictions(model, X, out, write, overwrite=True, client=client)
+        attrs = {"model": model_path, "model_version": version, "source": cfg.source["path"]}
+        if anomaly:
+            ld = da.from_zarr(group["log_density"])
+            if "threshold" in anomaly:
+                threshold = float(anomaly["threshold"])
+                rule = f"log-density < {threshold}"
+            else:
+                threshold, k = exact_lower_quantile(ld, float(anomaly["quantile"]))
+                rule = (f"the lowest {anomaly['quantile']:g} of rows ({k:,}): log-density "
+                        f"<= {threshold:.6g}")
+            flag = ld <= threshold if "quantile" in anomaly else ld < threshold
+            target = group.create_array("anomaly", shape=flag.shape, chunks=ld.chunksize,
+                                        dtype="bool", overwrite=True)
+            da.store(flag, target, lock=False)
+            n_flagged = int(da.from_zarr(target).sum().compute())
+            attrs.update({"anomaly_threshold": threshold, "anomaly_rule": rule,
+                          "n_anomalies": n_flagged})
+            log.info(f"anomalies: {n_flagged:,} of {X.shape[0]:,} rows ({rule})",
+                     fields={"n_anomalies": n_flagged, "threshold": threshold})
+    group.attrs.update(attrs)
+    log.info(f"wrote {', '.join(write + (['anomaly'] if anomaly else []))} for "
+             f"{X.shape[0]:,} rows to {out} in {time.perf_counter() - t0:.1f} s",
+             fields={"outputs": out, "rows": X.shape[0], "written": write})
+    return 0

@@ -1,0 +1,165 @@
+"""`streammix report CHECKPOINT --out DIR`: PNG plots of a saved model a person would
+rather look at than read: the log-likelihood trace, the BIC/AIC curves when
+`streammix select` left them, and a sample of the data projected on the model's two
+principal axes with each component's 2-sigma ellipse."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+
+from ...errors import NotFittedError
+from ...persistence import load
+from ...persistence.storage import Storage
+from ..plotting import pyplot
+from .select import SELECTION_FILE, plot_selection
+
+
+def component_covariances(model) -> np.ndarray:
+    """(K, d, d) covariances whatever the covariance type."""
+    K, d = model.means_.shape
+    c = np.asarray(model.covariances_)
+    t = model.covariance_type
+    if t == "full":
+        return c
+    if t == "tied":
+        return np.broadcast_to(c, (K, d, d))
+    if t == "diag":
+        return np.stack([np.diag(v) for v in c])
+    return c[:, None, None] * np.eye(d)[None]
+
+
+def principal_axes(model) -> np.ndarray:
+    """(2, d): the two leading eigenvectors of the mixture's overall covariance
+    sum_k w_k (S_k + m_k m_k^T) - m m^T (the data's, if the model fits them)."""
+    w, mu = model.weights_, model.means_
+    covs = component_covariances(model)
+    m = w @ mu
+    total = np.einsum("k,kij->ij", w, covs) + (mu * w[:, None]).T @ mu - np.outer(m, m)
+    vals, vecs = np.linalg.eigh(total)
+    return vecs[:, ::-1][:, :2].T
+
+
+def sample_rows(data, n: int, seed: int = 0) -> np.ndarray:
+    """Up to n rows picked uniformly (sorted indices: each chunk read at most once)."""
+    from ...execution.inputs import as_dask_array
+
+    X = as_dask_array(data) if not isinstance(data, np.ndarray) else data
+    rows = int(X.shape[0])
+    idx = np.sort(np.random.default_rng(seed).choice(rows, size=min(n, rows), replace=False))
+    out = X[idx]
+    return np.asarray(out.compute() if hasattr(out, "compute") else out, dtype=np.float64)
+
+
+def _ellipse(ax, centre, cov2, color) -> None:
+    from matplotlib.patches import Ellipse
+
+    vals, vecs = np.linalg.eigh(cov2)
+    vals = np.clip(vals, 0, None)
+    angle = float(np.degrees(np.arctan2(vecs[1, 1], vecs[0, 1])))
+    for nsig, alpha in ((1.0, 0.9), (2.0, 0.5)):
+        ax.add_patch(Ellipse(centre, 2 * nsig * np.sqrt(vals[1]), 2 * nsig * np.sqrt(vals[0]),
+                             angle=angle, fill=False, color=color, lw=2, alpha=alpha))
+
+
+def plot_loglik(model, path: str) -> None:
+    plt = pyplot()
+    hist = np.asarray(getattr(model, "lower_bounds_", []), dtype=float)
+    online = type(model).__name__ == "OnlineGaussianMixture"
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
+    x = np.arange(1, len(hist) + 1)
+    ax.plot(x, hist, "-", color="tab:blue", alpha=0.5 if online else 1.0,
+            marker=None if online or len(hist) > 60 else "o",
+            label="batch mean log-likelihood" if online else "mean log-likelihood")
+    if online and len(hist) >= 10:
+        w = max(5, len(hist) // 20)
+        smooth = np.convolve(hist, np.ones(w) / w, mode="valid")
+        ax.plot(x[w - 1:], smooth, color="tab:red", lw=2, label=f"moving average ({w})")
+    ax.set_xlabel("stepwise update" if online else "EM iteration")
+    ax.set_ylabel("mean log-likelihood per sample")
+    ax.set_title(f"{type(model).__name__}: K={len(model.weights_)}, "
+                 f"{model.covariance_type}")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def plot_components(model, X: np.ndarray, from_model: bool, path: str) -> None:
+    plt = pyplot()
+    K, d = model.means_.shape
+    labels = model.predict(X)
+    fig, ax = plt.subplots(figsize=(7, 6), dpi=100)
+    cmap = plt.get_cmap("tab10" if K <= 10 else "tab20")
+    if d == 1:
+        ax.hist(X[:, 0], bins=80, density=True, color="0.7")
+        grid = np.linspace(X[:, 0].min(), X[:, 0].max(), 400)[:, None]
+        resp = model.predict_proba(grid) * np.exp(model.score_samples(grid))[:, None]
+        for k in range(K):
+            ax.plot(grid[:, 0], resp[:, k], color=cmap(k % cmap.N), lw=2,
+                    label=f"k={k} (w={model.weights_[k]:.2f})")
+        ax.set_xlabel("x")
+    else:
+        P = np.eye(2, d) if d == 2 else principal_axes(model)
+        Z = X @ P.T
+        for k in range(K):
+            ax.scatter(*Z[labels == k].T, s=3, alpha=0.35, color=cmap(k % cmap.N))
+        covs = component_covariances(model)
+        for k in range(K):
+            centre = P @ model.means_[k]
+            _ellipse(ax, centre, P @ covs[k] @ P.T, cmap(k % cmap.N))
+            ax.annotate(str(k), centre, fontsize=11, weight="bold", ha="center",
+                        va="center")
+        ax.set_xlabel("x0" if d == 2 else "principal axis 1")
+        ax.set_ylabel("x1" if d == 2 else "principal axis 2")
+        ax.autoscale_view()
+    what = "points drawn from the model" if from_model else "rows sampled from the data"
+    ax.set_title(f"{len(X):,} {what}; ellipses: 1 and 2 sigma")
+    if d == 1:
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def run(args, opts, log) -> int:
+    model = load(args.checkpoint, version=args.version)
+    if not hasattr(model, "means_"):
+        raise NotFittedError(f"checkpoint {args.checkpoint!r} holds a model that is not "
+                             "fitted yet: nothing to plot")
+    os.makedirs(args.out, exist_ok=True)
+    written = []
+    path = os.path.join(args.out, "loglik.png")
+    plot_loglik(model, path)
+    written.append(path)
+    st = Storage(args.checkpoint)
+    if st.exists(SELECTION_FILE):
+        sel = json.loads(st.read_text(SELECTION_FILE))
+        path = os.path.join(args.out, "selection.png")
+        chosen = next(r for r in sel["results"] if r == sel["chosen"])
+        plot_selection(sel["results"], chosen, sel["criterion"], path)
+        written.append(path)
+    data = args.data
+    if data is None and args.config is not None:
+        from ..config import load_config
+        from ..sources import open_source
+
+        data = open_source(load_config(args.config, args.set))
+    if data is not None:
+        X = sample_rows(data, args.sample)
+        if X.shape[1] != model.n_features_in_:
+            from ...errors import InvalidInputError
+
+            raise InvalidInputError(f"the data have {X.shape[1]} features but the model was "
+                                    f"fitted on {model.n_features_in_}")
+    else:
+        X = model.sample(args.sample)[0]
+    path = os.path.join(args.out, "components.png")
+    plot_components(model, X, data is None, path)
+    written.append(path)
+    for p in written:
+        log.info(f"wrote {p}", fields={"png": p})
+    return 0

@@ -1,0 +1,108 @@
+"""`streammix update CONFIG`: fold the data not yet consumed into an online model
+(stepwise EM). The checkpoint holds the model and the stream cursor together (rows of a
+growing Zarr array, or the files of a directory already read), so a rerun with no new
+data is a quick no-op and a killed run continues where it stopped and ends where an
+uninterrupted run ends."""
+
+from __future__ import annotations
+
+import time
+
+from ...errors import CheckpointMismatchError, InvalidInputError
+from ...persistence import CheckpointWriter, current_version, load
+from ...persistence.serialize import model_to_payload
+from ..config import Config, ConfigError, require
+from ..console import Progress
+from ..sources import pending_batches
+
+# parameters that do not change what an update computes
+_IGNORED = {"verbose", "chunk_size"}
+
+
+def _check_same_model(saved, wanted, ck: str) -> None:
+    if type(saved) is not type(wanted):
+        raise CheckpointMismatchError(f"checkpoint {ck!r} holds a {type(saved).__name__}, "
+                                      f"not an {type(wanted).__name__}")
+    a, b = saved.get_params(), wanted.get_params()
+    diffs = []
+    for k in a:
+        if k in _IGNORED or k.endswith("_init"):
+            continue
+        if a[k] != b[k]:
+            diffs.append(f"{k}: checkpoint {a[k]!r} vs config {b[k]!r}")
+    if diffs:
+        raise CheckpointMismatchError(f"checkpoint {ck!r} was written with other model "
+                                      f"parameters ({'; '.join(diffs)}); use the same "
+                                      "parameters or another checkpoint path")
+
+
+def run(cfg: Config, opts, log) -> int:
+    require(cfg, "source.type", "source.path", "run.checkpoint", command="update")
+    if cfg.estimator != "OnlineGaussianMixture":
+        raise ConfigError(f"{cfg.path}: model.estimator: `streammix update` needs "
+                          f"OnlineGaussianMixture; got {cfg.estimator} (use `streammix "
+                          f"fit` for batch EM)")
+    from ... import OnlineGaussianMixture
+
+    ck = cfg.run["checkpoint"]
+    every = cfg.run["checkpoint_every"]
+    wanted = OnlineGaussianMixture(**cfg.estimator_params())
+    t0 = time.perf_counter()
+    with CheckpointWriter(ck, keep_last=cfg.run["keep_last"]) as writer:
+        if current_version(ck) is not None:
+            model = load(ck)
+            _check_same_model(model, wanted, ck)
+            log.info(f"checkpoint {ck} version {current_version(ck)}: "
+                     f"{getattr(model, 'n_updates_', 0)} updates so far",
+                     fields={"version": current_version(ck)})
+        else:
+            model = wanted
+            log.info(f"new checkpoint {ck}: starting a model")
+        cursor = getattr(model, "stream_cursor_", None)
+        batches = list(pending_batches(cfg, cursor))
+        pending = sum(b.rows for b in batches)
+        if not batches:
+            log.info("nothing to do: no new data since the last update",
+                     fields={"up_to_date": True, "cursor": cursor})
+            return 0
+        log.info(f"{pending:,} new rows in {len(batches)} batches",
+                 fields={"rows": pending, "batches": len(batches)})
+        bar = Progress(pending, "rows", enabled=opts.progress)
+        done_rows, unsaved, last_log = 0, 0, time.perf_counter()
+        try:
+            for i, batch in enumerate(batches):
+                X = batch.load()
+                if X is not None and len(X):
+                    try:
+                        model.partial_fit(X)
+                    except InvalidInputError as exc:
+                        raise InvalidInputError(f"{cfg.source['path']} {batch.where}: {exc} "
+                                                "(the model is saved up to the batch before)"
+                                                ) from None
+                model.stream_cursor_ = batch.cursor_after
+                unsaved += 1
+                done_rows += batch.rows
+                if unsaved >= every:
+                    writer.save(*model_to_payload(model))
+                    unsaved = 0
+                bar.update(done_rows, rows=batch.rows, note=batch.where)
+                now = time.perf_counter()
+                if not bar.active and (now - last_log > 10 or i == len(batches) - 1):
+                    last_log = now
+                    log.info(f"{batch.where}: {done_rows:,}/{pending:,} rows, "
+                             f"{getattr(model, 'n_updates_', 0)} updates",
+                             fields={"rows_done": done_rows, "rows": pending})
+        finally:
+            if unsaved:
+                writer.save(*model_to_payload(model))
+            bar.close()
+    fitted = hasattr(model, "means_")
+    summary = (f"K={len(model.weights_)}, {model.n_updates_} updates, last step "
+               f"{model.eta_:.4f}, last batch mean log-likelihood {model.lower_bound_:.6f}"
+               if fitted and model.eta_ is not None else
+               "still buffering rows for initialisation" if not fitted else "initialised")
+    log.info(f"consumed {done_rows:,} rows in {time.perf_counter() - t0:.1f} s; {summary}; "
+             f"saved {ck} version {current_version(ck)}",
+             fields={"rows": done_rows, "version": current_version(ck),
+                     "n_updates": getattr(model, "n_updates_", 0), "up_to_date": False})
+    return 0

@@ -1,0 +1,385 @@
+"""Job configs: YAML files with a validated schema, `--set key=value` overrides, and
+errors that name the file, the key and what was expected, before any work starts.
+
+A config has five sections (only the ones a command needs are required):
+
+- ``source``: where the data are (type zarr / npy / directory / parquet, path or URL).
+- ``model``: the estimator and every one of its parameters (scikit-learn's names).
+- ``run``: checkpoint path, checkpoint_every, keep_last, max_iter, tol, random_state,
+  align_to, on_mismatch, batch_size (online updates) and the Dask cluster.
+- ``outputs``: where predictions/scores go, which ones, the anomaly threshold.
+- ``select``: the candidates of ``streammix select`` (K range, covariance types).
+
+Relative paths in a file are relative to the file's directory (a cron job's working
+directory does not matter); paths given with ``--set`` are relative to the current one.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from ..errors import StreammixError
+
+
+class ConfigError(StreammixError, ValueError):
+    """The config file or the command line is unusable (exit code 2)."""
+
+
+class MissingDataError(StreammixError, ValueError):
+    """A configured data path does not exist (exit code 3)."""
+
+
+@dataclass(frozen=True)
+class Field:
+    """One config key: the Python types it accepts, whether it is required, its default,
+    the allowed values, and what it means (shown in errors)."""
+
+    types: tuple
+    doc: str
+    default: Any = None
+    choices: tuple | None = None
+    check: Callable[[Any], str | None] | None = None  # returns a problem or None
+    is_path: bool = False
+
+
+def _positive(v) -> str | None:
+    return None if v > 0 else "must be > 0"
+
+
+def _at_least_zero(v) -> str | None:
+    return None if v >= 0 else "must be >= 0"
+
+
+def _probability(v) -> str | None:
+    return None if 0 < v < 1 else "must be in (0, 1)"
+
+
+def _output_names(v) -> str | None:
+    bad = [x for x in v if x not in ("labels", "proba", "log_density")]
+    return f"unknown outputs {bad}: expected a list of labels, proba, log_density" if bad \
+        else (None if v else "must not be empty")
+
+
+def _k_list(v) -> str | None:
+    ok = all(isinstance(k, int) and not isinstance(k, bool) and k >= 1 for k in v)
+    return None if ok and v else "must be a non-empty list of integers >= 1"
+
+
+def _cov_list(v) -> str | None:
+    bad = [x for x in v if x not in ("full", "tied", "diag", "spherical")]
+    return f"unknown covariance types {bad}" if bad or not v else None
+
+
+INT, FLOAT, STR, BOOL, LIST, DICT = (int,), (int, float), (str,), (bool,), (list,), (dict,)
+
+SCHEMA: dict[str, dict[str, Field]] = {
+    "source": {
+        "type": Field(STR, "kind of source", choices=("zarr", "npy", "directory", "parquet")),
+        "path": Field(STR, "path or URL of the data", is_path=True),
+        "pattern": Field(STR, "file name pattern in a directory source", default="*.npy"),
+        "columns": Field(LIST, "parquet columns to use as features (default: all numeric)"),
+        "chunk_rows": Field(INT, "rows per chunk for npy/parquet/directory sources",
+                            default=262_144, check=_positive),
+    },
+    "model": {},  # the estimator's own parameters, checked against it (see check_model)
+    "run": {
+        "checkpoint": Field(STR, "checkpoint directory or URL", is_path=True),
+        "checkpoint_every": Field(INT, "save every N iterations / batches", default=1,
+                                  check=_positive),
+        "keep_last": Field(INT, "checkpoint versions kept", default=3, check=_positive),
+        "max_iter": Field(INT, "EM iterations at most (model.max_iter)"),
+        "tol": Field(FLOAT, "convergence threshold (model.tol)"),
+        "random_state": Field(INT, "seed (model.random_state)"),
+        "align_to": Field(STR, "'previous' (the model in the checkpoint) or a checkpoint "
+                               "path whose labels a refit keeps", is_path=True),
+        "on_mismatch": Field(STR, "what fit does when the checkpoint holds another fit",
+                             default="error", choices=("error", "restart")),
+        "batch_size": Field(INT, "rows per online update batch", default=10_000,
+                            check=_positive),
+        "cluster": Field(DICT, "Dask cluster: scheduler (address) and/or workers (N)"),
+    },
+    "outputs": {
+        "path": Field(STR, "Zarr group written by predict/score", is_path=True),
+        "model": Field(STR, "checkpoint of the model to use (default: run.checkpoint)",
+                       is_path=True),
+        "write": Field(LIST, "outputs to write", check=_output_names),
+        "overwrite": Field(BOOL, "replace existing outputs", default=True),
+        "anomaly": Field(DICT, "flag rows by log-density: threshold: X or quantile: q"),
+    },
+    "select": {
+        "n_components": Field(LIST, "candidate numbers of components", check=_k_list),
+        "covariance_types": Field(LIST, "candidate covariance types",
+                                  default=["full", "diag"], check=_cov_list),
+        "criterion": Field(STR, "what picks the model", default="bic",
+                           choices=("bic", "aic")),
+        "plot": Field(STR, "PNG of the BIC/AIC curves", is_path=True),
+    },
+}
+
+CLUSTER_KEYS: dict[str, Field] = {
+    "scheduler": Field(STR, "address of a running Dask scheduler (tcp://host:8786)"),
+    "workers": Field(INT, "local worker processes to start", check=_positive),
+    "threads_per_worker": Field(INT, "threads per local worker", default=1,
+                                check=_positive),
+}
+ANOMALY_KEYS: dict[str, Field] = {
+    "threshold": Field(FLOAT, "flag rows whose log-density is below this"),
+    "quantile": Field(FLOAT, "flag this fraction of rows with the lowest log-density",
+                      check=_probability),
+}
+
+ESTIMATORS = ("GaussianMixture", "OnlineGaussianMixture")
+# estimator parameters that make no sense in a file (set by the command line instead)
+_NOT_IN_CONFIG = {"client", "verbose", "verbose_interval"}
+# run keys that are estimator parameters
+_RUN_TO_MODEL = ("max_iter", "tol", "random_state")
+
+
+@dataclass
+class Config:
+    """A validated config: plain dicts per section, with defaults filled in, paths
+    resolved, and the file name for messages."""
+
+    path: str
+    source: dict
+    model: dict
+    run: dict
+    outputs: dict
+    select: dict
+
+    def estimator_params(self) -> dict:
+        """The estimator's constructor arguments (model section + run's EM keys)."""
+        params = {k: v for k, v in self.model.items() if k != "estimator"}
+        for k in _RUN_TO_MODEL:
+            if self.run.get(k) is not None:
+                params[k] = self.run[k]
+        return params
+
+    @property
+    def estimator(self) -> str:
+        return self.model.get("estimator", "GaussianMixture")
+
+
+def _type_name(types: tuple) -> str:
+    names = {int: "an integer", float: "a number", str: "a string", bool: "true/false",
+             list: "a list", dict: "a mapping"}
+    if types == FLOAT:
+        return "a number"
+    return " or ".join(names[t] for t in types)
+
+
+def _is_instance(value, types: tuple) -> bool:
+    if isinstance(value, bool) and bool not in types:
+        return False
+    return isinstance(value, types)
+
+
+def did_you_mean(key: str, known) -> str:
+    close = difflib.get_close_matches(key, list(known), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else f"; known keys: {sorted(known)}"
+
+
+def _where(path: str, key: str, overridden: set[str]) -> str:
+    return f"{path}: {key}" + (" (set on the command line)" if key in overridden else "")
+
+
+def _check_fields(values: dict, fields: dict[str, Field], prefix: str, path: str,
+                  overridden: set[str]) -> dict:
+    out = {}
+    for key, value in values.items():
+        full = f"{prefix}.{key}"
+        if key not in fields:
+            raise ConfigError(f"{_where(path, full, overridden)}: unknown key"
+                              f"{did_you_mean(key, fields)}")
+        f = fields[key]
+        if value is None:
+            out[key] = None
+            continue
+        if not _is_instance(value, f.types):
+            raise ConfigError(f"{_where(path, full, overridden)}: expected "
+                              f"{_type_name(f.types)} ({f.doc}); got {value!r}")
+        if f.choices is not None and value not in f.choices:
+            raise ConfigError(f"{_where(path, full, overridden)}: expected one of "
+                              f"{list(f.choices)}; got {value!r}"
+                              f"{did_you_mean(str(value), f.choices) if isinstance(value, str) else ''}")
+        if f.check is not None:
+            problem = f.check(value)
+            if problem:
+                raise ConfigError(f"{_where(path, full, overridden)}: {problem}; got {value!r}")
+        out[key] = value
+    for key, f in fields.items():
+        if key not in out and f.default is not None:
+            out[key] = f.default
+    return out
+
+
+def _estimator_class(name: str):
+    from .. import GaussianMixture, OnlineGaussianMixture
+
+    return {"GaussianMixture": GaussianMixture,
+            "OnlineGaussianMixture": OnlineGaussianMixture}[name]
+
+
+def check_model(model: dict, path: str, overridden: set[str]) -> dict:
+    """The model section: a known estimator and only its parameters; values are checked
+    by building the estimator (its own validation names the parameter)."""
+    model = dict(model)
+    name = model.get("estimator", "GaussianMixture")
+    if name not in ESTIMATORS:
+        raise ConfigError(f"{_where(path, 'model.estimator', overridden)}: expected one of "
+                          f"{list(ESTIMATORS)}; got {name!r}{did_you_mean(str(name), ESTIMATORS)}")
+    cls = _estimator_class(name)
+    known = set(cls().get_params()) - _NOT_IN_CONFIG
+    for key in model:
+        if key != "estimator" and key not in known:
+            raise ConfigError(f"{_where(path, f'model.{key}', overridden)}: not a parameter "
+                              f"of {name}{did_you_mean(key, known | {'estimator'})}")
+    return model
+
+
+def check_params(cfg: Config) -> None:
+    """Build the estimator once to run its parameter checks (before any work)."""
+    from ..errors import InvalidParameterError
+
+    for k in _RUN_TO_MODEL:
+        if cfg.run.get(k) is not None and k in cfg.model and cfg.model[k] != cfg.run[k]:
+            raise ConfigError(f"{cfg.path}: run.{k} and model.{k} disagree "
+                              f"({cfg.run[k]!r} vs {cfg.model[k]!r}); set it once")
+    try:
+        est = _estimator_class(cfg.estimator)(**cfg.estimator_params())
+        est._check_parameters()
+    except InvalidParameterError as exc:
+        raise ConfigError(f"{cfg.path}: model: {exc}") from None
+    except TypeError as exc:  # e.g. a list where an array-like of another shape is needed
+        raise ConfigError(f"{cfg.path}: model: {exc}") from None
+
+
+def _is_url(p: str) -> bool:
+    return "://" in p
+
+
+def _resolve(value: str, base: str) -> str:
+    value = os.path.expanduser(value)
+    if _is_url(value) or os.path.isabs(value):
+        return value
+    return os.path.normpath(os.path.join(base, value))
+
+
+def parse_overrides(items: list[str]) -> list[tuple[list[str], Any]]:
+    """``section.key=value`` strings → (key path, YAML-parsed value)."""
+    import yaml
+
+    out = []
+    for item in items or []:
+        if "=" not in item:
+            raise ConfigError(f"--set {item!r}: expected section.key=value")
+        key, raw = item.split("=", 1)
+        parts = key.strip().split(".")
+        if len(parts) < 2 or not all(parts):
+            raise ConfigError(f"--set {item!r}: the key must be section.key "
+                              f"(e.g. model.n_components=5)")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"--set {item!r}: value is not valid YAML: {exc}") from None
+        out.append((parts, value))
+    return out
+
+
+def read_yaml(path: str) -> dict:
+    import yaml
+
+    if not os.path.exists(path):
+        raise ConfigError(f"config file {path!r} does not exist")
+    try:
+        with open(path) as f:
+            data = yaml.safe_load(f)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"{path}:{where} not valid YAML: "
+                          f"{getattr(exc, 'problem', None) or exc}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read the config: {exc}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of sections (source, model, run, "
+                          f"outputs, select); got {type(data).__name__}")
+    return data
+
+
+def load_config(path: str, overrides: list[str] | None = None) -> Config:
+    """Read, override and validate a config file (raises ConfigError)."""
+    data = read_yaml(path)
+    overridden: set[str] = set()
+    cli_paths: set[str] = set()
+    for parts, value in parse_overrides(overrides or []):
+        node = data
+        for p in parts[:-1]:
+            if not isinstance(node.get(p), dict):
+                node[p] = {} if node.get(p) is None else node[p]
+            if not isinstance(node[p], dict):
+                raise ConfigError(f"--set {'.'.join(parts)}: {p} is not a section")
+            node = node[p]
+        node[parts[-1]] = value
+        overridden.add(".".join(parts))
+        if isinstance(value, str):
+            cli_paths.add(".".join(parts))
+    for section in data:
+        if section not in SCHEMA:
+            raise ConfigError(f"{_where(path, str(section), overridden)}: unknown section"
+                              f"{did_you_mean(str(section), SCHEMA)}")
+        if data[section] is not None and not isinstance(data[section], dict):
+            raise ConfigError(f"{path}: {section}: expected a mapping of keys; got "
+                              f"{data[section]!r}")
+    sections = {name: dict(data.get(name) or {}) for name in SCHEMA}
+    checked = {name: _check_fields(values, SCHEMA[name], name, path, overridden)
+               for name, values in sections.items() if name != "model"}
+    checked["model"] = check_model(sections["model"], path, overridden)
+    cluster = checked["run"].get("cluster")
+    if cluster is not None:
+        checked["run"]["cluster"] = _check_fields(cluster, CLUSTER_KEYS, "run.cluster", path,
+                                                  overridden)
+    anomaly = checked["outputs"].get("anomaly")
+    if anomaly is not None:
+        anomaly = _check_fields(anomaly, ANOMALY_KEYS, "outputs.anomaly", path, overridden)
+        if len(anomaly) != 1:
+            raise ConfigError(f"{path}: outputs.anomaly: give exactly one of threshold or "
+                              f"quantile; got {sorted(anomaly)}")
+        checked["outputs"]["anomaly"] = anomaly
+    # paths: relative to the config's directory (or the working directory for --set)
+    base = os.path.dirname(os.path.abspath(path))
+    for name, fields in SCHEMA.items():
+        for key, f in fields.items():
+            value = checked[name].get(key)
+            if f.is_path and isinstance(value, str) and not \
+                    (key == "align_to" and value == "previous"):
+                where = f"{name}.{key}"
+                checked[name][key] = _resolve(value, os.getcwd() if where in cli_paths
+                                              else base)
+    cfg = Config(path=path, **checked)
+    check_params(cfg)
+    return cfg
+
+
+def require(cfg: Config, *keys: str, command: str) -> None:
+    """Fail (ConfigError) unless every ``section.key`` is set: what a command needs."""
+    for key in keys:
+        section, name = key.split(".")
+        if section == "model" and name == "n_components" and "n_components" in cfg.model:
+            continue
+        value = getattr(cfg, section).get(name)
+        if value is None:
+            raise ConfigError(f"{cfg.path}: {key} is required by `streammix {command}` "
+                              f"(missing)")
+
+
+def check_source_exists(cfg: Config) -> None:
+    """A configured local data path must exist (MissingDataError, exit code 3)."""
+    p = cfg.source.get("path")
+    if p is not None and not _is_url(p) and not os.path.exists(p):
+        raise MissingDataError(f"{cfg.path}: source.path: {p!r} does not exist")

@@ -1,0 +1,121 @@
+"""What the command line prints: log lines (text or JSON, on stderr) for schedulers and
+log collectors, and a progress bar when stderr is a terminal."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from typing import TextIO
+
+LOGGER_NAME = "streammix.cli"
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, command, message and the record's fields."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        out = {"time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S%z"),
+               "level": record.levelname.lower(),
+               "command": getattr(record, "command", None),
+               "message": record.getMessage()}
+        out.update(getattr(record, "fields", {}) or {})
+        if record.exc_info:
+            out["traceback"] = self.formatException(record.exc_info)
+        return json.dumps(out, default=str)
+
+
+class TextFormatter(logging.Formatter):
+    def __init__(self):
+        super().__init__("%(asctime)s %(levelname)-7s %(command)s: %(message)s",
+                         "%Y-%m-%d %H:%M:%S")
+
+    def format(self, record: logging.LogRecord) -> str:
+        if not hasattr(record, "command"):
+            record.command = "streammix"
+        return super().format(record)
+
+
+class CommandLog(logging.LoggerAdapter):
+    """A logger that tags every record with the command and optional structured fields:
+    ``log.info("message", fields={"iteration": 3})``."""
+
+    def process(self, msg, kwargs):
+        extra = dict(kwargs.pop("extra", {}) or {})
+        extra["command"] = self.extra["command"]
+        extra["fields"] = kwargs.pop("fields", None)
+        kwargs["extra"] = extra
+        return msg, kwargs
+
+
+def setup_logging(command: str, verbosity: int, log_format: str,
+                  stream: TextIO | None = None) -> CommandLog:
+    """Configure the CLI logger: verbosity -1 quiet (warnings and errors), 0 info,
+    1 debug; text or json lines on ``stream`` (stderr)."""
+    logger = logging.getLogger(LOGGER_NAME)
+    for h in list(logger.handlers):
+        logger.removeHandler(h)
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter())
+    logger.addHandler(handler)
+    logger.setLevel({-1: logging.WARNING, 0: logging.INFO}.get(verbosity, logging.DEBUG))
+    logger.propagate = False
+    logging.captureWarnings(True)
+    warn_logger = logging.getLogger("py.warnings")
+    for h in list(warn_logger.handlers):
+        warn_logger.removeHandler(h)
+    warn_logger.addHandler(handler)
+    warn_logger.propagate = False
+    return CommandLog(logger, {"command": command})
+
+
+def _duration(seconds: float) -> str:
+    if seconds != seconds or seconds == float("inf"):
+        return "--:--"
+    s = int(round(seconds))
+    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}" if s >= 3600 else \
+        f"{s // 60:02d}:{s % 60:02d}"
+
+
+def _rate(rows_per_s: float) -> str:
+    for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if rows_per_s >= scale:
+            return f"{rows_per_s / scale:.1f}{unit}"
+    return f"{rows_per_s:.0f}"
+
+
+class Progress:
+    """A one-line progress bar on a terminal: units done of a total (iterations or
+    rows), rows/s and ETA. Draws nothing unless ``stream`` is a TTY and ``enabled``;
+    the caller logs plain lines otherwise."""
+
+    def __init__(self, total: float, unit: str, stream: TextIO | None = None,
+                 enabled: bool = True, width: int = 28):
+        self.stream = stream or sys.stderr
+        self.active = enabled and hasattr(self.stream, "isatty") and self.stream.isatty()
+        self.total, self.unit, self.width = float(total), unit, width
+        self.done, self.rows = 0.0, 0.0
+        self.start = time.perf_counter()
+        self.note = ""
+
+    def update(self, done: float, rows: float = 0.0, note: str = "") -> None:
+        self.done, self.rows, self.note = float(done), self.rows + rows, note
+        if self.active:
+            self.stream.write("\r" + self.line())
+            self.stream.flush()
+
+    def line(self) -> str:
+        elapsed = time.perf_counter() - self.start
+        frac = min(1.0, self.done / self.total) if self.total > 0 else 1.0
+        bar = "#" * int(frac * self.width)
+        eta = elapsed * (1 - frac) / frac if frac > 0 else float("inf")
+        rate = self.rows / elapsed if elapsed > 0 else 0.0
+        return (f"[{bar:<{self.width}}] {self.done:,.0f}/{self.total:,.0f} {self.unit}  "
+                f"{_rate(rate)} rows/s  elapsed {_duration(elapsed)}  ETA {_duration(eta)}"
+                f"  {self.note}").rstrip()
+
+    def close(self) -> None:
+        if self.active:
+            self.stream.write("\n")
+            self.stream.flush()

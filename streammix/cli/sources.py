@@ -1,0 +1,202 @@
+"""The configured data source as a lazy dask array (fit, predict, score, select), and as a
+sequence of not-yet-consumed batches behind a cursor (update).
+
+Source types: ``zarr`` (a path or URL to a Zarr array), ``npy`` (a .npy file, read by
+memory map, chunk by chunk), ``directory`` (every file matching ``pattern``, in name
+order: .npy files or Zarr arrays, concatenated by rows) and ``parquet`` (a file or
+directory dask.dataframe reads; ``columns`` picks the features, cast to float64).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+from dataclasses import dataclass
+from typing import Callable, Iterator
+
+import numpy as np
+
+from ..errors import InvalidInputError
+from .config import Config, ConfigError, check_source_exists
+
+
+def _npy_rows(path: str, start: int, stop: int) -> np.ndarray:
+    """Rows [start, stop) of a .npy file, read through a memory map (a task's body)."""
+    return np.array(np.load(path, mmap_mode="r")[start:stop])
+
+
+def _npy_shape(path: str) -> tuple[tuple[int, ...], np.dtype]:
+    try:
+        mm = np.load(path, mmap_mode="r")
+    except (ValueError, OSError) as exc:
+        raise InvalidInputError(f"{path}: not a readable .npy array: {exc}") from None
+    if not isinstance(mm, np.ndarray):
+        raise InvalidInputError(f"{path}: holds an archive, not a single array")
+    return mm.shape, mm.dtype
+
+
+def npy_dask_array(path: str, chunk_rows: int):
+    """A .npy file as a dask array of row chunks; each task memory-maps the file, so
+    the graph never carries the data (works on any worker that sees the path)."""
+    import dask
+    import dask.array as da
+
+    shape, dtype = _npy_shape(path)
+    if len(shape) != 2:
+        raise InvalidInputError(f"{path}: expected a 2-D array (n_samples, n_features); "
+                                f"got shape {shape}")
+    n, d = shape
+    load = dask.delayed(_npy_rows, pure=True)
+    parts = [da.from_delayed(load(path, a, min(a + chunk_rows, n)),
+                             shape=(min(a + chunk_rows, n) - a, d), dtype=dtype)
+             for a in range(0, n, chunk_rows)]
+    if not parts:
+        raise InvalidInputError(f"{path}: the array has no rows")
+    return da.concatenate(parts, axis=0)
+
+
+def list_files(directory: str, pattern: str) -> list[str]:
+    """Names in ``directory`` matching ``pattern``, in name order (the stream order)."""
+    try:
+        names = os.listdir(directory)
+    except NotADirectoryError:
+        raise InvalidInputError(f"source.path {directory!r} is not a directory") from None
+    return sorted(n for n in names if fnmatch.fnmatch(n, pattern) and not n.startswith("."))
+
+
+def file_array(path: str, chunk_rows: int):
+    """One file of a directory source: a .npy file or a Zarr array, as a dask array."""
+    from ..execution.inputs import as_dask_array
+
+    if path.endswith(".npy"):
+        return npy_dask_array(path, chunk_rows)
+    return as_dask_array(path, what=path)
+
+
+def parquet_dask_array(path: str, columns: list[str] | None):
+    """Feature columns of a parquet dataset as a float64 dask array with known chunks."""
+    try:
+        import dask.dataframe as dd
+    except ImportError as exc:  # pragma: no cover - depends on the install
+        raise ConfigError("parquet sources need pandas and pyarrow: "
+                          "pip install 'streammix[parquet]'") from exc
+    try:
+        df = dd.read_parquet(path, columns=columns)
+    except (KeyError, ValueError) as exc:
+        raise InvalidInputError(f"{path}: cannot read columns {columns}: {exc}") from None
+    if columns is None:
+        df = df.select_dtypes("number")
+    non_numeric = [c for c, t in df.dtypes.items() if not np.issubdtype(t, np.number)]
+    if non_numeric:
+        raise InvalidInputError(f"{path}: columns {non_numeric} are not numeric")
+    if len(df.columns) == 0:
+        raise InvalidInputError(f"{path}: no numeric columns to use as features")
+    return df.astype("float64").to_dask_array(lengths=True).rechunk({1: -1})
+
+
+def open_source(cfg: Config):
+    """The configured source as a lazy 2-D dask array (nothing is read but metadata)."""
+    import dask.array as da
+
+    from ..execution.inputs import as_dask_array
+
+    src = cfg.source
+    check_source_exists(cfg)
+    kind, path, rows = src["type"], src["path"], src["chunk_rows"]
+    if kind == "zarr":
+        return as_dask_array(path, what=f"source.path {path!r}")
+    if kind == "npy":
+        return npy_dask_array(path, rows)
+    if kind == "parquet":
+        return parquet_dask_array(path, src.get("columns"))
+    files = list_files(path, src["pattern"])
+    if not files:
+        raise InvalidInputError(f"{cfg.path}: source.path {path!r} holds no file matching "
+                                f"{src['pattern']!r}")
+    arrays = [file_array(os.path.join(path, f), rows) for f in files]
+    widths = {a.shape[1] for a in arrays if a.ndim == 2}
+    if len(widths) > 1 or any(a.ndim != 2 for a in arrays):
+        raise InvalidInputError(f"{path}: the files do not all have the same number of "
+                                f"columns ({sorted(widths)})")
+    return da.concatenate(arrays, axis=0)
+
+
+# ---------------------------------------------------------------------- stream cursors
+@dataclass
+class Batch:
+    """One update batch: where it comes from (for logs and errors), how to read it, and
+    the cursor once it is consumed."""
+
+    where: str
+    rows: int
+    load: Callable[[], np.ndarray]
+    cursor_after: dict
+
+
+def _zarr_array(path: str):
+    import zarr
+
+    try:
+        return zarr.open_array(store=path, mode="r")
+    except Exception as exc:  # zarr raises several types for a non-array store
+        raise InvalidInputError(f"source.path {path!r} is not a readable Zarr array: "
+                                f"{exc}") from None
+
+
+def pending_batches(cfg: Config, cursor: dict | None) -> Iterator[Batch]:
+    """The batches of data not yet consumed according to ``cursor`` (None: from the
+    start), each at most run.batch_size rows. Zarr: the rows appended since the cursor.
+    Directory: the rest of the current file, then the files not seen yet, in name order.
+    Batch boundaries depend only on the cursor, so a rerun after a crash reads the same
+    batches an uninterrupted run reads."""
+    src, size = cfg.source, cfg.run["batch_size"]
+    check_source_exists(cfg)
+    if src["type"] == "zarr":
+        z = _zarr_array(src["path"])
+        if z.ndim != 2:
+            raise InvalidInputError(f"source.path {src['path']!r}: expected a 2-D array; "
+                                    f"got shape {z.shape}")
+        start = int((cursor or {}).get("rows", 0))
+        if start > z.shape[0]:
+            raise InvalidInputError(
+                f"source.path {src['path']!r} has {z.shape[0]} rows but {start} were "
+                "already consumed: the array was replaced or truncated (start a new "
+                "checkpoint, or reset it with --fresh)")
+        for a in range(start, z.shape[0], size):
+            b = min(a + size, z.shape[0])
+            yield Batch(f"rows {a}:{b}", b - a, lambda a=a, b=b: np.asarray(z[a:b]),
+                        {"kind": "zarr", "rows": b})
+        return
+    if src["type"] != "directory":
+        raise ConfigError(f"{cfg.path}: source.type: `streammix update` reads a growing "
+                          f"Zarr array or a directory of files; got {src['type']!r}")
+    done = list((cursor or {}).get("files", []))
+    seen = set(done)
+    current, offset = (cursor or {}).get("file"), int((cursor or {}).get("row", 0))
+    for name in list_files(src["path"], src["pattern"]):
+        if name in seen:
+            continue
+        path = os.path.join(src["path"], name)
+        if path.endswith(".npy"):
+            shape, _ = _npy_shape(path)
+            reader = lambda a, b, p=path: _npy_rows(p, a, b)  # noqa: E731
+        else:
+            z = _zarr_array(path)
+            shape = z.shape
+            reader = lambda a, b, z=z: np.asarray(z[a:b])  # noqa: E731
+        if len(shape) != 2:
+            raise InvalidInputError(f"{path}: expected a 2-D array; got shape {shape}")
+        start = offset if name == current else 0
+        n = shape[0]
+        for a in range(start, n, size):
+            b = min(a + size, n)
+            finished = b == n
+            after = {"kind": "directory",
+                     "files": done + [name] if finished else list(done),
+                     "file": None if finished else name, "row": 0 if finished else b}
+            yield Batch(f"{name} rows {a}:{b}", b - a, lambda a=a, b=b, r=reader: r(a, b),
+                        after)
+        if n == 0 or start >= n:  # an empty file: mark it seen
+            yield Batch(f"{name} (empty)", 0, lambda: None,
+                        {"kind": "directory", "files": done + [name], "file": None, "row": 0})
+        done = done + [name]
