@@ -244,7 +244,11 @@ def check_params(cfg: Config) -> None:
     """Build the estimator once to run its parameter checks (before any work)."""
     from ..errors import InvalidParameterError
 
+    known = set(_estimator_class(cfg.estimator)().get_params())
     for k in _RUN_TO_MODEL:
+        if cfg.run.get(k) is not None and k not in known:
+            raise ConfigError(f"{cfg.path}: run.{k}: {cfg.estimator} has no {k} (it is a "
+                              "batch EM setting); remove it")
         if cfg.run.get(k) is not None and k in cfg.model and cfg.model[k] != cfg.run[k]:
             raise ConfigError(f"{cfg.path}: run.{k} and model.{k} disagree "
                               f"({cfg.run[k]!r} vs {cfg.model[k]!r}); set it once")
@@ -268,6 +272,29 @@ def _resolve(value: str, base: str) -> str:
     return os.path.normpath(os.path.join(base, value))
 
 
+def _yaml_loader():
+    """PyYAML's safe loader, reading numbers as YAML 1.2 does: ``1e-4`` is a float
+    (YAML 1.1 wants ``1.0e-4`` and would give the string '1e-4')."""
+    import re
+
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    Loader.add_implicit_resolver(
+        "tag:yaml.org,2002:float",
+        re.compile(r"^[-+]?(?:\d[\d_]*)?(?:\.\d*)?[eE][-+]?\d+$"),
+        list("-+0123456789."))
+    return Loader
+
+
+def _load_yaml(text):
+    import yaml
+
+    return yaml.load(text, Loader=_yaml_loader())  # noqa: S506 - a SafeLoader subclass
+
+
 def parse_overrides(items: list[str]) -> list[tuple[list[str], Any]]:
     """``section.key=value`` strings → (key path, YAML-parsed value)."""
     import yaml
@@ -282,7 +309,7 @@ def parse_overrides(items: list[str]) -> list[tuple[list[str], Any]]:
             raise ConfigError(f"--set {item!r}: the key must be section.key "
                               f"(e.g. model.n_components=5)")
         try:
-            value = yaml.safe_load(raw) if raw.strip() else None
+            value = _load_yaml(raw) if raw.strip() else None
         except yaml.YAMLError as exc:
             raise ConfigError(f"--set {item!r}: value is not valid YAML: {exc}") from None
         out.append((parts, value))
@@ -296,7 +323,7 @@ def read_yaml(path: str) -> dict:
         raise ConfigError(f"config file {path!r} does not exist")
     try:
         with open(path) as f:
-            data = yaml.safe_load(f)
+            data = _load_yaml(f)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""

@@ -73,8 +73,9 @@ def file_array(path: str, chunk_rows: int):
     return as_dask_array(path, what=path)
 
 
-def parquet_dask_array(path: str, columns: list[str] | None):
-    """Feature columns of a parquet dataset as a float64 dask array with known chunks."""
+def parquet_dask_array(path: str, columns: list[str] | None, chunk_rows: int):
+    """Feature columns of a parquet dataset as a float64 dask array in chunks of
+    ``chunk_rows`` rows (the row groups' sizes are read first)."""
     try:
         import dask.dataframe as dd
     except ImportError as exc:  # pragma: no cover - depends on the install
@@ -91,7 +92,7 @@ def parquet_dask_array(path: str, columns: list[str] | None):
         raise InvalidInputError(f"{path}: columns {non_numeric} are not numeric")
     if len(df.columns) == 0:
         raise InvalidInputError(f"{path}: no numeric columns to use as features")
-    return df.astype("float64").to_dask_array(lengths=True).rechunk({1: -1})
+    return df.astype("float64").to_dask_array(lengths=True).rechunk({0: chunk_rows, 1: -1})
 
 
 def open_source(cfg: Config):
@@ -108,7 +109,7 @@ def open_source(cfg: Config):
     if kind == "npy":
         return npy_dask_array(path, rows)
     if kind == "parquet":
-        return parquet_dask_array(path, src.get("columns"))
+        return parquet_dask_array(path, src.get("columns"), rows)
     files = list_files(path, src["pattern"])
     if not files:
         raise InvalidInputError(f"{cfg.path}: source.path {path!r} holds no file matching "

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 
-from ...errors import CheckpointError
+from ...errors import CheckpointError, CheckpointMismatchError
 from ...persistence import current_version, list_versions, load, read_version
 from ..cluster import dask_client
 from ..config import Config, ConfigError, require
@@ -99,6 +99,11 @@ def run(cfg: Config, opts, log) -> int:
                       checkpoint_every=cfg.run["checkpoint_every"],
                       keep_last=cfg.run["keep_last"],
                       checkpoint_mismatch=cfg.run["on_mismatch"], callback=on_iteration)
+    except CheckpointMismatchError as exc:
+        raise CheckpointMismatchError(
+            f"{str(exc).split('; pass checkpoint_mismatch')[0]}; set run.on_mismatch: "
+            "restart to start a new fit in it (older versions stay on disk), or use "
+            "another run.checkpoint") from None
     finally:
         bar.close()
     after = current_version(ck)
