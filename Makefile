@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(PY) -m streammix.demo
+	$(VENV)/bin/streammix demo
 
 test: $(STAMP)
 	$(PY) -m pytest -q

@@ -7,6 +7,7 @@ import json
 import logging
 import sys
 import time
+import warnings
 from typing import TextIO
 
 LOGGER_NAME = "streammix.cli"
@@ -61,13 +62,15 @@ def setup_logging(command: str, verbosity: int, log_format: str,
     logger.addHandler(handler)
     logger.setLevel({-1: logging.WARNING, 0: logging.INFO}.get(verbosity, logging.DEBUG))
     logger.propagate = False
-    logging.captureWarnings(True)
-    warn_logger = logging.getLogger("py.warnings")
-    for h in list(warn_logger.handlers):
-        warn_logger.removeHandler(h)
-    warn_logger.addHandler(handler)
-    warn_logger.propagate = False
-    return CommandLog(logger, {"command": command})
+    log = CommandLog(logger, {"command": command})
+
+    def show_warning(message, category, filename, lineno, file=None, line=None):
+        """Warnings (ConvergenceWarning, DegenerateComponentWarning...) as one log line."""
+        log.warning(f"{category.__name__}: {message}",
+                    fields={"warning": category.__name__})
+
+    warnings.showwarning = show_warning
+    return log
 
 
 def _duration(seconds: float) -> str:
