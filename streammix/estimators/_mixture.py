@@ -37,7 +37,35 @@ class MixtureMixin(EstimatorBase):
         self.means_ = params.means
         self.covariances_ = params.covariances
         self.precisions_cholesky_ = params.precisions_cholesky
-        self.precisions_ = cov.precisions(params.precisions_cholesky)
+        self._precisions = (cov, params.precisions_cholesky)  # precisions_ on first read
+
+    @property
+    def precisions_(self) -> np.ndarray:
+        """Precision matrices (scikit-learn's shapes), computed from precisions_cholesky_
+        when first read after the parameters changed, then kept: an online model changes
+        its parameters at every batch, and for 'full' this product was a tenth of a
+        small update's bookkeeping, for a value that is rarely read."""
+        try:
+            value = self.__dict__["_precisions"]
+        except KeyError:
+            raise AttributeError(
+                f"'{type(self).__name__}' object has no attribute 'precisions_'"
+            ) from None
+        if isinstance(value, tuple):
+            cov, prec_chol = value
+            value = self.__dict__["_precisions"] = cov.precisions(prec_chol)
+        return value
+
+    @precisions_.setter
+    def precisions_(self, value: np.ndarray) -> None:
+        self._precisions = value
+
+    @precisions_.deleter
+    def precisions_(self) -> None:
+        try:
+            del self.__dict__["_precisions"]
+        except KeyError:
+            raise AttributeError("precisions_") from None
 
     def _checked_inits(self, n_features: int):
         """The user's weights_init, means_init and precisions_init, validated (shape,

@@ -4,6 +4,7 @@ that stay stable from one update to the next and from one run to the next."""
 from __future__ import annotations
 
 import math
+import numbers
 
 import numpy as np
 from scipy.stats import chi2
@@ -115,7 +116,29 @@ class OnlineGaussianMixture(MixtureMixin):
         self.chunk_size = chunk_size
 
     # ------------------------------------------------------------------ validation
+    _CHECKED_PARAMS = ("n_components", "covariance_type", "reg_covar", "alpha", "t0",
+                       "eta_min", "init_size", "init_params", "init_em_iter", "min_weight",
+                       "max_components", "novelty_fraction", "chunk_size")
+
+    def _parameters_key(self) -> tuple | None:
+        """The values ``_check_parameters`` looks at, with their types, when all are plain
+        scalars (else None: no caching)."""
+        values = tuple(getattr(self, name) for name in self._CHECKED_PARAMS)
+        if not all(isinstance(v, (numbers.Number, str, type(None))) for v in values):
+            return None
+        return tuple((type(v), v) for v in values)
+
     def _check_parameters(self) -> None:
+        """Validate the constructor parameters; skipped when they are the ones that last
+        passed (partial_fit runs this on every batch, and its dozen checks were a few
+        percent of a small update)."""
+        key = self._parameters_key()
+        if key is not None and key == self.__dict__.get("_checked_parameters"):
+            return
+        self._check_parameters_now()
+        self._checked_parameters = key
+
+    def _check_parameters_now(self) -> None:
         check_int_param(self.n_components, "n_components", 1)
         get_covariance_type(self.covariance_type)
         check_float_param(self.reg_covar, "reg_covar", 0.0)
@@ -441,6 +464,8 @@ class OnlineGaussianMixture(MixtureMixin):
     def _revive_dead_components(self) -> None:
         """Re-seed every component under min_weight by splitting the heaviest one."""
         threshold = self._min_weight()
+        if len(self.weights_) < 2 or self.weights_.min() >= threshold:
+            return  # the common case, without the loop's array work
         cov = get_covariance_type(self.covariance_type)
         changed = False
         for _ in range(len(self.weights_)):

@@ -206,3 +206,57 @@ def test_bad_batches_leave_the_model_unchanged():
 def test_bad_parameters(kw, match):
     with pytest.raises(InvalidParameterError, match=match):
         OnlineGaussianMixture(**{"n_components": 2, **kw}).partial_fit(np.zeros((5, 2)))
+
+
+@pytest.mark.parametrize("chunk_size", [None, 64])
+def test_bad_values_are_found_in_any_chunk_of_a_batch(chunk_size):
+    """The NaN/inf scan runs in the chunk tasks of an update: the error still names the
+    batch's global row and column, counts every bad value, and changes nothing."""
+    X, _ = make_blobs(6000, 3, 2, seed=10)
+    o = OnlineGaussianMixture(2, init_size=2000, random_state=0, chunk_size=chunk_size)
+    o.fit(X[:4000])
+    snapshot = {k: np.copy(v) for k, v in vars(o).items() if isinstance(v, np.ndarray)}
+    updates, seen = o.n_updates_, o.n_samples_seen_
+    bad = X[4000:4500].copy()
+    bad[300, 2] = -np.inf
+    bad[401, 0] = np.nan
+    with pytest.raises(InvalidInputError, match=r"2 NaN or infinite values; the first is "
+                                                r"-inf at row 300, column 2"):
+        o.partial_fit(bad)
+    huge = X[4000:4500].copy()
+    huge[450, 1] = 1e200
+    with pytest.raises(InvalidInputError, match="overflow"):
+        o.partial_fit(huge)
+    # bad values are reported before bad weights, as when the model is not yet fitted
+    with pytest.raises(InvalidInputError, match="row 300, column 2"):
+        o.partial_fit(bad, sample_weight=-np.ones(500))
+    assert o.n_updates_ == updates and o.n_samples_seen_ == seen
+    for k, v in snapshot.items():
+        assert np.array_equal(getattr(o, k), v), k
+    o.partial_fit(X[4000:4500])
+    assert o.n_updates_ == updates + 1
+
+
+def test_precisions_follow_every_update():
+    X, _ = make_blobs(4000, 3, 2, seed=3)
+    o = OnlineGaussianMixture(2, init_size=1000, random_state=0).fit(X[:2000])
+    first = o.precisions_.copy()
+    pc = o.precisions_cholesky_
+    np.testing.assert_allclose(first, pc @ pc.transpose(0, 2, 1), rtol=1e-12)
+    o.partial_fit(X[2000:3000])
+    pc = o.precisions_cholesky_
+    assert not np.array_equal(o.precisions_, first)
+    np.testing.assert_allclose(o.precisions_, pc @ pc.transpose(0, 2, 1), rtol=1e-12)
+    assert not hasattr(OnlineGaussianMixture(2), "precisions_")
+
+
+def test_changed_parameters_are_checked_again():
+    X, _ = make_blobs(3000, 3, 2, seed=4)
+    o = OnlineGaussianMixture(2, init_size=1000, random_state=0).fit(X[:2000])
+    o.partial_fit(X[2000:2500])
+    o.set_params(alpha=0.3)
+    with pytest.raises(InvalidParameterError, match="alpha"):
+        o.partial_fit(X[2500:3000])
+    o.set_params(alpha=0.6, n_components=True)
+    with pytest.raises(InvalidParameterError, match="n_components"):
+        o.partial_fit(X[2500:3000])

@@ -1,0 +1,47 @@
+"""The in-process reduction: the same tree whatever the dispatch, errors propagated."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from streammix.execution import threads
+from streammix.execution.threads import map_reduce_streaming
+
+
+def concat(parts):
+    return "(" + "+".join(parts) + ")"
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 4, 5, 8, 13])
+def test_small_and_large_jobs_fold_in_the_same_tree(n, monkeypatch):
+    items = [str(i) for i in range(n)]
+    streamed = map_reduce_streaming(lambda x: x, items, concat, max_in_flight=1)
+    monkeypatch.setenv("STREAMMIX_NUM_THREADS", "16")   # every job is "small"
+    assert map_reduce_streaming(lambda x: x, items, concat) == streamed
+
+
+def test_a_small_job_runs_its_first_item_on_the_calling_thread(monkeypatch):
+    monkeypatch.setenv("STREAMMIX_NUM_THREADS", "2")
+    names = map_reduce_streaming(lambda x: [threading.current_thread().name], [0, 1],
+                                 lambda parts: sum(parts, []))
+    assert names[0] == threading.current_thread().name
+    assert names[1].startswith("streammix")
+
+
+@pytest.mark.parametrize("bad", [0, 1])
+def test_an_error_in_any_item_is_raised_after_all_items_ran(bad, monkeypatch):
+    monkeypatch.setenv("STREAMMIX_NUM_THREADS", "2")
+    ran = []
+
+    def fn(x):
+        ran.append(x)
+        if x == bad:
+            raise KeyError(x)
+        return x
+
+    with pytest.raises(KeyError):
+        map_reduce_streaming(fn, [0, 1], sum)
+    assert sorted(ran) == [0, 1]
+    assert threads.get_pool() is not None
