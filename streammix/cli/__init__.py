@@ -114,10 +114,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Run one command; returns its exit code (never raises for expected errors)."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["demo"]:
-        from ..demo import main as demo_main
+    if "demo" in argv and all(a.startswith("-") for a in argv[:argv.index("demo")]):
+        from ..demo import main as demo_main  # the demo has its own options
 
-        return demo_main(argv[1:])
+        return demo_main(argv[argv.index("demo") + 1:])
     args = build_parser().parse_args(argv)  # usage errors exit with code 2
     from .console import setup_logging
 

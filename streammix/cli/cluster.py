@@ -27,8 +27,12 @@ def dask_client(cluster_cfg: dict | None, scheduler: str | None, workers: int | 
     from distributed import Client, LocalCluster
 
     if scheduler is not None:
+        import dask
+
+        # how long to try: Dask's own setting (DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT)
+        timeout = dask.config.get("distributed.comm.timeouts.connect")
         try:
-            client = Client(scheduler, timeout="10s")
+            client = Client(scheduler, timeout=timeout)
         except (OSError, TimeoutError) as exc:
             raise ClusterError(f"cannot reach the Dask scheduler at {scheduler!r}: {exc}") \
                 from None

@@ -306,3 +306,24 @@ def test_quiet_prints_nothing_on_success(fitted_workspace):
     proc = run_cli("-q", "fit", "configs/fit-cluster.yaml", "--set", "run.cluster=null",
                    cwd=root)
     assert proc.returncode == 0 and proc.stderr == ""
+
+
+def test_fit_on_a_running_scheduler_given_by_address(tmp_path):
+    from distributed import LocalCluster
+
+    root = str(tmp_path)
+    make_workspace(root, n=20_000)
+    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, protocol="tcp",
+                      host="127.0.0.1", dashboard_address=":0") as cluster:
+        proc = run_cli("fit", "configs/fit-cluster.yaml", "--scheduler",
+                       cluster.scheduler_address, cwd=root)
+        assert proc.returncode == 0, proc.stderr
+        assert f"using the Dask cluster at {cluster.scheduler_address}" in proc.stderr
+    model = streammix.load(os.path.join(root, "demo-data/models/cluster-fit"))
+    ref = GaussianMixture(6, max_iter=200, tol=1e-6, random_state=0).fit(
+        os.path.join(root, "demo-data/points.zarr"))
+    np.testing.assert_allclose(model.means_, ref.means_, rtol=1e-10, atol=1e-12)
+    bad = run_cli("fit", "configs/fit-cluster.yaml", "--scheduler", "tcp://127.0.0.1:9",
+                  "--set", "run.checkpoint=elsewhere", cwd=root,
+                  env={"DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT": "2s"})
+    assert bad.returncode == 1 and "cannot reach the Dask scheduler" in bad.stderr

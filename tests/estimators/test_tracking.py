@@ -117,3 +117,33 @@ def test_relabel_rejects_non_permutations():
     model, _ = fitted()
     with pytest.raises(InvalidParameterError, match="permutation"):
         relabel(model, [0, 0, 1, 2, 3])
+
+
+class _Stop(Exception):
+    pass
+
+
+def test_align_to_with_a_checkpoint_saves_the_aligned_model_and_survives_resume(tmp_path):
+    import streammix
+
+    model, X = fitted()
+    X2 = X[np.random.default_rng(3).permutation(len(X))]
+    params = dict(n_components=5, random_state=11, tol=0.0, max_iter=12)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        whole = GaussianMixture(**params).fit(X2, align_to=model)
+        unaligned = GaussianMixture(**params).fit(X2)
+        assert list(align(unaligned, model)) != list(range(5))  # the test can fail
+        ck = str(tmp_path / "ck")
+
+        def stop_after_3(info):
+            if info.iteration == 3:
+                raise _Stop
+
+        with pytest.raises(_Stop):
+            GaussianMixture(**params).fit(X2, align_to=model, checkpoint=ck,
+                                          callback=stop_after_3)
+        # resumed without align_to: the reference saved with the progress is used
+        resumed = GaussianMixture(**params).fit(X2, checkpoint=ck)
+    np.testing.assert_array_equal(resumed.means_, whole.means_)
+    np.testing.assert_array_equal(streammix.load(ck).means_, whole.means_)
