@@ -89,31 +89,40 @@ def _rate(rows_per_s: float) -> str:
 
 
 class Progress:
-    """A one-line progress bar on a terminal: units done of a total (iterations or
-    rows), rows/s and ETA. Draws nothing unless ``stream`` is a TTY and ``enabled``;
-    the caller logs plain lines otherwise."""
+    """A one-line progress bar on a terminal: units done of a total (rows), rows/s and
+    ETA; with no total (EM iterations: the end is convergence, not known in advance), the
+    count, the rate and the elapsed time. Draws nothing unless ``stream`` is a TTY and
+    ``enabled``; the caller logs plain lines otherwise."""
 
-    def __init__(self, total: float, unit: str, stream: TextIO | None = None,
+    def __init__(self, total: float | None, unit: str, stream: TextIO | None = None,
                  enabled: bool = True, width: int = 28):
         self.stream = stream or sys.stderr
         self.active = enabled and hasattr(self.stream, "isatty") and self.stream.isatty()
-        self.total, self.unit, self.width = float(total), unit, width
+        self.total = None if total is None else float(total)
+        self.unit, self.width = unit, width
+        self.rate: float | None = None
         self.done, self.rows = 0.0, 0.0
         self.start = time.perf_counter()
         self.note = ""
 
-    def update(self, done: float, rows: float = 0.0, note: str = "") -> None:
-        self.done, self.rows, self.note = float(done), self.rows + rows, note
+    def update(self, done: float, rows: float = 0.0, note: str = "",
+               rate: float | None = None) -> None:
+        """``rate``: rows/s to show (default: rows so far over the elapsed time)."""
+        self.done, self.rows, self.note, self.rate = float(done), self.rows + rows, note, rate
         if self.active:
             self.stream.write("\r" + self.line())
             self.stream.flush()
 
     def line(self) -> str:
         elapsed = time.perf_counter() - self.start
+        rate = self.rate if self.rate is not None else \
+            (self.rows / elapsed if elapsed > 0 else 0.0)
+        if self.total is None:
+            return (f"{self.unit} {self.done:,.0f}  {_rate(rate)} rows/s  elapsed "
+                    f"{_duration(elapsed)}  {self.note}").rstrip()
         frac = min(1.0, self.done / self.total) if self.total > 0 else 1.0
         bar = "#" * int(frac * self.width)
         eta = elapsed * (1 - frac) / frac if frac > 0 else float("inf")
-        rate = self.rows / elapsed if elapsed > 0 else 0.0
         return (f"[{bar:<{self.width}}] {self.done:,.0f}/{self.total:,.0f} {self.unit}  "
                 f"{_rate(rate)} rows/s  elapsed {_duration(elapsed)}  ETA {_duration(eta)}"
                 f"  {self.note}").rstrip()

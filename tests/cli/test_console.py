@@ -50,3 +50,10 @@ def test_text_log_lines_and_quiet():
     log.info("not shown")
     log.error("bad batch")
     assert stream.getvalue().count("\n") == 1 and "ERROR   update: bad batch" in stream.getvalue()
+
+
+def test_progress_without_a_total_shows_count_and_rate():
+    tty = FakeTerminal()
+    bar = Progress(None, "EM iteration", stream=tty)
+    bar.update(3, rows=1000, rate=2.5e6, note="change 1e-4")
+    assert "EM iteration 3  2.5M rows/s" in tty.getvalue() and "ETA" not in tty.getvalue()

@@ -76,14 +76,12 @@ def run(cfg: Config, opts, log) -> int:
                  fields={"version": before, "finished": _finished(state)})
     reference = resolve_reference(opts.align_to or cfg.run.get("align_to"), ck, log)
     model = GaussianMixture(**cfg.estimator_params())
-    total = model.max_iter * model.n_init
-    bar = Progress(total, "iterations", enabled=opts.progress)
-    counter = {"i": 0}
+    bar = Progress(None, "EM iteration", enabled=opts.progress)
 
     def on_iteration(info) -> None:
-        counter["i"] += 1
-        bar.update(counter["i"], rows=X.shape[0],
-                   note=f"mean log-lik {info.lower_bound:.6f}")
+        bar.update(info.iteration, rows=X.shape[0], rate=info.rows_per_second,
+                   note=f"(max {model.max_iter})  mean log-lik {info.lower_bound:.6f}  "
+                        f"change {info.change:.2e} (tol {model.tol:g})")
         log_line = log.debug if bar.active else log.info
         log_line(f"iteration {info.iteration}: mean log-likelihood {info.lower_bound:.6f} "
                  f"change {info.change:.3e} {info.seconds:.2f} s "
