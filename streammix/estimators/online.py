@@ -120,23 +120,19 @@ class OnlineGaussianMixture(MixtureMixin):
                        "eta_min", "init_size", "init_params", "init_em_iter", "min_weight",
                        "max_components", "novelty_fraction", "chunk_size")
 
-    def _parameters_key(self) -> tuple | None:
-        """The values ``_check_parameters`` looks at, with their types, when all are plain
-        scalars (else None: no caching)."""
-        values = tuple(getattr(self, name) for name in self._CHECKED_PARAMS)
-        if not all(isinstance(v, (numbers.Number, str, type(None))) for v in values):
-            return None
-        return tuple((type(v), v) for v in values)
-
     def _check_parameters(self) -> None:
         """Validate the constructor parameters; skipped when they are the ones that last
         passed (partial_fit runs this on every batch, and its dozen checks were a few
         percent of a small update)."""
-        key = self._parameters_key()
-        if key is not None and key == self.__dict__.get("_checked_parameters"):
+        values = tuple([getattr(self, name) for name in self._CHECKED_PARAMS])
+        types = tuple(map(type, values))
+        passed = self.__dict__.get("_checked_parameters")
+        # same types as values that passed, so all scalars: == is safe and exact
+        if passed is not None and passed[0] == types and passed[1] == values:
             return
         self._check_parameters_now()
-        self._checked_parameters = key
+        scalars = all(isinstance(v, (numbers.Number, str, type(None))) for v in values)
+        self._checked_parameters = (types, values) if scalars else None
 
     def _check_parameters_now(self) -> None:
         check_int_param(self.n_components, "n_components", 1)

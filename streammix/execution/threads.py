@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
 _lock = threading.Lock()
 _pool: ThreadPoolExecutor | None = None
+
+# A job of at most this many items per thread is shared out item by item (_map_shared).
+SMALL_JOB_ITEMS_PER_THREAD = 4
 
 
 def default_n_threads() -> int:
@@ -47,9 +51,10 @@ def map_reduce_streaming(fn, items, combine, max_in_flight: int | None = None):
     Results are taken in item order and folded by a binary counter: two partials of
     the same level are combined into one of the next level, so the tree's shape depends
     only on the number of items (deterministic), and at most ``max_in_flight`` tasks
-    (default 2 x threads) are pending at once. A job of no more items than threads (a
-    small batch split over the cores) runs its first item on the calling thread, which
-    would otherwise only wait: one thread handoff fewer per call.
+    (default 2 x threads) are pending at once. A small job (at most
+    ``SMALL_JOB_ITEMS_PER_THREAD`` items per thread: a batch split over the cores) is
+    shared instead between the calling thread, which would otherwise only wait, and
+    the pool's workers (see ``_map_shared``).
     """
     items = list(items)
     if not items:
@@ -57,8 +62,8 @@ def map_reduce_streaming(fn, items, combine, max_in_flight: int | None = None):
     fold = _InOrderFold(combine)
     if len(items) == 1:
         return combine([fn(items[0])])
-    if len(items) <= default_n_threads():
-        for result in _map_with_caller(fn, items):
+    if len(items) <= SMALL_JOB_ITEMS_PER_THREAD * default_n_threads():
+        for result in _map_shared(fn, items):
             fold.push(result)
         return fold.result()
     pool = get_pool()
@@ -103,25 +108,30 @@ class _InOrderFold:
         return value
 
 
-def _map_with_caller(fn, items) -> list:
-    """fn over items, items[1:] on the pool and items[0] on the calling thread; results
-    in item order. Waits for every pool task even when one raises, so no task outlives
-    the call."""
-    futures = [get_pool().submit(fn, x) for x in items[1:]]
-    try:
-        first = fn(items[0])
-    finally:
-        rest = [_result_or_error(f) for f in futures]
-    results = [first]
-    for value, error in rest:
-        if error is not None:
-            raise error
-        results.append(value)
+def _map_shared(fn, items) -> list:
+    """fn over items, results in item order. The calling thread and up to threads - 1
+    pool workers each take the next untaken item whenever they finish one: one thread
+    handoff per worker rather than per item, and the load balances itself when a core
+    is slow or busy with another process. Every item runs even when one raises; the
+    error of the first failed item is raised once all are done."""
+    n = len(items)
+    results: list = [None] * n
+    errors: list = [None] * n
+    taken = itertools.count()  # next() is atomic under the GIL
+
+    def drain() -> None:
+        while (i := next(taken)) < n:
+            try:
+                results[i] = fn(items[i])
+            except BaseException as exc:  # re-raised by the caller, in item order
+                errors[i] = exc
+
+    helpers = [get_pool().submit(drain) for _ in range(min(default_n_threads(), n) - 1)]
+    drain()
+    for helper in helpers:
+        if not helper.cancel():  # a helper that never started has nothing left to do
+            helper.result()
+    for exc in errors:
+        if exc is not None:
+            raise exc
     return results
-
-
-def _result_or_error(future) -> tuple[object, BaseException | None]:
-    try:
-        return future.result(), None
-    except BaseException as exc:  # re-raised by the caller, in item order
-        return None, exc

@@ -22,12 +22,20 @@ def test_small_and_large_jobs_fold_in_the_same_tree(n, monkeypatch):
     assert map_reduce_streaming(lambda x: x, items, concat) == streamed
 
 
-def test_a_small_job_runs_its_first_item_on_the_calling_thread(monkeypatch):
+def test_a_small_job_finishes_on_the_calling_thread_when_the_pool_is_busy(monkeypatch):
+    """The caller takes items itself and does not wait for helpers that never started."""
     monkeypatch.setenv("STREAMMIX_NUM_THREADS", "2")
-    names = map_reduce_streaming(lambda x: [threading.current_thread().name], [0, 1],
-                                 lambda parts: sum(parts, []))
-    assert names[0] == threading.current_thread().name
-    assert names[1].startswith("streammix")
+    pool = threads.get_pool()
+    release = threading.Event()
+    blockers = [pool.submit(release.wait) for _ in range(pool._max_workers)]
+    try:
+        names = map_reduce_streaming(lambda x: [threading.current_thread().name],
+                                     list(range(5)), lambda parts: sum(parts, []))
+    finally:
+        release.set()
+        for b in blockers:
+            b.result()
+    assert names == [threading.current_thread().name] * 5
 
 
 @pytest.mark.parametrize("bad", [0, 1])

@@ -100,12 +100,16 @@ def precision_chol_from_cov(cov: np.ndarray, component: str, reg_covar: float | 
     return prec_chol, cov
 
 
-def positive_variances(var: np.ndarray, component_names: list[str], reg_covar: float | None
-                       ) -> np.ndarray:
-    """Variances made strictly positive (M-step) or checked (user input)."""
-    bad = ~(np.isfinite(var) & (var > 0))
-    if not bad.any():
+def positive_variances(var: np.ndarray, reg_covar: float | None,
+                       component_names: list[str] | None = None) -> np.ndarray:
+    """Variances made strictly positive (M-step) or checked (user input). Components
+    are named "component k" (row k of ``var``) unless ``component_names`` says else; the
+    names are only built when a warning needs them (this runs at every online update)."""
+    if var.min() > 0 and var.max() < np.inf:  # NaN fails both tests: it is not fine
         return var
+    bad = ~(np.isfinite(var) & (var > 0))
+    if component_names is None:
+        component_names = [f"component {k}" for k in range(var.shape[0])]
     if reg_covar is None:
         first = int(np.flatnonzero(bad.ravel())[0])
         raise InvalidParameterError(f"variance {first} is not positive: {var.ravel()[first]!r}")

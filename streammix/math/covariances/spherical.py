@@ -36,8 +36,7 @@ class SphericalCovariance(CovarianceType):
         return mixture_weights(nk), means, cov
 
     def precision_cholesky(self, covariances, reg_covar=None):
-        names = [f"component {k}" for k in range(covariances.shape[0])]
-        cov = positive_variances(covariances, names, reg_covar)
+        cov = positive_variances(covariances, reg_covar)
         return 1.0 / np.sqrt(cov), cov
 
     def precision_cholesky_from_precisions(self, precisions):
