@@ -83,6 +83,8 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "columns": Field(LIST, "parquet columns to use as features (default: all numeric)"),
         "chunk_rows": Field(INT, "rows per chunk for npy/parquet/directory sources",
                             default=262_144, check=_positive),
+        "persist": Field(BOOL, "keep the decoded chunks in (cluster) memory for the EM "
+                               "passes instead of re-reading them", default=False),
     },
     "model": {},  # the estimator's own parameters, checked against it (see check_model)
     "run": {

@@ -122,6 +122,26 @@ def open_source(cfg: Config):
     return da.concatenate(arrays, axis=0)
 
 
+def persisted(X, cfg: Config, client, log):
+    """X with its chunks decoded once and held in memory (in the workers' memory on a
+    cluster) when source.persist is set: the EM passes then skip the re-reads."""
+    if not cfg.source.get("persist"):
+        return X
+    import time
+
+    from distributed import wait
+
+    t0 = time.perf_counter()
+    if client is not None:
+        X = client.persist(X)
+        wait(X)
+    else:
+        X = X.persist(scheduler="threads")
+    log.info(f"persisted {X.nbytes / 2**20:,.0f} MiB of decoded chunks in "
+             f"{time.perf_counter() - t0:.1f} s", fields={"persisted_bytes": int(X.nbytes)})
+    return X
+
+
 # ---------------------------------------------------------------------- stream cursors
 @dataclass
 class Batch:

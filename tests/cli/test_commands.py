@@ -327,3 +327,18 @@ def test_fit_on_a_running_scheduler_given_by_address(tmp_path):
                   "--set", "run.checkpoint=elsewhere", cwd=root,
                   env={"DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT": "2s"})
     assert bad.returncode == 1 and "cannot reach the Dask scheduler" in bad.stderr
+
+
+def test_persisted_source_gives_the_same_fit(fitted_workspace):
+    root, _, _ = fitted_workspace
+    proc = run_cli("fit", "configs/fit-cluster.yaml", "--set", "source.persist=true", "--set",
+                   "run.checkpoint=persisted", "--set", "run.cluster=null", cwd=root)
+    assert proc.returncode == 0, proc.stderr
+    assert "persisted 4 MiB of decoded chunks" in proc.stderr
+    a = streammix.load(os.path.join(root, "persisted"))
+    b = streammix.load(os.path.join(root, "demo-data/models/cluster-fit"))
+    np.testing.assert_allclose(a.means_, b.means_, rtol=1e-10, atol=1e-12)
+    again = run_cli("fit", "configs/fit-cluster.yaml", "--set", "source.persist=true", "--set",
+                    "run.checkpoint=persisted", "--set", "run.cluster=null", cwd=root)
+    assert "nothing to do" in again.stderr and "persisted" not in again.stderr.replace(
+        os.path.join(root, "persisted"), "")

@@ -12,7 +12,7 @@ from ...persistence import current_version, list_versions, load, read_version
 from ..cluster import dask_client
 from ..config import Config, ConfigError, require
 from ..console import Progress
-from ..sources import open_source
+from ..sources import open_source, persisted
 
 
 def _finished(state: dict) -> bool:
@@ -37,6 +37,20 @@ def previous_model(checkpoint: str, log):
                      fields={"align_to_version": v})
             return load(checkpoint, version=v)
     return None
+
+
+def _holds_this_fit(checkpoint: str, X, client) -> bool:
+    """Whether the checkpoint's current version is a finished fit of these data (by the
+    fit's own fingerprint), i.e. the rerun will be a no-op: no need to persist X."""
+    from ...execution.dask_source import DaskSource
+
+    if current_version(checkpoint) is None:
+        return False
+    state = read_version(checkpoint)[1]["state"]
+    prog = state.get("fit_progress")
+    if not prog or not prog.get("done"):
+        return False
+    return prog.get("fingerprint") == DaskSource(X, client=client).fingerprint()
 
 
 def resolve_reference(align_to: str | None, checkpoint: str, log):
@@ -92,7 +106,9 @@ def run(cfg: Config, opts, log) -> int:
 
     t0 = time.perf_counter()
     try:
-        with dask_client(cfg.run.get("cluster"), opts.scheduler, opts.workers, log):
+        with dask_client(cfg.run.get("cluster"), opts.scheduler, opts.workers, log) as client:
+            if not _holds_this_fit(ck, X, client):
+                X = persisted(X, cfg, client, log)
             model.fit(X, align_to=reference, checkpoint=ck,
                       checkpoint_every=cfg.run["checkpoint_every"],
                       keep_last=cfg.run["keep_last"],

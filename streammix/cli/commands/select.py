@@ -14,7 +14,7 @@ from ...persistence import save
 from ...persistence.storage import Storage
 from ..cluster import dask_client
 from ..config import Config, ConfigError, require
-from ..sources import open_source
+from ..sources import open_source, persisted
 
 SELECTION_FILE = "selection.json"
 
@@ -74,7 +74,8 @@ def run(cfg: Config, opts, log) -> int:
     results = []
     best_model = None
     t0 = time.perf_counter()
-    with dask_client(cfg.run.get("cluster"), opts.scheduler, opts.workers, log):
+    with dask_client(cfg.run.get("cluster"), opts.scheduler, opts.workers, log) as client:
+            X = persisted(X, cfg, client, log)
         for cov in sel["covariance_types"]:
             for K in sel["n_components"]:
                 if K > n:
