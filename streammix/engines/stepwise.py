@@ -18,7 +18,7 @@ from ..kernels.checks import scan_nonfinite
 from ..math.covariances import CovarianceType
 from ..math.covariances.tied import tied_centre
 from ..math.params import GaussianParams
-from ..math.stats import SufficientStats, blend, recentred, tree_sum
+from ..math.stats import SufficientStats, blend_normalised, recentred, tree_sum
 from ..validation import MAX_ABS_VALUE, merge_scans, raise_if_nonfinite
 from .em import m_step
 
@@ -110,9 +110,12 @@ def stepwise_update(cov: CovarianceType, running: SufficientStats | None,
     with eta = 1 it is exactly the M-step of batch EM on that batch (the 10 eps that
     scikit-learn adds to the soft counts then has the same relative size).
     """
-    norm = batch.scaled(1.0 / batch.n)
-    mixed = norm if running is None or eta >= 1.0 else blend(running, norm, eta)
-    params = m_step(cov, mixed.scaled(batch.n), reg_covar)
+    if running is None or eta >= 1.0:
+        mixed = batch.scaled(1.0 / batch.n)
+        rescaled = mixed.scaled(batch.n)
+    else:
+        mixed, rescaled = blend_normalised(running, batch, eta)
+    params = m_step(cov, rescaled, reg_covar)
     centre2 = tied_centre(params) if params.covariance_type == "tied" else None
     return StepwiseResult(params, recentred(mixed, params.means, centre2), eta)
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import numpy as np
+from numba import njit
 
 from ...kernels.full import full_outputs, full_stats
 from ...kernels.blas import single_threaded_blas
 from ...kernels.linalg import batched_precision_cholesky
 from ..stats import SufficientStats
 from ._base import (
+    EPS10,
     CovarianceType,
     as_weight_array,
     check_shape,
@@ -18,6 +20,25 @@ from ._base import (
     precision_chol_from_cov,
     soft_counts,
 )
+
+
+@njit(cache=True)
+def _full_m_step(s0, s1, s2, centres, reg_covar, eps, nk, means, cov):
+    """The numpy M-step below as one loop (the same roundings in the same order, so
+    the same bits), without its K x d x d temporaries: it runs at every online update."""
+    K, d = s1.shape
+    delta = np.empty(d)
+    for k in range(K):
+        n = s0[k] + eps
+        nk[k] = n
+        shrink = 2.0 - s0[k] / n
+        for i in range(d):
+            delta[i] = s1[k, i] / n
+            means[k, i] = centres[k, i] + delta[i]
+        for i in range(d):
+            for j in range(d):
+                cov[k, i, j] = s2[k, i, j] / n - shrink * (delta[i] * delta[j])
+            cov[k, i, i] += reg_covar
 
 
 class FullCovariance(CovarianceType):
@@ -30,6 +51,13 @@ class FullCovariance(CovarianceType):
         return n_components * n_features * (n_features + 1) / 2.0
 
     def m_step(self, stats, reg_covar):
+        if all(a.flags.c_contiguous and a.dtype == np.float64
+               for a in (stats.s0, stats.s1, stats.s2, stats.centres)):
+            nk, means = np.empty_like(stats.s0), np.empty_like(stats.s1)
+            cov = np.empty_like(stats.s2)
+            _full_m_step(stats.s0, stats.s1, stats.s2, stats.centres, reg_covar, EPS10,
+                         nk, means, cov)
+            return mixture_weights(nk), means, cov
         nk = soft_counts(stats)
         means, delta = new_means(stats, nk)
         # sum r (y - delta)(y - delta)^T / nk with y = x - centre, s1 = nk * delta
