@@ -36,22 +36,24 @@ def step_size(t: int, alpha: float, t0: float, eta_min: float = 0.0) -> float:
 def checked_statistics(source: NumpySource, cov: CovarianceType, params: GaussianParams,
                        what: str = "X") -> SufficientStats:
     """``statistics(source, cov, params)`` for a batch whose values are not checked yet:
-    each chunk task scans its own rows for NaN/inf (and overflowing magnitudes) before
-    its kernel runs, so the scan runs in parallel and on rows the kernel then finds in
-    cache, instead of as a separate single-threaded pass over the batch. The verdict is
-    taken on the whole batch before any statistics are returned: a bad batch raises
-    ``check_finite``'s error (count, first row and column) and changes nothing. The sum
-    is the same as ``statistics``'s, in the same order, bit for bit."""
+    each chunk task scans its own rows for NaN/inf (and overflowing magnitudes) right
+    after its kernel ran on them, so the scan runs in parallel and reads rows the kernel
+    has just brought into cache, instead of being a separate single-threaded pass over
+    the batch from memory. (The kernels are safe on any values; statistics of a chunk
+    that fails the scan are dropped.) The verdict is taken on the whole batch before
+    any statistics are returned: a bad batch raises ``check_finite``'s error (count,
+    first row and column) and changes nothing. The sum is the same as
+    ``statistics``'s, in the same order, bit for bit."""
     kernel = cov.stats_kernel(params)
     X = source.X
 
     def task(Xc, sw, index):
-        start = source.bounds[index][0]
+        stats = kernel(Xc, sw)
         count, row, col, big = scan_nonfinite(Xc)
-        scan = (count, row + start if count else -1, col, big)
+        scan = (count, row + source.bounds[index][0] if count else -1, col, big)
         if count or big > MAX_ABS_VALUE:
             return None, scan
-        return kernel(Xc, sw), scan
+        return stats, scan
 
     stats, scan = source.map_reduce(task, combine=_combine_checked, indexed=True)
     raise_if_nonfinite(scan, X, what)
