@@ -18,7 +18,7 @@ from ..engines.stepwise import (
     step_size,
     stepwise_update,
 )
-from ..errors import InvalidInputError, InvalidParameterError
+from ..errors import InvalidInputError, InvalidParameterError, StreammixError
 from ..execution.numpy_source import NumpySource
 from ..execution.threads import default_n_threads
 from ..math.covariances import get_covariance_type
@@ -196,7 +196,7 @@ class OnlineGaussianMixture(MixtureMixin):
         X = check_array(X, n_features=n_features, finite=False)
         try:
             sw = check_sample_weight(sample_weight, X.shape[0])
-        except InvalidInputError:
+        except StreammixError:
             check_finite(X)  # bad values are reported before bad weights, as in fit
             raise
         self._update(X, sw)

@@ -230,6 +230,8 @@ def test_bad_values_are_found_in_any_chunk_of_a_batch(chunk_size):
     # bad values are reported before bad weights, as when the model is not yet fitted
     with pytest.raises(InvalidInputError, match="row 300, column 2"):
         o.partial_fit(bad, sample_weight=-np.ones(500))
+    with pytest.raises(InvalidInputError, match="row 300, column 2"):
+        o.partial_fit(bad, sample_weight=np.array(["w"] * 500))
     assert o.n_updates_ == updates and o.n_samples_seen_ == seen
     for k, v in snapshot.items():
         assert np.array_equal(getattr(o, k), v), k
