@@ -16,6 +16,7 @@ missing data, 4 checkpoint problem (missing, corrupt, locked, other fit), 1 anyt
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 EXIT_OK, EXIT_ERROR, EXIT_CONFIG, EXIT_DATA, EXIT_CHECKPOINT = 0, 1, 2, 3, 4
@@ -43,13 +44,23 @@ def exit_code(exc: BaseException) -> int:
     return EXIT_ERROR
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer; got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer; got {value}")
+    return value
+
+
 def _add_global_options(p: argparse.ArgumentParser, top: bool) -> None:
     """Options every command takes, before or after the command name."""
     d = (lambda v: v) if top else (lambda v: argparse.SUPPRESS)
     p.add_argument("--scheduler", metavar="ADDRESS", default=d(None),
                    help="use a running Dask scheduler (default: in-process threads, or "
                         "run.cluster in the config)")
-    p.add_argument("--workers", type=int, metavar="N", default=d(None),
+    p.add_argument("--workers", type=_positive_int, metavar="N", default=d(None),
                    help="start a local Dask cluster of N worker processes")
     p.add_argument("-v", "--verbose", action="count", default=d(0),
                    help="more log lines (per-iteration details)")
@@ -98,7 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("checkpoint", metavar="CHECKPOINT")
     p.add_argument("--out", required=True, metavar="DIR", help="directory for the PNGs")
     p.add_argument("--data", default=None, metavar="PATH",
-                   help="Zarr array (path/URL) to sample the scatter plot from (default: "
+                   help="Zarr array (path/URL) or .npy file to sample the scatter plot "
+                        "from (default: "
                         "--config's source, else samples drawn from the model)")
     p.add_argument("--config", default=None, metavar="CONFIG",
                    help="take the data from this config's source")
@@ -111,6 +123,33 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
+class Interrupted(BaseException):
+    """SIGINT or SIGTERM: unwinds like KeyboardInterrupt, so checkpoint locks are
+    released and `update` saves the batches it has folded in."""
+
+
+def _raise_on_signals():
+    """Turn SIGINT/SIGTERM into Interrupted (schedulers send SIGTERM); returns a function
+    restoring the previous handlers."""
+    import signal
+
+    def handler(signum, frame):
+        raise Interrupted(signal.Signals(signum).name)
+
+    previous = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            previous[sig] = signal.signal(sig, handler)
+        except ValueError:  # not the main thread (e.g. called from a test thread)
+            pass
+
+    def restore() -> None:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+    return restore
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run one command; returns its exit code (never raises for expected errors)."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -119,22 +158,35 @@ def main(argv: list[str] | None = None) -> int:
 
         return demo_main(argv[argv.index("demo") + 1:])
     args = build_parser().parse_args(argv)  # usage errors exit with code 2
+    from ..errors import InvalidDtypeError
+    from .cluster import ClusterError
     from .console import setup_logging
 
     verbosity = -1 if args.quiet else min(args.verbose, 1)
     log = setup_logging(args.command, verbosity, args.log_format)
     args.progress = not (args.no_progress or args.quiet or args.log_format == "json")
+    restore = _raise_on_signals()
     try:
         return _dispatch(args, log)
-    except KeyboardInterrupt:
-        log.error("interrupted; rerun the same command to continue from the checkpoint")
+    except Interrupted as exc:
+        log.error(f"{exc}: stopped; the checkpoint holds the last saved state, rerun the "
+                  "same command to continue", fields={"signal": str(exc)})
         return EXIT_ERROR
+    except BrokenPipeError:  # e.g. `streammix inspect CKPT | head`
+        sys.stdout = open(os.devnull, "w")
+        return EXIT_OK
     except Exception as exc:  # every error becomes a log line and an exit code
         code = exit_code(exc)
-        log.error(str(exc) or type(exc).__name__,
+        expected = code != EXIT_ERROR or isinstance(exc, ClusterError)
+        message = str(exc) or type(exc).__name__
+        if isinstance(exc, InvalidDtypeError) and args.command in CONFIG_COMMANDS:
+            message += " (in a config: source.dtype: float64 casts the data when read)"
+        log.error(message,
                   fields={"error": type(exc).__name__, "exit_code": code},
-                  exc_info=verbosity > 0 or code == EXIT_ERROR)
+                  exc_info=verbosity > 0 or not expected)
         return code
+    finally:
+        restore()
 
 
 def _dispatch(args, log) -> int:

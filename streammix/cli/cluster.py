@@ -33,6 +33,11 @@ def dask_client(cluster_cfg: dict | None, scheduler: str | None, workers: int | 
         timeout = dask.config.get("distributed.comm.timeouts.connect")
         try:
             client = Client(scheduler, timeout=timeout)
+        except ValueError as exc:
+            from .config import ConfigError
+
+            raise ConfigError(f"scheduler {scheduler!r} is not a Dask scheduler address "
+                              f"(e.g. tcp://host:8786): {exc}") from None
         except (OSError, TimeoutError) as exc:
             raise ClusterError(f"cannot reach the Dask scheduler at {scheduler!r}: {exc}") \
                 from None

@@ -63,8 +63,18 @@ def _output_names(v) -> str | None:
         else (None if v else "must not be empty")
 
 
+def _is_count(k) -> bool:
+    return isinstance(k, int) and not isinstance(k, bool) and k >= 1
+
+
 def _k_list(v) -> str | None:
-    ok = all(isinstance(k, int) and not isinstance(k, bool) and k >= 1 for k in v)
+    if isinstance(v, dict):
+        if set(v) - {"min", "max", "step"} or not {"min", "max"} <= set(v):
+            return "a range is {min: K1, max: K2} (and optionally step)"
+        if not all(_is_count(x) for x in v.values()) or v["min"] > v["max"]:
+            return "min, max and step must be integers >= 1 with min <= max"
+        return None
+    ok = all(_is_count(k) for k in v)
     return None if ok and v else "must be a non-empty list of integers >= 1"
 
 
@@ -83,6 +93,8 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "columns": Field(LIST, "parquet columns to use as features (default: all numeric)"),
         "chunk_rows": Field(INT, "rows per chunk for npy/parquet/directory sources",
                             default=262_144, check=_positive),
+        "dtype": Field(STR, "cast the data to this dtype when read (e.g. integer data)",
+                       choices=("float32", "float64")),
         "persist": Field(BOOL, "keep the decoded chunks in (cluster) memory for the EM "
                                "passes instead of re-reading them", default=False),
     },
@@ -101,6 +113,9 @@ SCHEMA: dict[str, dict[str, Field]] = {
                              default="error", choices=("error", "restart")),
         "batch_size": Field(INT, "rows per online update batch", default=10_000,
                             check=_positive),
+        "on_bad_batch": Field(STR, "what update does with a batch holding NaN/inf or "
+                                   "other bad values", default="error",
+                              choices=("error", "skip")),
         "cluster": Field(DICT, "Dask cluster: scheduler (address) and/or workers (N)"),
     },
     "outputs": {
@@ -112,7 +127,8 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "anomaly": Field(DICT, "flag rows by log-density: threshold: X or quantile: q"),
     },
     "select": {
-        "n_components": Field(LIST, "candidate numbers of components", check=_k_list),
+        "n_components": Field(LIST + DICT, "candidate numbers of components: a list, or "
+                                             "{min: 2, max: 10}", check=_k_list),
         "covariance_types": Field(LIST, "candidate covariance types",
                                   default=["full", "diag"], check=_cov_list),
         "criterion": Field(STR, "what picks the model", default="bic",
@@ -179,6 +195,22 @@ def _is_instance(value, types: tuple) -> bool:
     return isinstance(value, types)
 
 
+def value_hint(value, choices) -> str:
+    """'; did you mean X?' for a mistyped value (case-insensitive), else ''."""
+    if not isinstance(value, str):
+        return ""
+    lowered = {str(c).lower(): c for c in choices}
+    if value.lower() in lowered:
+        return f"; did you mean {lowered[value.lower()]!r}?"
+    close = difflib.get_close_matches(value, [str(c) for c in choices], n=1, cutoff=0.5)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+# estimator parameters with a fixed set of values (checked here for a did-you-mean)
+MODEL_CHOICES = {"covariance_type": ("full", "tied", "diag", "spherical"),
+                 "init_params": ("kmeans", "k-means++", "random", "random_from_data")}
+
+
 def did_you_mean(key: str, known) -> str:
     close = difflib.get_close_matches(key, list(known), n=1, cutoff=0.6)
     return f"; did you mean {close[0]!r}?" if close else f"; known keys: {sorted(known)}"
@@ -205,8 +237,7 @@ def _check_fields(values: dict, fields: dict[str, Field], prefix: str, path: str
                               f"{_type_name(f.types)} ({f.doc}); got {value!r}")
         if f.choices is not None and value not in f.choices:
             raise ConfigError(f"{_where(path, full, overridden)}: expected one of "
-                              f"{list(f.choices)}; got {value!r}"
-                              f"{did_you_mean(str(value), f.choices) if isinstance(value, str) else ''}")
+                              f"{list(f.choices)}; got {value!r}{value_hint(value, f.choices)}")
         if f.check is not None:
             problem = f.check(value)
             if problem:
@@ -236,9 +267,20 @@ def check_model(model: dict, path: str, overridden: set[str]) -> dict:
     cls = _estimator_class(name)
     known = set(cls().get_params()) - _NOT_IN_CONFIG
     for key in model:
+        if key in _NOT_IN_CONFIG:
+            raise ConfigError(f"{_where(path, f'model.{key}', overridden)}: set on the command "
+                              "line, not in the model section (--scheduler/--workers or "
+                              "run.cluster; -v/-q)")
         if key != "estimator" and key not in known:
             raise ConfigError(f"{_where(path, f'model.{key}', overridden)}: not a parameter "
                               f"of {name}{did_you_mean(key, known | {'estimator'})}")
+        choices = MODEL_CHOICES.get(key)
+        if key == "init_params" and name == "OnlineGaussianMixture":
+            choices = ("k-means++", "kmeans", "random", "random_from_data")
+        if choices and model[key] not in choices:
+            raise ConfigError(f"{_where(path, f'model.{key}', overridden)}: expected one of "
+                              f"{list(choices)}; got {model[key]!r}"
+                              f"{value_hint(model[key], choices)}")
     return model
 
 
@@ -312,8 +354,8 @@ def parse_overrides(items: list[str]) -> list[tuple[list[str], Any]]:
                               f"(e.g. model.n_components=5)")
         try:
             value = _load_yaml(raw) if raw.strip() else None
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"--set {item!r}: value is not valid YAML: {exc}") from None
+        except yaml.YAMLError:
+            value = raw  # not YAML (e.g. a glob such as *.npy): the text itself
         out.append((parts, value))
     return out
 
@@ -369,6 +411,10 @@ def load_config(path: str, overrides: list[str] | None = None) -> Config:
     checked = {name: _check_fields(values, SCHEMA[name], name, path, overridden)
                for name, values in sections.items() if name != "model"}
     checked["model"] = check_model(sections["model"], path, overridden)
+    ks = checked["select"].get("n_components")
+    if isinstance(ks, dict):
+        checked["select"]["n_components"] = list(range(ks["min"], ks["max"] + 1,
+                                                       ks.get("step", 1)))
     cluster = checked["run"].get("cluster")
     if cluster is not None:
         checked["run"]["cluster"] = _check_fields(cluster, CLUSTER_KEYS, "run.cluster", path,

@@ -4,6 +4,7 @@ log collectors, and a progress bar when stderr is a terminal."""
 from __future__ import annotations
 
 import json
+import math
 import logging
 import sys
 import time
@@ -24,7 +25,18 @@ class JsonFormatter(logging.Formatter):
         out.update(getattr(record, "fields", {}) or {})
         if record.exc_info:
             out["traceback"] = self.formatException(record.exc_info)
-        return json.dumps(out, default=str)
+        return json.dumps(_finite(out), default=str, allow_nan=False)
+
+
+def _finite(value):
+    """JSON has no inf/NaN: strict parsers reject them, so they are written as null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
 
 
 class TextFormatter(logging.Formatter):
@@ -36,6 +48,18 @@ class TextFormatter(logging.Formatter):
         if not hasattr(record, "command"):
             record.command = "streammix"
         return super().format(record)
+
+
+class _BarAwareHandler(logging.StreamHandler):
+    """Ends a progress line drawn on the same terminal before writing a log line, so a
+    warning never lands in the middle of the bar."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        bar = Progress.drawn
+        if bar is not None and bar.stream is self.stream:
+            self.stream.write("\n")
+            Progress.drawn = None
+        super().emit(record)
 
 
 class CommandLog(logging.LoggerAdapter):
@@ -57,7 +81,7 @@ def setup_logging(command: str, verbosity: int, log_format: str,
     logger = logging.getLogger(LOGGER_NAME)
     for h in list(logger.handlers):
         logger.removeHandler(h)
-    handler = logging.StreamHandler(stream or sys.stderr)
+    handler = _BarAwareHandler(stream or sys.stderr)
     handler.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter())
     logger.addHandler(handler)
     logger.setLevel({-1: logging.WARNING, 0: logging.INFO}.get(verbosity, logging.DEBUG))
@@ -94,6 +118,8 @@ class Progress:
     count, the rate and the elapsed time. Draws nothing unless ``stream`` is a TTY and
     ``enabled``; the caller logs plain lines otherwise."""
 
+    drawn: "Progress | None" = None  # the bar whose line is on the terminal now
+
     def __init__(self, total: float | None, unit: str, stream: TextIO | None = None,
                  enabled: bool = True, width: int = 28):
         self.stream = stream or sys.stderr
@@ -112,6 +138,7 @@ class Progress:
         if self.active:
             self.stream.write("\r" + self.line())
             self.stream.flush()
+            Progress.drawn = self
 
     def line(self) -> str:
         elapsed = time.perf_counter() - self.start
@@ -128,6 +155,8 @@ class Progress:
                 f"  {self.note}").rstrip()
 
     def close(self) -> None:
-        if self.active:
+        if self.active and Progress.drawn is self:
             self.stream.write("\n")
             self.stream.flush()
+        if Progress.drawn is self:
+            Progress.drawn = None

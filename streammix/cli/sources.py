@@ -87,7 +87,10 @@ def parquet_dask_array(path: str, columns: list[str] | None, chunk_rows: int):
         raise InvalidInputError(f"{path}: cannot read columns {columns}: {exc}") from None
     if columns is None:
         df = df.select_dtypes("number")
-    non_numeric = [c for c, t in df.dtypes.items() if not np.issubdtype(t, np.number)]
+    from pandas.api.types import is_bool_dtype, is_numeric_dtype
+
+    non_numeric = [c for c, t in df.dtypes.items()
+                   if not is_numeric_dtype(t) or is_bool_dtype(t)]
     if non_numeric:
         raise InvalidInputError(f"{path}: columns {non_numeric} are not numeric")
     if len(df.columns) == 0:
@@ -96,7 +99,14 @@ def parquet_dask_array(path: str, columns: list[str] | None, chunk_rows: int):
 
 
 def open_source(cfg: Config):
-    """The configured source as a lazy 2-D dask array (nothing is read but metadata)."""
+    """The configured source as a lazy 2-D dask array (nothing is read but metadata),
+    cast to source.dtype when set."""
+    X = _open_source(cfg)
+    dtype = cfg.source.get("dtype")
+    return X if dtype is None or X.dtype == dtype else X.astype(dtype)
+
+
+def _open_source(cfg: Config):
     import dask.array as da
 
     from ..execution.inputs import as_dask_array
@@ -105,6 +115,9 @@ def open_source(cfg: Config):
     check_source_exists(cfg)
     kind, path, rows = src["type"], src["path"], src["chunk_rows"]
     if kind == "zarr":
+        if os.path.isfile(path):
+            raise InvalidInputError(f"{cfg.path}: source.path {path!r} is a file, not a Zarr "
+                                    "array (a directory); for a .npy file set source.type: npy")
         return as_dask_array(path, what=f"source.path {path!r}")
     if kind == "npy":
         return npy_dask_array(path, rows)
@@ -152,6 +165,7 @@ class Batch:
     rows: int
     load: Callable[[], np.ndarray]
     cursor_after: dict
+    start: int = 0  # the batch's first row in its array or file
 
 
 def _zarr_array(path: str):
@@ -164,6 +178,22 @@ def _zarr_array(path: str):
                                 f"{exc}") from None
 
 
+def check_cursor(cfg: Config, cursor: dict | None) -> None:
+    """A saved cursor must belong to the configured source (same kind and path):
+    otherwise its row count or file list would be applied to other data."""
+    from ..errors import CheckpointMismatchError
+
+    if not cursor:
+        return
+    kind, path = cursor.get("kind"), cursor.get("path")
+    if kind not in (None, cfg.source["type"]) or (path is not None
+                                                   and path != cfg.source["path"]):
+        raise CheckpointMismatchError(
+            f"run.checkpoint {cfg.run['checkpoint']!r} has consumed another source "
+            f"({kind} {path!r}), not {cfg.source['type']} {cfg.source['path']!r}: use "
+            "another run.checkpoint for this source")
+
+
 def pending_batches(cfg: Config, cursor: dict | None) -> Iterator[Batch]:
     """The batches of data not yet consumed according to ``cursor`` (None: from the
     start), each at most run.batch_size rows. Zarr: the rows appended since the cursor.
@@ -172,21 +202,23 @@ def pending_batches(cfg: Config, cursor: dict | None) -> Iterator[Batch]:
     batches an uninterrupted run reads."""
     src, size = cfg.source, cfg.run["batch_size"]
     check_source_exists(cfg)
+    check_cursor(cfg, cursor)
+    root = src["path"]
     if src["type"] == "zarr":
-        z = _zarr_array(src["path"])
+        z = _zarr_array(root)
         if z.ndim != 2:
-            raise InvalidInputError(f"source.path {src['path']!r}: expected a 2-D array; "
+            raise InvalidInputError(f"source.path {root!r}: expected a 2-D array; "
                                     f"got shape {z.shape}")
         start = int((cursor or {}).get("rows", 0))
         if start > z.shape[0]:
             raise InvalidInputError(
-                f"source.path {src['path']!r} has {z.shape[0]} rows but {start} were "
-                "already consumed: the array was replaced or truncated (start a new "
-                "checkpoint, or reset it with --fresh)")
+                f"source.path {root!r} has {z.shape[0]} rows but {start} were already "
+                "consumed: the array was replaced or truncated (use a new run.checkpoint "
+                "to start over on it)")
         for a in range(start, z.shape[0], size):
             b = min(a + size, z.shape[0])
-            yield Batch(f"rows {a}:{b}", b - a, lambda a=a, b=b: np.asarray(z[a:b]),
-                        {"kind": "zarr", "rows": b})
+            yield Batch(f"{root} rows {a}:{b}", b - a, lambda a=a, b=b: np.asarray(z[a:b]),
+                        {"kind": "zarr", "path": root, "rows": b}, a)
         return
     if src["type"] != "directory":
         raise ConfigError(f"{cfg.path}: source.type: `streammix update` reads a growing "
@@ -194,10 +226,14 @@ def pending_batches(cfg: Config, cursor: dict | None) -> Iterator[Batch]:
     done = list((cursor or {}).get("files", []))
     seen = set(done)
     current, offset = (cursor or {}).get("file"), int((cursor or {}).get("row", 0))
-    for name in list_files(src["path"], src["pattern"]):
+
+    def cursor(files, file=None, row=0) -> dict:
+        return {"kind": "directory", "path": root, "files": files, "file": file, "row": row}
+
+    for name in list_files(root, src["pattern"]):
         if name in seen:
             continue
-        path = os.path.join(src["path"], name)
+        path = os.path.join(root, name)
         if path.endswith(".npy"):
             shape, _ = _npy_shape(path)
             reader = lambda a, b, p=path: _npy_rows(p, a, b)  # noqa: E731
@@ -211,13 +247,9 @@ def pending_batches(cfg: Config, cursor: dict | None) -> Iterator[Batch]:
         n = shape[0]
         for a in range(start, n, size):
             b = min(a + size, n)
-            finished = b == n
-            after = {"kind": "directory",
-                     "files": done + [name] if finished else list(done),
-                     "file": None if finished else name, "row": 0 if finished else b}
-            yield Batch(f"{name} rows {a}:{b}", b - a, lambda a=a, b=b, r=reader: r(a, b),
-                        after)
+            after = cursor(done + [name]) if b == n else cursor(list(done), name, b)
+            yield Batch(f"{path} rows {a}:{b}", b - a, lambda a=a, b=b, r=reader: r(a, b),
+                        after, a)
         if n == 0 or start >= n:  # an empty file: mark it seen
-            yield Batch(f"{name} (empty)", 0, lambda: None,
-                        {"kind": "directory", "files": done + [name], "file": None, "row": 0})
+            yield Batch(f"{path} (empty)", 0, lambda: None, cursor(done + [name]))
         done = done + [name]

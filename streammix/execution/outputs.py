@@ -74,7 +74,7 @@ def write_predictions(model, X, store, outputs=OUTPUT_NAMES, *, overwrite: bool 
         from ..errors import InvalidInputError
 
         raise InvalidInputError(
-            f"X has {Xd.shape[1]} features, but GaussianMixture is expecting "
+            f"X has {Xd.shape[1]} features, but {type(model).__name__} is expecting "
             f"{model.n_features_in_} features as input (the number it was fitted with)"
         )
     params = model._get_params_value()
@@ -98,7 +98,8 @@ def write_predictions(model, X, store, outputs=OUTPUT_NAMES, *, overwrite: bool 
     # one graph: each chunk of X is read once and feeds every output
     sources = [s.rechunk({0: rows}) for s in sources]
     stored = da.store(sources, targets, lock=False, compute=False)
-    with client_scope(client if client is not None else model.client) as resolved:
+    with client_scope(client if client is not None else getattr(model, "client", None)
+                      ) as resolved:
         compute(stored, resolved)
     group.attrs["streammix_outputs"] = list(outputs)
     return group

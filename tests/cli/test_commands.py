@@ -170,8 +170,9 @@ def test_report_writes_plots_that_are_not_blank(fitted_workspace):
 
 def test_select_picks_the_true_number_of_components(fitted_workspace):
     root, _, _ = fitted_workspace
-    proc = run_cli("select", "configs/select.yaml", "--set", "select.n_components=[4,5,6,7,8]",
-                   "--set", "select.covariance_types=[full]", cwd=root)
+    proc = run_cli("select", "configs/select.yaml", "--set",
+                   "select.n_components={min: 4, max: 8}", "--set",
+                   "select.covariance_types=[full]", "--set", "model.n_init=1", cwd=root)
     assert proc.returncode == 0, proc.stderr
     assert f"chosen by BIC: full covariances, K={N_TRUE}" in proc.stdout
     ck = os.path.join(root, "demo-data/models/selected")
@@ -225,7 +226,7 @@ def test_stream_update_from_a_growing_zarr_array_equals_partial_fit(tmp_path):
     proc = run_cli("update", "configs/stream-update-zarr.yaml", cwd=root)
     assert proc.returncode == 0, proc.stderr
     model = streammix.load(os.path.join(root, "demo-data/models/stream-zarr"))
-    assert model.stream_cursor_ == {"kind": "zarr", "rows": 50_000}
+    assert model.stream_cursor_["rows"] == 50_000 and model.stream_cursor_["kind"] == "zarr"
     ref = streammix.OnlineGaussianMixture(6, covariance_type="diag", eta_min=0.01,
                                           random_state=0)
     for a, b in ((0, 10_000), (10_000, 20_000), (20_000, 25_000), (25_000, 35_000),
@@ -296,7 +297,11 @@ def test_json_logs_are_one_object_per_line(fitted_workspace):
     proc = run_cli("--log-format", "json", "fit", "configs/fit-cluster.yaml", "--set",
                    "run.cluster=null", cwd=root)
     assert proc.returncode == 0, proc.stderr
-    records = [json.loads(line) for line in proc.stderr.splitlines() if line.strip()]
+    def strict(token):
+        raise ValueError(f"not JSON: {token}")
+
+    records = [json.loads(line, parse_constant=strict)
+               for line in proc.stderr.splitlines() if line.strip()]
     assert records and all(r["command"] == "fit" and r["level"] == "info" for r in records)
     assert records[-1]["up_to_date"] is True and records[-1]["converged"] is True
 
@@ -342,3 +347,101 @@ def test_persisted_source_gives_the_same_fit(fitted_workspace):
                     "run.checkpoint=persisted", "--set", "run.cluster=null", cwd=root)
     assert "nothing to do" in again.stderr and "persisted" not in again.stderr.replace(
         os.path.join(root, "persisted"), "")
+
+
+def test_outputs_never_replace_the_source_or_foreign_data(fitted_workspace, tmp_path):
+    root, _, _ = fitted_workspace
+    precious = tmp_path / "precious"
+    precious.mkdir()
+    (precious / "notes.txt").write_text("keep me")
+    for target in ("demo-data/points.zarr", "demo-data/models/cluster-fit", str(precious)):
+        proc = run_cli("predict", "configs/score.yaml", "--set", f"outputs.path={target}",
+                       "--set", "outputs.anomaly=null", cwd=root)
+        assert proc.returncode == 2, proc.stderr
+        assert "choose another path" in proc.stderr
+    assert (precious / "notes.txt").read_text() == "keep me"
+    assert streammix.load(os.path.join(root, "demo-data/models/cluster-fit")).converged_
+    assert points(root).shape == (N_ROWS, 8)
+
+
+def test_update_bad_batches_error_with_absolute_rows_or_skip(tmp_path):
+    root = str(tmp_path)
+    make_workspace(root, n=30_000)
+    X = points(root)
+    X[25_432, 2] = np.nan
+    zarr.create_array(os.path.join(root, "demo-data/stream.zarr"), data=X, chunks=(10_000, 8))
+    ck = os.path.join(root, "demo-data/models/stream-zarr")
+    proc = run_cli("update", "configs/stream-update-zarr.yaml", cwd=root)
+    assert proc.returncode == 3, proc.stderr
+    assert "rows 20000:30000" in proc.stderr and "row 25432" in proc.stderr
+    saved = streammix.load(ck)
+    assert saved.stream_cursor_["rows"] == 20_000 and saved.n_samples_seen_ == 20_000
+    skip = run_cli("update", "configs/stream-update-zarr.yaml", "--set",
+                   "run.on_bad_batch=skip", cwd=root)
+    assert skip.returncode == 0, skip.stderr
+    assert "1 bad batches skipped" in skip.stderr
+    after = streammix.load(ck)
+    assert after.stream_cursor_["rows"] == 30_000
+    np.testing.assert_array_equal(after.means_, saved.means_)  # the bad batch left no trace
+    other = run_cli("update", "configs/stream-update-zarr.yaml", "--set",
+                    "source.path=demo-data/points.zarr", cwd=root)
+    assert other.returncode == 4 and "has consumed another source" in other.stderr
+
+
+def test_score_with_an_online_model_and_fit_refuses_its_checkpoint(tmp_path):
+    root = str(tmp_path)
+    make_workspace(root, n=30_000)
+    zarr.create_array(os.path.join(root, "demo-data/stream.zarr"), data=points(root),
+                      chunks=(10_000, 8))
+    assert run_cli("update", "configs/stream-update-zarr.yaml", cwd=root).returncode == 0
+    proc = run_cli("score", "configs/score.yaml", "--set",
+                   "outputs.model=demo-data/models/stream-zarr", cwd=root)
+    assert proc.returncode == 0, proc.stderr
+    fit = run_cli("fit", "configs/fit-cluster.yaml", "--set", "run.cluster=null", "--set",
+                  "run.checkpoint=demo-data/models/stream-zarr", "--set",
+                  "run.on_mismatch=restart", cwd=root)
+    assert fit.returncode == 4 and "OnlineGaussianMixture" in fit.stderr
+
+
+def test_parquet_with_a_string_column_is_bad_data(tmp_path):
+    import pandas as pd
+
+    make_workspace(str(tmp_path), n=1_000)
+    df = pd.DataFrame(points(str(tmp_path)), columns=[f"f{i}" for i in range(8)])
+    df["id"] = "x"
+    df.to_parquet(tmp_path / "t.parquet")
+    proc = run_cli("fit", "configs/fit-cluster.yaml", "--set", "source.type=parquet", "--set",
+                   f"source.path={tmp_path}/t.parquet", "--set", "source.columns=[id, f0]",
+                   "--set", "run.cluster=null", cwd=str(tmp_path))
+    assert proc.returncode == 3 and "['id'] are not numeric" in proc.stderr, proc.stderr
+
+
+def test_sigterm_releases_the_lock_and_a_rerun_continues(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    root = str(tmp_path)
+    make_workspace(root, n=60_000)
+    os.makedirs(os.path.join(root, "demo-data/incoming"))
+    X = points(root)
+    for i in range(30):
+        np.save(os.path.join(root, "demo-data/incoming", f"p-{i:03d}.npy"),
+                X[i * 2000:(i + 1) * 2000])
+    ck = os.path.join(root, "demo-data/models/stream")
+    args = ["update", "configs/stream-update.yaml", "--set", "run.batch_size=500", "--set",
+            "run.checkpoint_every=1"]
+    job = subprocess.Popen([sys.executable, "-m", "streammix", "--no-progress", *args],
+                           cwd=root, stderr=subprocess.PIPE, text=True)
+    t0 = time.monotonic()
+    while not (os.path.exists(ck) and (current_version(ck) or 0) >= 5):
+        assert job.poll() is None and time.monotonic() - t0 < 120
+        time.sleep(0.01)
+    job.send_signal(signal.SIGTERM)
+    _, err = job.communicate(timeout=60)
+    assert job.returncode == 1 and "SIGTERM" in err, err
+    assert not os.path.exists(os.path.join(ck, "LOCK"))
+    rerun = run_cli(*args, cwd=root)
+    assert rerun.returncode == 0 and "stale" not in rerun.stderr, rerun.stderr
+    assert streammix.load(ck).n_samples_seen_ == 60_000

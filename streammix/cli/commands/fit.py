@@ -83,6 +83,10 @@ def run(cfg: Config, opts, log) -> int:
     before = current_version(ck)
     if before is not None:
         state = read_version(ck)[1]["state"]
+        if state.get("estimator") != "GaussianMixture":
+            raise CheckpointMismatchError(
+                f"checkpoint {ck} holds an {state.get('estimator')} (written by `streammix "
+                "update`), not a batch fit: use another run.checkpoint")
         prog = state.get("fit_progress") or {}
         log.info(f"checkpoint {ck} is at version {before} "
                  f"({'finished' if _finished(state) else 'in progress'}, "
@@ -105,9 +109,12 @@ def run(cfg: Config, opts, log) -> int:
                          "rows_per_second": info.rows_per_second})
 
     t0 = time.perf_counter()
+    done = _holds_this_fit(ck, X, None)  # then fit returns at once: no cluster to start
     try:
-        with dask_client(cfg.run.get("cluster"), opts.scheduler, opts.workers, log) as client:
-            if not _holds_this_fit(ck, X, client):
+        with dask_client(None if done else cfg.run.get("cluster"),
+                         None if done else opts.scheduler, None if done else opts.workers,
+                         log) as client:
+            if not done:
                 X = persisted(X, cfg, client, log)
             model.fit(X, align_to=reference, checkpoint=ck,
                       checkpoint_every=cfg.run["checkpoint_every"],
@@ -116,8 +123,8 @@ def run(cfg: Config, opts, log) -> int:
     except CheckpointMismatchError as exc:
         raise CheckpointMismatchError(
             f"{str(exc).split('; pass checkpoint_mismatch')[0]}; set run.on_mismatch: "
-            "restart to start a new fit in it (older versions stay on disk), or use "
-            "another run.checkpoint") from None
+            "restart to start a new fit in it (replacing it: only the last run.keep_last "
+            "versions are kept), or use another run.checkpoint") from None
     finally:
         bar.close()
     after = current_version(ck)

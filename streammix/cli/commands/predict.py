@@ -5,6 +5,7 @@ lowest ``quantile`` of rows, found exactly without holding the scores whole)."""
 
 from __future__ import annotations
 
+import os
 import time
 
 import numpy as np
@@ -43,6 +44,41 @@ def exact_lower_quantile(values, q: float, bins: int = 4096,
     return float(part[k - below - 1]), k
 
 
+def _inside(a: str, b: str) -> bool:
+    a, b = os.path.abspath(a), os.path.abspath(b)
+    return a == b or a.startswith(b.rstrip(os.sep) + os.sep)
+
+
+def check_output_path(cfg: Config, out: str, protected: list[str]) -> None:
+    """Refuse an outputs.path that would destroy something: the source, the model's
+    checkpoint, or anything that is not an earlier streammix output group (those are
+    replaced only with outputs.overwrite: true)."""
+    import zarr
+
+    if "://" not in out:
+        for p in protected:
+            if "://" not in p and (_inside(out, p) or _inside(p, out)):
+                raise ConfigError(f"{cfg.path}: outputs.path {out!r} overlaps {p!r} (the "
+                                  "source or the model): choose another path")
+        if not os.path.exists(out):
+            return
+        if os.path.isfile(out):
+            raise ConfigError(f"{cfg.path}: outputs.path {out!r} is an existing file")
+    try:
+        group = zarr.open_group(store=out, mode="r")
+        earlier = "streammix_outputs" in group.attrs
+    except Exception:  # nothing there (URL), or not a zarr group
+        if "://" in out:
+            return
+        earlier = False
+    if not earlier:
+        raise ConfigError(f"{cfg.path}: outputs.path {out!r} exists and is not an earlier "
+                          "streammix output; refusing to replace it (choose another path)")
+    if not cfg.outputs["overwrite"]:
+        raise ConfigError(f"{cfg.path}: outputs.path {out!r} holds earlier outputs and "
+                          "outputs.overwrite is false")
+
+
 def _load_model(cfg: Config, log):
     path = cfg.outputs.get("model") or cfg.run.get("checkpoint")
     if path is None:
@@ -53,6 +89,9 @@ def _load_model(cfg: Config, log):
         raise NotFittedError(f"checkpoint {path!r} holds a model that is not fitted yet "
                              "(an online model still buffering rows)")
     version = current_version(path)
+    if type(model).__name__ == "GaussianMixture" and not model.converged_:
+        log.warning(f"the model at {path} has not converged (a fit in progress, or one that "
+                    f"stopped at max_iter after {model.n_iter_} iterations)")
     log.info(f"model: {type(model).__name__} from {path} version {version} "
              f"(K={len(model.weights_)}, {model.covariance_type})",
              fields={"model": path, "model_version": version})
@@ -61,7 +100,6 @@ def _load_model(cfg: Config, log):
 
 def run(cfg: Config, opts, log, command: str = "predict") -> int:
     import dask.array as da
-    import zarr
 
     from ...execution.outputs import write_predictions
 
@@ -76,13 +114,7 @@ def run(cfg: Config, opts, log, command: str = "predict") -> int:
         raise ConfigError(f"{cfg.path}: outputs.anomaly is for `streammix score`")
     if anomaly and "log_density" not in write:
         write.append("log_density")
-    if not cfg.outputs["overwrite"]:
-        try:
-            zarr.open_group(store=out, mode="r")
-            raise ConfigError(f"{cfg.path}: outputs.path {out!r} exists and "
-                              "outputs.overwrite is false")
-        except (FileNotFoundError, zarr.errors.GroupNotFoundError):
-            pass
+    check_output_path(cfg, out, [cfg.source["path"], model_path])
     t0 = time.perf_counter()
     with dask_client(cfg.run.get("cluster"), opts.scheduler, opts.workers, log) as client:
         group = write_predictions(model, X, out, write, overwrite=True, client=client)

@@ -46,6 +46,8 @@ def sample_rows(data, n: int, seed: int = 0) -> np.ndarray:
     """Up to n rows picked uniformly (sorted indices: each chunk read at most once)."""
     from ...execution.inputs import as_dask_array
 
+    if isinstance(data, str) and data.endswith(".npy"):
+        data = np.load(data, mmap_mode="r")
     X = as_dask_array(data) if not isinstance(data, np.ndarray) else data
     rows = int(X.shape[0])
     idx = np.sort(np.random.default_rng(seed).choice(rows, size=min(n, rows), replace=False))

@@ -75,7 +75,7 @@ def run(cfg: Config, opts, log) -> int:
     best_model = None
     t0 = time.perf_counter()
     with dask_client(cfg.run.get("cluster"), opts.scheduler, opts.workers, log) as client:
-            X = persisted(X, cfg, client, log)
+        X = persisted(X, cfg, client, log)
         for cov in sel["covariance_types"]:
             for K in sel["n_components"]:
                 if K > n:

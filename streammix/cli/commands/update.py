@@ -6,14 +6,15 @@ uninterrupted run ends."""
 
 from __future__ import annotations
 
+import os
 import time
 
 from ...errors import CheckpointMismatchError, InvalidInputError
 from ...persistence import CheckpointWriter, current_version, load
 from ...persistence.serialize import model_to_payload
-from ..config import Config, ConfigError, require
+from ..config import Config, ConfigError, check_source_exists, require
 from ..console import Progress
-from ..sources import pending_batches
+from ..sources import list_files, pending_batches
 
 # parameters that do not change what an update computes
 _IGNORED = {"verbose", "chunk_size"}
@@ -36,6 +37,13 @@ def _check_same_model(saved, wanted, ck: str) -> None:
                                       "parameters or another checkpoint path")
 
 
+def absolute_rows(message: str, start: int) -> str:
+    """Rewrite 'row N' of a batch-relative error as the row of the source."""
+    import re
+
+    return re.sub(r"\brow (\d+)", lambda m: f"row {start + int(m.group(1))}", message)
+
+
 def run(cfg: Config, opts, log) -> int:
     require(cfg, "source.type", "source.path", "run.checkpoint", command="update")
     if cfg.estimator != "OnlineGaussianMixture":
@@ -48,6 +56,11 @@ def run(cfg: Config, opts, log) -> int:
     every = cfg.run["checkpoint_every"]
     wanted = OnlineGaussianMixture(**cfg.estimator_params())
     t0 = time.perf_counter()
+    check_source_exists(cfg)  # before anything is created at run.checkpoint
+    if cfg.source["type"] == "directory" and os.path.isdir(cfg.source["path"]) and \
+            not list_files(cfg.source["path"], cfg.source["pattern"]):
+        log.warning(f"source.path {cfg.source['path']!r} holds no file matching "
+                    f"{cfg.source['pattern']!r} (wrong path or pattern?)")
     with CheckpointWriter(ck, keep_last=cfg.run["keep_last"]) as writer:
         if current_version(ck) is not None:
             model = load(ck)
@@ -69,16 +82,27 @@ def run(cfg: Config, opts, log) -> int:
                  fields={"rows": pending, "batches": len(batches)})
         bar = Progress(pending, "rows", enabled=opts.progress)
         done_rows, unsaved, last_log = 0, 0, time.perf_counter()
+        skipped: list[str] = []
         try:
             for i, batch in enumerate(batches):
                 X = batch.load()
+                if X is not None and cfg.source.get("dtype"):
+                    X = X.astype(cfg.source["dtype"])
                 if X is not None and len(X):
                     try:
                         model.partial_fit(X)
                     except InvalidInputError as exc:
-                        raise InvalidInputError(f"{cfg.source['path']} {batch.where}: {exc} "
-                                                "(the model is saved up to the batch before)"
-                                                ) from None
+                        if cfg.run["on_bad_batch"] == "error":
+                            if unsaved:  # the model is unchanged by the bad batch
+                                writer.save(*model_to_payload(model))
+                                unsaved = 0
+                            raise InvalidInputError(
+                                f"{batch.where}: {absolute_rows(str(exc), batch.start)} (the "
+                                "model is saved up to the batch before; set run.on_bad_batch: "
+                                "skip to skip such batches)") from None
+                        skipped.append(batch.where)
+                        log.warning(f"skipped {batch.where}: {absolute_rows(str(exc), batch.start)}",
+                                    fields={"skipped": batch.where})
                 model.stream_cursor_ = batch.cursor_after
                 unsaved += 1
                 done_rows += batch.rows
@@ -92,17 +116,20 @@ def run(cfg: Config, opts, log) -> int:
                     log.info(f"{batch.where}: {done_rows:,}/{pending:,} rows, "
                              f"{getattr(model, 'n_updates_', 0)} updates",
                              fields={"rows_done": done_rows, "rows": pending})
-        finally:
             if unsaved:
                 writer.save(*model_to_payload(model))
+        finally:
+            # on an interrupt nothing more is saved (a signal may land mid-update); the
+            # batches after the last save are read again by the next run
             bar.close()
     fitted = hasattr(model, "means_")
     summary = (f"K={len(model.weights_)}, {model.n_updates_} updates, last step "
                f"{model.eta_:.4f}, last batch mean log-likelihood {model.lower_bound_:.6f}"
                if fitted and model.eta_ is not None else
                "still buffering rows for initialisation" if not fitted else "initialised")
-    log.info(f"consumed {done_rows:,} rows in {time.perf_counter() - t0:.1f} s; {summary}; "
-             f"saved {ck} version {current_version(ck)}",
-             fields={"rows": done_rows, "version": current_version(ck),
+    skipped_note = f" ({len(skipped)} bad batches skipped)" if skipped else ""
+    log.info(f"consumed {done_rows:,} rows in {time.perf_counter() - t0:.1f} s{skipped_note}; "
+             f"{summary}; saved {ck} version {current_version(ck)}",
+             fields={"rows": done_rows, "version": current_version(ck), "skipped": skipped,
                      "n_updates": getattr(model, "n_updates_", 0), "up_to_date": False})
     return 0
