@@ -19,7 +19,13 @@ from ..execution.dask_source import client_scope
 from ..execution.inputs import as_source
 from ..math.covariances import get_covariance_type
 from ..math.matching import match_components, permute_params
-from ..persistence.store import CheckpointWriter, current_version, read_version
+from ..persistence.store import (
+    CheckpointWriter,
+    current_version,
+    list_versions,
+    read_latest_good,
+    read_version,
+)
 from ..validation import (
     check_float_param,
     check_int_param,
@@ -188,8 +194,13 @@ class GaussianMixture(MixtureMixin):
             fingerprint = source.fingerprint()
             writer = CheckpointWriter(checkpoint, keep_last=keep_last)
         try:
-            if writer is not None and current_version(checkpoint) is not None:
-                arrays, meta, _ = read_version(checkpoint)
+            if writer is not None and list_versions(checkpoint):
+                # the pointer's version; without a pointer (a crash between the first
+                # version's rename and its pointer, or a deleted CURRENT.json), the newest
+                # version that verifies
+                arrays, meta, _ = (read_version(checkpoint)
+                                   if current_version(checkpoint) is not None
+                                   else read_latest_good(checkpoint))
                 try:
                     check_resumable(self, meta["state"], arrays, fingerprint, checkpoint)
                     progress = progress_from_payload(arrays, meta["state"])

@@ -263,3 +263,29 @@ def test_resume_refuses_other_data_or_parameters(tmp_path):
     g = GaussianMixture(**{**kw, "n_components": 4}).fit(
         X, checkpoint=tmp_path / "ck", checkpoint_mismatch="restart")
     assert g.means_.shape == (4, 4)
+
+
+class _Stop(Exception):
+    pass
+
+
+def test_fit_resumes_from_the_newest_good_version_when_the_pointer_is_gone(tmp_path):
+    from streammix import GaussianMixture
+
+    X, _ = make_blobs(4000, 3, 4, seed=2)
+    params = dict(n_components=4, random_state=0, tol=0.0, max_iter=8)
+    whole = GaussianMixture(**params).fit(X)
+    ck = str(tmp_path / "ck")
+
+    def stop(info):
+        if info.iteration == 4:
+            raise _Stop
+
+    with pytest.raises(_Stop):
+        GaussianMixture(**params).fit(X, checkpoint=ck, callback=stop)
+    os.remove(os.path.join(ck, "CURRENT.json"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        resumed = GaussianMixture(**params).fit(X, checkpoint=ck, callback=lambda i: (
+            pytest.fail("iteration 1 redone") if i.iteration == 1 else None))
+    np.testing.assert_array_equal(resumed.means_, whole.means_)

@@ -132,6 +132,10 @@ def run(args, opts, log) -> int:
     if not hasattr(model, "means_"):
         raise NotFittedError(f"checkpoint {args.checkpoint!r} holds a model that is not "
                              "fitted yet: nothing to plot")
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        from ..config import ConfigError
+
+        raise ConfigError(f"--out {args.out!r} is an existing file, not a directory")
     os.makedirs(args.out, exist_ok=True)
     written = []
     path = os.path.join(args.out, "loglik.png")

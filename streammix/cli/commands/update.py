@@ -10,7 +10,7 @@ import os
 import time
 
 from ...errors import CheckpointMismatchError, InvalidInputError
-from ...persistence import CheckpointWriter, current_version, load
+from ...persistence import CheckpointWriter, current_version, list_versions, load
 from ...persistence.serialize import model_to_payload
 from ..config import Config, ConfigError, check_source_exists, require
 from ..console import Progress
@@ -62,7 +62,12 @@ def run(cfg: Config, opts, log) -> int:
         log.warning(f"source.path {cfg.source['path']!r} holds no file matching "
                     f"{cfg.source['pattern']!r} (wrong path or pattern?)")
     with CheckpointWriter(ck, keep_last=cfg.run["keep_last"]) as writer:
-        if current_version(ck) is not None:
+        if current_version(ck) is None and list_versions(ck):
+            model = load(ck, fallback=True)
+            log.warning(f"checkpoint {ck} has no CURRENT.json pointer: continuing from the "
+                        "newest version that verifies")
+            _check_same_model(model, wanted, ck)
+        elif current_version(ck) is not None:
             model = load(ck)
             _check_same_model(model, wanted, ck)
             log.info(f"checkpoint {ck} version {current_version(ck)}: "
