@@ -147,7 +147,8 @@ def persisted(X, cfg: Config, client, log):
     t0 = time.perf_counter()
     if client is not None:
         X = client.persist(X)
-        wait(X)
+        with client.as_current():
+            wait(X)
     else:
         X = X.persist(scheduler="threads")
     log.info(f"persisted {X.nbytes / 2**20:,.0f} MiB of decoded chunks in "
