@@ -198,8 +198,12 @@ def ensure_zarr(workdir: str, n: int, d: int, K: int, seed: int, chunk_rows: int
         compressors = "auto"          # zarr v3's default: zstd level 0
     elif codec == "none":
         compressors = None
+    elif codec == "lz4":
+        from zarr.codecs import BloscCodec
+
+        compressors = BloscCodec(cname="lz4", clevel=5, shuffle="shuffle")
     else:
-        raise ValueError(f"codec must be 'zstd' or 'none', got {codec!r}")
+        raise ValueError(f"codec must be 'zstd', 'lz4' or 'none', got {codec!r}")
     arr = zarr.create_array(store=tmp, shape=(n, d), chunks=(chunk_rows, d), dtype="float64",
                             compressors=compressors)
     buf = np.empty((chunk_rows, d))

@@ -199,8 +199,9 @@ def parse_args(argv=None):
                    help="comma-separated n of the scaling case (default 1000000,4000000,16000000)")
     p.add_argument("--chunk-rows", type=int, default=None,
                    help="rows per Zarr chunk (default 250,000; 25,000 with --quick)")
-    p.add_argument("--codec", choices=("zstd", "none"), default="zstd",
-                   help="Zarr compression: zarr's default zstd (level 0), or none")
+    p.add_argument("--codec", choices=("zstd", "lz4", "none"), default="zstd",
+                   help="Zarr compression: zarr's default zstd (level 0), Blosc-LZ4 with "
+                        "byte shuffle, or none")
     p.add_argument("--no-memory", action="store_true", help="skip the memory subprocesses")
     p.add_argument("--mem-iters", type=int, default=2,
                    help="EM iterations of each memory fit (default 2)")
