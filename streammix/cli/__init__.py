@@ -7,6 +7,7 @@
     streammix select CONFIG     BIC/AIC over K and covariance types
     streammix inspect CKPT      what a checkpoint holds (--json for machines)
     streammix report CKPT --out DIR   PNG plots
+    streammix repair CKPT       point a damaged checkpoint at its newest good version
     streammix demo              what `make demo` runs
 
 Exit codes: 0 success (including "nothing new to do"), 2 bad config or usage, 3 bad or
@@ -118,6 +119,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sample", type=int, default=5000, help="points in the scatter plot")
     p.add_argument("--version", dest="version", type=int, default=None)
     _add_global_options(p, top=False)
+    p = sub.add_parser("repair", help="point a checkpoint at its newest version that "
+                       "verifies (after exit code 4: damaged version, lost pointer)",
+                       description="point a checkpoint at its newest version that verifies")
+    p.add_argument("checkpoint", metavar="CHECKPOINT")
+    _add_global_options(p, top=False)
     p = sub.add_parser("demo", help="the `make demo` job", add_help=False)
     p.add_argument("demo_args", nargs=argparse.REMAINDER)
     return ap
@@ -158,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return demo_main(argv[argv.index("demo") + 1:])
     args = build_parser().parse_args(argv)  # usage errors exit with code 2
-    from ..errors import InvalidDtypeError
+    from ..errors import CheckpointCorruptError, InvalidDtypeError
     from .cluster import ClusterError
     from .console import setup_logging
 
@@ -181,6 +187,9 @@ def main(argv: list[str] | None = None) -> int:
         message = str(exc) or type(exc).__name__
         if isinstance(exc, InvalidDtypeError) and args.command in CONFIG_COMMANDS:
             message += " (in a config: source.dtype: float64 casts the data when read)"
+        if isinstance(exc, CheckpointCorruptError) and args.command != "repair":
+            message += (" (`streammix repair CHECKPOINT` points it at its newest version "
+                        "that verifies)")
         log.error(message,
                   fields={"error": type(exc).__name__, "exit_code": code},
                   exc_info=verbosity > 0 or not expected)
@@ -213,6 +222,10 @@ def _dispatch(args, log) -> int:
         from .commands import select
 
         return select.run(cfg, args, log)
+    if args.command == "repair":
+        from .commands import repair
+
+        return repair.run(args, args, log)
     if args.command == "inspect":
         from .commands import inspect
 

@@ -10,6 +10,7 @@ from .store import (
     list_versions,
     read_latest_good,
     read_version,
+    repair,
 )
 
 
@@ -36,4 +37,4 @@ def load(path, version: int | None = None, fallback: bool = False):
 
 
 __all__ = ["FORMAT_VERSION", "CheckpointWriter", "current_version", "list_versions", "load",
-           "read_latest_good", "read_version", "save"]
+           "read_latest_good", "read_version", "repair", "save"]

@@ -260,3 +260,37 @@ def read_latest_good(path) -> tuple[dict[str, np.ndarray], dict, int]:
     raise CheckpointCorruptError(
         f"no loadable version in checkpoint {path!r}: " + " | ".join(errors or ["empty"])
     )
+
+
+def repair(path) -> tuple[int | None, int, list[str]]:
+    """Point CURRENT.json at the newest version that verifies, under the writer's lock:
+    the way out after a damaged latest version or a lost pointer (a fit or an update
+    then resumes from that version). Damaged versions stay on disk for inspection.
+    Returns (the version pointed to before, or None; the version pointed to now; the
+    problems found in the versions skipped). Raises CheckpointCorruptError if no version
+    verifies."""
+    st = Storage(path)
+    if not st.exists() or not (list_versions(path) or st.exists(POINTER)):
+        raise CheckpointError(f"no checkpoint at {path!r}")
+    with CheckpointWriter(path, keep_last=1_000_000):
+        try:
+            before = current_version(path)
+        except CheckpointCorruptError:
+            before = None
+        problems = []
+        for v in reversed(list_versions(path)):
+            try:
+                read_version(path, v)
+            except CheckpointVersionError:
+                raise
+            except CheckpointError as exc:
+                problems.append(str(exc))
+                continue
+            if v != before:
+                st.write_text_atomic(json.dumps({"version": v, "format_version": FORMAT_VERSION,
+                                                 "written_at": time.strftime(
+                                                     "%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                                                 "repaired": True}), POINTER)
+            return before, v, problems
+    raise CheckpointCorruptError(f"no version of checkpoint {path!r} verifies: "
+                                 + " | ".join(problems or ["no versions"]))

@@ -290,6 +290,17 @@ def test_bad_data_and_corrupt_checkpoint_exit_codes(fitted_workspace, tmp_path):
         proc = run_cli(*args, cwd=root)
         assert proc.returncode == 4, proc.stderr
         assert "means" in proc.stderr and "cannot be read" in proc.stderr
+        assert "streammix repair" in proc.stderr
+    fixed = run_cli("repair", str(ck), cwd=root)
+    assert fixed.returncode == 0, fixed.stderr
+    assert f"now points to version {v - 1} (was {v})" in fixed.stderr
+    info = json.loads(run_cli("inspect", str(ck), "--json", cwd=root).stdout)
+    assert info["version"] == v - 1 and info["versions_on_disk"][-1] == v
+    again = run_cli("repair", str(ck), cwd=root)
+    assert again.returncode == 0 and "nothing to repair" in again.stderr
+    proc = run_cli("score", "configs/score.yaml", "--set", f"outputs.model={ck}", "--set",
+                   f"outputs.path={tmp_path}/t.zarr", cwd=root)
+    assert proc.returncode == 0, proc.stderr
 
 
 def test_json_logs_are_one_object_per_line(fitted_workspace):

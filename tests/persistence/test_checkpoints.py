@@ -289,3 +289,24 @@ def test_fit_resumes_from_the_newest_good_version_when_the_pointer_is_gone(tmp_p
         resumed = GaussianMixture(**params).fit(X, checkpoint=ck, callback=lambda i: (
             pytest.fail("iteration 1 redone") if i.iteration == 1 else None))
     np.testing.assert_array_equal(resumed.means_, whole.means_)
+
+
+def test_repair_points_at_the_newest_good_version(tmp_path):
+    from streammix.errors import CheckpointCorruptError
+    from streammix.persistence import current_version, load, repair
+
+    a, b, path = _two_versions(tmp_path)
+    assert repair(path) == (2, 2, [])                        # healthy: nothing to do
+    (chunk,) = _array_chunk_files(path, 2, "means")
+    chunk.write_bytes(b"garbage")
+    with pytest.raises(CheckpointCorruptError):
+        load(path)
+    before, now, problems = repair(path)
+    assert (before, now) == (2, 1) and "means" in problems[0]
+    np.testing.assert_array_equal(load(path).means_, a.means_)
+    os.remove(path / "CURRENT.json")                         # a lost pointer
+    assert repair(path)[:2] == (None, 1) and current_version(path) == 1
+    (chunk,) = _array_chunk_files(path, 1, "means")
+    chunk.write_bytes(b"garbage")
+    with pytest.raises(CheckpointCorruptError, match="no version"):
+        repair(path)
