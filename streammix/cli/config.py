@@ -445,8 +445,6 @@ def require(cfg: Config, *keys: str, command: str) -> None:
     """Fail (ConfigError) unless every ``section.key`` is set: what a command needs."""
     for key in keys:
         section, name = key.split(".")
-        if section == "model" and name == "n_components" and "n_components" in cfg.model:
-            continue
         value = getattr(cfg, section).get(name)
         if value is None:
             raise ConfigError(f"{cfg.path}: {key} is required by `streammix {command}` "

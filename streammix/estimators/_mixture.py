@@ -172,12 +172,16 @@ class MixtureMixin(EstimatorBase):
             return int(open_zarr_array(X).shape[0])
         return int(np.shape(X)[0])
 
+    def information_criteria(self, mean_loglik: float, n: int) -> tuple[float, float]:
+        """(BIC, AIC) from the mean log-likelihood of n samples: one scoring pass serves
+        both (``streammix select`` uses it)."""
+        p = self._n_parameters()
+        return -2 * mean_loglik * n + p * math.log(n), -2 * mean_loglik * n + 2 * p
+
     def bic(self, X) -> float:
         """Bayesian information criterion on X (lower is better)."""
-        n = self._n_rows(X)
-        return -2 * self.score(X) * n + self._n_parameters() * math.log(n)
+        return self.information_criteria(self.score(X), self._n_rows(X))[0]
 
     def aic(self, X) -> float:
         """Akaike information criterion on X (lower is better)."""
-        n = self._n_rows(X)
-        return -2 * self.score(X) * n + 2 * self._n_parameters()
+        return self.information_criteria(self.score(X), self._n_rows(X))[1]

@@ -6,7 +6,6 @@ checkpoint, so an interrupted selection resumes and a rerun does not refit."""
 from __future__ import annotations
 
 import json
-import math
 import os
 import time
 
@@ -88,11 +87,10 @@ def run(cfg: Config, opts, log) -> int:
                 t1 = time.perf_counter()
                 model.fit(X, checkpoint=cand, checkpoint_mismatch="restart",
                           keep_last=1)
-                loglik = model.score(X) * n
-                p = model._n_parameters()
-                r = {"covariance_type": cov, "n_components": K,
-                     "bic": -2 * loglik + p * math.log(n), "aic": -2 * loglik + 2 * p,
-                     "mean_loglik": loglik / n, "n_parameters": p,
+                mean_loglik = model.score(X)
+                bic, aic = model.information_criteria(mean_loglik, n)
+                r = {"covariance_type": cov, "n_components": K, "bic": bic, "aic": aic,
+                     "mean_loglik": mean_loglik, "n_parameters": model._n_parameters(),
                      "n_iter": int(model.n_iter_), "converged": bool(model.converged_),
                      "seconds": round(time.perf_counter() - t1, 3)}
                 results.append(r)

@@ -9,9 +9,12 @@ from __future__ import annotations
 import os
 import time
 
+import numpy as np
+
 from ...errors import CheckpointMismatchError, InvalidInputError
 from ...persistence import CheckpointWriter, current_version, list_versions, load
 from ...persistence.serialize import model_to_payload
+from ...validation import check_finite
 from ..config import Config, ConfigError, check_source_exists, require
 from ..console import Progress
 from ..sources import list_files, pending_batches
@@ -37,11 +40,14 @@ def _check_same_model(saved, wanted, ck: str) -> None:
                                       "parameters or another checkpoint path")
 
 
-def absolute_rows(message: str, start: int) -> str:
-    """Rewrite 'row N' of a batch-relative error as the row of the source."""
-    import re
-
-    return re.sub(r"\brow (\d+)", lambda m: f"row {start + int(m.group(1))}", message)
+def batch_error(exc: InvalidInputError, X, batch) -> str:
+    """The error of a rejected batch, with NaN/inf positions as rows of the source: the
+    batch is scanned again with its offset (on this error path only)."""
+    try:
+        check_finite(np.asarray(X), what=batch.where, row_offset=batch.start)
+    except InvalidInputError as located:
+        return str(located)
+    return f"{batch.where}: {exc}"
 
 
 def run(cfg: Config, opts, log) -> int:
@@ -102,11 +108,11 @@ def run(cfg: Config, opts, log) -> int:
                                 writer.save(*model_to_payload(model))
                                 unsaved = 0
                             raise InvalidInputError(
-                                f"{batch.where}: {absolute_rows(str(exc), batch.start)} (the "
+                                f"{batch_error(exc, X, batch)} (the "
                                 "model is saved up to the batch before; set run.on_bad_batch: "
                                 "skip to skip such batches)") from None
                         skipped.append(batch.where)
-                        log.warning(f"skipped {batch.where}: {absolute_rows(str(exc), batch.start)}",
+                        log.warning(f"skipped: {batch_error(exc, X, batch)}",
                                     fields={"skipped": batch.where})
                 model.stream_cursor_ = batch.cursor_after
                 unsaved += 1
