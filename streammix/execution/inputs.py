@@ -11,6 +11,7 @@ from ..errors import InvalidDtypeError, InvalidInputError
 from ..validation import check_array, check_sample_weight
 from .dask_source import DaskSource
 from .numpy_source import NumpySource
+from .zarr_chunks import zarr_to_dask
 
 
 def _is_dask_array(X) -> bool:
@@ -55,7 +56,7 @@ def as_dask_array(X, what: str = "X", chunk_size: int | None = None):
                 f"{what} must be a 2-D array (n_samples, n_features); the Zarr array has "
                 f"shape {X.shape}"
             )
-        X = da.from_zarr(X)
+        X = zarr_to_dask(X)
     if X.ndim != 2:
         raise InvalidInputError(
             f"{what} must be a 2-D array (n_samples, n_features); got {X.ndim}-D with shape "
