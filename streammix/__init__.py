@@ -17,6 +17,7 @@ from .errors import (
     StreammixError,
 )
 from .estimators import GaussianMixture, OnlineGaussianMixture, align, canonical_order, relabel
+from .execution.inputs import read_zarr
 from .execution.outputs import write_predictions
 from .persistence import load
 
@@ -39,6 +40,7 @@ __all__ = [
     "align",
     "canonical_order",
     "load",
+    "read_zarr",
     "relabel",
     "write_predictions",
 ]

@@ -43,6 +43,18 @@ def open_zarr_array(path, what: str = "X"):
     return arr
 
 
+def read_zarr(source, what: str = "X"):
+    """A Zarr array (a path, an fsspec URL or a ``zarr.Array``) as a dask array with one
+    task per chunk, read the way ``fit`` reads it: local chunk files directly (mapped when
+    uncompressed, decoded once into their buffer otherwise), anything else through
+    ``dask.array.from_zarr``. Use it to persist or transform data before ``fit``."""
+    z = open_zarr_array(source, what) if isinstance(source, (str, os.PathLike)) else source
+    if not _is_zarr_array(z):
+        raise InvalidInputError(f"{what}: expected a path, URL or zarr.Array; got "
+                                f"{type(source).__name__}")
+    return zarr_to_dask(z)
+
+
 def as_dask_array(X, what: str = "X", chunk_size: int | None = None):
     """A validated 2-D float dask array (one chunk across columns) from a dask array,
     a zarr array or a path/URL; errors name the shape, dtype or chunk problem."""
@@ -56,7 +68,7 @@ def as_dask_array(X, what: str = "X", chunk_size: int | None = None):
                 f"{what} must be a 2-D array (n_samples, n_features); the Zarr array has "
                 f"shape {X.shape}"
             )
-        X = zarr_to_dask(X)
+        X = read_zarr(X, what)
     if X.ndim != 2:
         raise InvalidInputError(
             f"{what} must be a 2-D array (n_samples, n_features); got {X.ndim}-D with shape "

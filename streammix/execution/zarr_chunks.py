@@ -65,11 +65,13 @@ def read_chunk(layout: ChunkLayout, index: int, rows: int) -> np.ndarray:
                             prot=mmap.PROT_READ | mmap.PROT_WRITE)
             out = np.frombuffer(buf, dtype=layout.dtype).reshape(shape)
         else:
-            with os.fdopen(os.dup(fd), "rb") as f:
-                data = f.read()
             out = np.empty(shape, dtype=layout.dtype)
+            # decoded from a read-only mapping of the file (unmapped when the last
+            # reference goes, at return): no copy of the frame
+            frame = (mmap.mmap(fd, size, flags=mmap.MAP_PRIVATE, prot=mmap.PROT_READ)
+                     if size else b"")
             try:
-                _decoder(layout.compressor).decode(data, out=out)
+                _decoder(layout.compressor).decode(frame, out=out)
             except Exception as exc:
                 raise InvalidInputError(
                     f"Zarr chunk file {path!r} could not be decoded with "

@@ -135,3 +135,17 @@ def test_fit_from_direct_reads_equals_fit_through_zarr(tmp_path):
         for attr in ("means_", "covariances_", "weights_"):
             np.testing.assert_allclose(getattr(direct, attr), getattr(through_zarr, attr),
                                        rtol=1e-10, atol=1e-9, err_msg=attr)
+
+
+def test_read_zarr_is_public_and_persistable(tmp_path, X):
+    import streammix
+
+    path = make(tmp_path, "x", X, compressors=None)
+    a = streammix.read_zarr(path)
+    assert a.name.startswith("zarr-chunks-")
+    np.testing.assert_array_equal(a.persist(scheduler="threads").compute(), X)
+    np.testing.assert_array_equal(streammix.read_zarr(zarr.open_array(path)).compute(), X)
+    with pytest.raises(InvalidInputError, match="no Zarr array"):
+        streammix.read_zarr(str(tmp_path / "nope.zarr"))
+    with pytest.raises(InvalidInputError, match="expected a path, URL or zarr.Array"):
+        streammix.read_zarr(X)
