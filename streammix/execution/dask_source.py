@@ -18,6 +18,7 @@ import numpy as np
 from ..math.stats import tree_sum
 from ..validation import check_finite
 from .base import ChunkSource, fingerprint_digest, fingerprint_rows
+from .zarr_chunks import ChunkFile, direct_chunks
 
 
 def active_client():
@@ -63,9 +64,10 @@ def compute(obj, client):
 
 
 def _run_chunk(X, sw, index, start, check, indexed, fn, *shared):
-    """One task: validate the chunk on the first pass, then run the kernel on it
-    (passing the chunk's index to ``fn`` when ``indexed``)."""
-    X = np.asarray(X)
+    """One task: read the chunk if ``X`` names a chunk file, validate it on the first
+    pass, then run the kernel on it (passing the chunk's index to ``fn`` when
+    ``indexed``)."""
+    X = X.read() if isinstance(X, ChunkFile) else np.asarray(X)
     if check:
         check_finite(X, what=f"chunk {index} (rows {start} to {start + X.shape[0] - 1})",
                      row_offset=start)
@@ -95,7 +97,10 @@ class DaskSource(ChunkSource):
         self.split_every = split_every
         self.row_chunks = tuple(int(c) for c in X.chunks[0])
         self.starts = np.concatenate([[0], np.cumsum(self.row_chunks)[:-1]]).astype(int)
-        self.blocks = list(X.to_delayed()[:, 0])
+        # chunk files of an unmodified Zarr array are read inside the kernel's task (one
+        # task per chunk, not a read task plus a kernel task: half the scheduling)
+        files = direct_chunks(X)
+        self.blocks = files if files is not None else list(X.to_delayed()[:, 0])
         self.sample_weight = sample_weight
         if sample_weight is None:
             self.sw_blocks = [None] * len(self.blocks)
@@ -132,7 +137,7 @@ class DaskSource(ChunkSource):
 
     def iter_chunks(self):
         for blk, sw in zip(self.blocks, self.sw_blocks):
-            X = np.asarray(compute(blk, self.client))
+            X = blk.read() if isinstance(blk, ChunkFile) else np.asarray(compute(blk, self.client))
             yield X, (None if sw is None else np.asarray(compute(sw, self.client)
                                                          if hasattr(sw, "compute") else sw))
 

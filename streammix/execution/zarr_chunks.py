@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import mmap
 import os
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,59 +27,65 @@ from ..errors import InvalidInputError
 
 
 @dataclass(frozen=True)
-class ChunkLayout:
-    """How to turn the chunk file of row-chunk i into an array: everything a task needs,
-    small and picklable (it travels to the workers with the graph)."""
+class ChunkFile:
+    """One row-chunk of a local Zarr array and how to decode it: small and picklable (it
+    travels to the workers inside the task that reads it). ``stamp`` (mtime, size) makes
+    the task's token change when the file does."""
 
-    root: str            # the array's directory
-    keys: tuple          # chunk key (relative file path) of each row-chunk
-    chunk_rows: int      # rows of a full chunk (edge chunks are stored full size)
+    path: str
+    rows: int                # rows of this chunk (an edge chunk is stored full size)
+    chunk_rows: int          # rows of a full chunk
     n_features: int
-    dtype: str           # numpy dtype string, little-endian
-    fill_value: float    # the value of a chunk whose file does not exist
+    dtype: str               # numpy dtype string, little-endian
+    fill_value: float        # the value of a chunk whose file does not exist
     compressor: dict | None  # numcodecs config of the one compressor, or None
+    stamp: tuple | None      # (st_mtime_ns, st_size), None when the file does not exist
 
     @property
-    def chunk_nbytes(self) -> int:
+    def nbytes(self) -> int:
+        """Bytes of the full, uncompressed chunk."""
         return self.chunk_rows * self.n_features * np.dtype(self.dtype).itemsize
 
+    def read(self) -> np.ndarray:
+        """The chunk's rows: mapped when uncompressed, decoded once otherwise."""
+        return read_chunk(self)
 
-def read_chunk(layout: ChunkLayout, index: int, rows: int) -> np.ndarray:
-    """Row-chunk ``index`` (its first ``rows`` rows) of the array ``layout`` describes."""
-    path = os.path.join(layout.root, layout.keys[index])
-    shape = (layout.chunk_rows, layout.n_features)
+
+def read_chunk(ref: ChunkFile) -> np.ndarray:
+    """The rows of the chunk ``ref`` names (zarr's fill value if it was never written)."""
+    path, shape = ref.path, (ref.chunk_rows, ref.n_features)
     try:
         fd = os.open(path, os.O_RDONLY)
     except FileNotFoundError:  # never written: zarr's fill value
-        return np.full((rows, layout.n_features), layout.fill_value, dtype=layout.dtype)
+        return np.full((ref.rows, ref.n_features), ref.fill_value, dtype=ref.dtype)
     try:
         size = os.fstat(fd).st_size
-        if layout.compressor is None:
-            if size != layout.chunk_nbytes:
+        if ref.compressor is None:
+            if size != ref.nbytes:
                 raise InvalidInputError(
                     f"Zarr chunk file {path!r} holds {size} bytes; an uncompressed "
-                    f"{shape[0]} x {shape[1]} {layout.dtype} chunk holds "
-                    f"{layout.chunk_nbytes}: the file is truncated or not this array's")
+                    f"{shape[0]} x {shape[1]} {ref.dtype} chunk holds {ref.nbytes}: the "
+                    "file is truncated or not this array's")
             # private and writable: pages come from the OS cache on first touch and
             # are copied only if written (MAP_POPULATE here would copy them all)
             buf = mmap.mmap(fd, size, flags=mmap.MAP_PRIVATE,
                             prot=mmap.PROT_READ | mmap.PROT_WRITE)
-            out = np.frombuffer(buf, dtype=layout.dtype).reshape(shape)
+            out = np.frombuffer(buf, dtype=ref.dtype).reshape(shape)
         else:
-            out = np.empty(shape, dtype=layout.dtype)
+            out = np.empty(shape, dtype=ref.dtype)
             # decoded from a read-only mapping of the file (unmapped when the last
             # reference goes, at return): no copy of the frame
             frame = (mmap.mmap(fd, size, flags=mmap.MAP_PRIVATE, prot=mmap.PROT_READ)
                      if size else b"")
             try:
-                _decoder(layout.compressor).decode(frame, out=out)
+                _decoder(ref.compressor).decode(frame, out=out)
             except Exception as exc:
                 raise InvalidInputError(
                     f"Zarr chunk file {path!r} could not be decoded with "
-                    f"{layout.compressor['id']}: {type(exc).__name__}: {exc}") from exc
+                    f"{ref.compressor['id']}: {type(exc).__name__}: {exc}") from exc
     finally:
         os.close(fd)
-    return out if rows == shape[0] else out[:rows]
+    return out if ref.rows == shape[0] else out[: ref.rows]
 
 
 _DECODERS: dict = {}
@@ -132,62 +139,71 @@ def _compressor_v3(codecs) -> tuple[bool, dict | None]:
     return False, None
 
 
-def chunk_layout(z) -> ChunkLayout | None:
-    """A ChunkLayout when ``z``'s chunk files can be read directly, else None (read it
-    through zarr)."""
+def chunk_files(z) -> list[ChunkFile] | None:
+    """One ChunkFile per row-chunk when ``z``'s chunk files can be read directly, else
+    None (read it through zarr)."""
     root = _local_root(z)
     meta = getattr(z, "metadata", None)
     if root is None or meta is None or getattr(meta, "zarr_format", None) != 3:
         return None
-    if len(z.shape) != 2 or not hasattr(meta, "codecs"):
+    if len(z.shape) != 2 or not hasattr(meta, "codecs") or int(z.shape[0]) == 0:
         return None
-    grid = meta.chunk_grid
-    chunk_shape = tuple(getattr(grid, "chunk_shape", ()) or ())
+    chunk_shape = tuple(getattr(meta.chunk_grid, "chunk_shape", ()) or ())
     if len(chunk_shape) != 2 or chunk_shape[1] != z.shape[1]:
         return None
     dtype = np.dtype(z.dtype)
     if dtype.kind != "f" or dtype.itemsize not in (4, 8):
         return None
     supported, compressor = _compressor_v3(meta.codecs)
-    if not supported:
+    if not supported or getattr(meta, "storage_transformers", ()):
         return None
-    if getattr(meta, "storage_transformers", ()):
-        return None
-    n_chunks = -(-int(z.shape[0]) // chunk_shape[0])
-    keys = tuple(meta.encode_chunk_key((i, 0)) for i in range(n_chunks))
-    fill = meta.fill_value
-    fill = 0.0 if fill is None else float(fill)
-    return ChunkLayout(root=root, keys=keys, chunk_rows=int(chunk_shape[0]),
-                       n_features=int(z.shape[1]), dtype=dtype.newbyteorder("<").str,
-                       fill_value=fill, compressor=compressor)
-
-
-def _token(layout: ChunkLayout, shape) -> str:
-    """A name for the graph that changes when any chunk file changes (size or mtime)."""
-    from dask.base import tokenize
-
-    stamps = []
-    for key in layout.keys:
+    fill = 0.0 if meta.fill_value is None else float(meta.fill_value)
+    n, chunk_rows = int(z.shape[0]), int(chunk_shape[0])
+    refs = []
+    for i, start in enumerate(range(0, n, chunk_rows)):
+        path = os.path.join(root, meta.encode_chunk_key((i, 0)))
         try:
-            st = os.stat(os.path.join(layout.root, key))
-            stamps.append((st.st_mtime_ns, st.st_size))
+            st = os.stat(path)
+            stamp = (st.st_mtime_ns, st.st_size)
         except FileNotFoundError:
-            stamps.append(None)
-    return tokenize(layout, tuple(shape), stamps)
+            stamp = None
+        refs.append(ChunkFile(path, min(chunk_rows, n - start), chunk_rows, int(z.shape[1]),
+                              dtype.newbyteorder("<").str, fill, compressor, stamp))
+    return refs
+
+
+#: the chunk files of the arrays zarr_to_dask made, by dask name (the most recent ones)
+_DIRECT: OrderedDict = OrderedDict()
+_DIRECT_KEEP = 64
 
 
 def zarr_to_dask(z):
     """``z`` (a zarr.Array) as a dask array with one task per row-chunk, reading chunk
-    files directly where chunk_layout allows, else through ``dask.array.from_zarr``."""
+    files directly where chunk_files allows, else through ``dask.array.from_zarr``."""
     import dask.array as da
+    from dask.base import tokenize
 
-    layout = chunk_layout(z)
-    n = int(z.shape[0])
-    if layout is None or n == 0:
+    refs = chunk_files(z)
+    if refs is None:
         return da.from_zarr(z)
-    starts = range(0, n, layout.chunk_rows)
-    rows = tuple(min(layout.chunk_rows, n - s) for s in starts)
-    name = "zarr-chunks-" + _token(layout, z.shape)
-    graph = {(name, i, 0): (read_chunk, layout, i, r) for i, r in enumerate(rows)}
-    return da.Array(graph, name, chunks=(rows, (layout.n_features,)),
-                    dtype=np.dtype(layout.dtype))
+    name = "zarr-chunks-" + tokenize(refs)
+    graph = {(name, i, 0): (read_chunk, ref) for i, ref in enumerate(refs)}
+    _DIRECT[name] = refs
+    _DIRECT.move_to_end(name)
+    while len(_DIRECT) > _DIRECT_KEEP:
+        _DIRECT.popitem(last=False)
+    return da.Array(graph, name, chunks=(tuple(r.rows for r in refs), (refs[0].n_features,)),
+                    dtype=np.dtype(refs[0].dtype))
+
+
+def direct_chunks(X) -> list[ChunkFile] | None:
+    """The ChunkFiles behind ``X`` when X is exactly an array zarr_to_dask made (not
+    sliced, not persisted), so a task can read its chunk itself instead of depending on
+    a separate read task; else None."""
+    refs = _DIRECT.get(getattr(X, "name", None))
+    if refs is None or len(X.dask) != len(refs):
+        return None
+    task = X.dask.get((X.name, 0, 0))
+    if not (isinstance(task, tuple) and task and task[0] is read_chunk):
+        return None  # persisted: the graph holds the chunks (or futures), not reads
+    return refs

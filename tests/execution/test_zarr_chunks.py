@@ -13,7 +13,8 @@ from zarr.codecs import BloscCodec, BytesCodec, GzipCodec, TransposeCodec, ZstdC
 
 from streammix import GaussianMixture, InvalidInputError
 from streammix.execution.inputs import as_dask_array
-from streammix.execution.zarr_chunks import chunk_layout, read_chunk, zarr_to_dask
+from streammix.execution.dask_source import DaskSource
+from streammix.execution.zarr_chunks import chunk_files, direct_chunks, zarr_to_dask
 
 CODECS = {"none": None, "blosc-lz4": BloscCodec(cname="lz4", shuffle="shuffle"),
           "zstd": ZstdCodec(), "gzip": GzipCodec()}
@@ -36,8 +37,8 @@ def X():
 def test_direct_read_equals_zarr(tmp_path, X, codec, dtype):
     path = make(tmp_path, "x", X.astype(dtype), compressors=CODECS[codec])
     z = zarr.open_array(path, mode="r")
-    layout = chunk_layout(z)
-    assert layout is not None and (layout.compressor is None) == (codec == "none")
+    refs = chunk_files(z)
+    assert refs is not None and (refs[0].compressor is None) == (codec == "none")
     a = zarr_to_dask(z)
     assert a.name.startswith("zarr-chunks-") and a.chunks == ((100,) * 10 + (3,), (5,))
     got = a.compute(scheduler="sync")
@@ -63,8 +64,7 @@ def test_missing_chunk_reads_as_fill_value(tmp_path, X):
 def test_chunks_are_writable_and_writes_stay_private(tmp_path, X):
     """Kernels get ordinary writable arrays; writing one never reaches the file."""
     path = make(tmp_path, "x", X, compressors=None)
-    layout = chunk_layout(zarr.open_array(path, mode="r"))
-    chunk = read_chunk(layout, 0, 100)
+    chunk = chunk_files(zarr.open_array(path, mode="r"))[0].read()
     assert chunk.flags.writeable and chunk.flags.c_contiguous
     chunk[:] = -1.0
     np.testing.assert_array_equal(zarr.open_array(path, mode="r")[:100], X[:100])
@@ -74,7 +74,7 @@ def test_rewritten_chunk_keeps_mapped_contents_and_changes_the_graph_name(tmp_pa
     path = make(tmp_path, "x", X, compressors=None)
     z = zarr.open_array(path, mode="r")
     before = zarr_to_dask(z)
-    chunk = read_chunk(chunk_layout(z), 1, 100)
+    chunk = chunk_files(z)[1].read()
     zarr.open_array(path, mode="r+")[100:200] = 7.0  # zarr writes a new file, renamed
     np.testing.assert_array_equal(chunk, X[100:200])
     after = zarr_to_dask(zarr.open_array(path, mode="r"))
@@ -116,7 +116,7 @@ def fallback_cases(tmp_path, X):
 def test_other_layouts_fall_back_to_zarr_with_the_same_values(tmp_path, X):
     for what, source in fallback_cases(tmp_path, X):
         z = zarr.open_array(source, mode="r") if isinstance(source, str) else source
-        assert chunk_layout(z) is None, what
+        assert chunk_files(z) is None, what
         a = zarr_to_dask(z)
         assert not a.name.startswith("zarr-chunks-"), what
         np.testing.assert_array_equal(a.compute(scheduler="sync"), X, err_msg=what)
@@ -149,3 +149,23 @@ def test_read_zarr_is_public_and_persistable(tmp_path, X):
         streammix.read_zarr(str(tmp_path / "nope.zarr"))
     with pytest.raises(InvalidInputError, match="expected a path, URL or zarr.Array"):
         streammix.read_zarr(X)
+
+
+def test_unmodified_arrays_are_read_inside_the_kernel_tasks(tmp_path, X):
+    """An array straight from zarr_to_dask is read by the statistics tasks themselves;
+    a sliced, cast or persisted one keeps its own graph (and its persisted chunks)."""
+    path = make(tmp_path, "x", X, compressors=None)
+    a = zarr_to_dask(zarr.open_array(path, mode="r"))
+    refs = direct_chunks(a)
+    assert refs is not None and [r.rows for r in refs] == [100] * 10 + [3]
+    src = DaskSource(a)
+    assert src.blocks == refs
+    np.testing.assert_array_equal(np.concatenate([c for c, _ in src.iter_chunks()]), X)
+    for other in (a[:500], a.astype("float32"), a.persist(scheduler="threads"), a + 0):
+        assert direct_chunks(other) is None
+        assert not isinstance(DaskSource(other).blocks[0], type(refs[0]))
+    # the statistics are the same either way
+    g = dict(n_components=2, max_iter=3, tol=0, means_init=X[:2], random_state=0)
+    fitted = GaussianMixture(**g).fit(a)
+    persisted = GaussianMixture(**g).fit(a.persist(scheduler="threads"))
+    np.testing.assert_array_equal(fitted.means_, persisted.means_)
