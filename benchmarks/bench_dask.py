@@ -4,9 +4,12 @@ kernel, linear scaling in n, flat memory.
 
 (a) overhead: n = 10,000,000, d = 16, K = 16, diag and full. The data (bench_em's seeded
     blob mixture, float64) are written once to a Zarr array on disk, chunked by rows
-    (250,000-row chunks, zarr's default zstd codec), generated chunk by chunk and never
-    whole in memory, and cached in --workdir under a name that encodes n, d, K, seed,
-    chunking and codec. Three systems, interleaved A B C A B C ..., medians quoted:
+    (250,000-row chunks; --codec none (default: float data barely compress), lz4
+    (Blosc-LZ4, byte shuffle) or zstd (zarr's default)), generated chunk by chunk and
+    never whole in memory, and cached in --workdir under a name that encodes n, d, K,
+    seed, chunking and codec. streammix reads the chunk files of a local Zarr array
+    directly (streammix/execution/zarr_chunks.py: mapped when uncompressed, decoded once
+    otherwise). Systems, interleaved A B C A B C ..., medians quoted:
       in-memory  streammix.GaussianMixture on the same rows as one numpy array (1.28 GB)
       threads    GaussianMixture().fit(<zarr path>) with no Dask client: Dask's threaded
                  scheduler in this process
@@ -33,7 +36,7 @@ Run from the repository root:
     .venv/bin/python benchmarks/bench_dask.py            # full (data ~4.5 GB in /tmp)
     .venv/bin/python benchmarks/bench_dask.py --quick    # smoke run, tiny sizes (< 60 s)
     .venv/bin/python benchmarks/bench_dask.py --cases overhead_diag,scaling --repeats 5
-    .venv/bin/python benchmarks/bench_dask.py --workdir /data/bench --codec none
+    .venv/bin/python benchmarks/bench_dask.py --workdir /data/bench --codec zstd
 
 stdout is the report (markdown, for benchmarks/RESULTS.md); progress goes to stderr.
 Run it on a quiet machine. The first run writes the Zarr arrays (about 1 min per GB).
@@ -199,9 +202,9 @@ def parse_args(argv=None):
                    help="comma-separated n of the scaling case (default 1000000,4000000,16000000)")
     p.add_argument("--chunk-rows", type=int, default=None,
                    help="rows per Zarr chunk (default 250,000; 25,000 with --quick)")
-    p.add_argument("--codec", choices=("zstd", "lz4", "none"), default="zstd",
-                   help="Zarr compression: zarr's default zstd (level 0), Blosc-LZ4 with "
-                        "byte shuffle, or none")
+    p.add_argument("--codec", choices=("zstd", "lz4", "none"), default="none",
+                   help="Zarr compression: none (default), Blosc-LZ4 with byte shuffle, "
+                        "or zarr's default zstd (level 0)")
     p.add_argument("--no-memory", action="store_true", help="skip the memory subprocesses")
     p.add_argument("--mem-iters", type=int, default=2,
                    help="EM iterations of each memory fit (default 2)")
