@@ -57,7 +57,10 @@ class GaussianMixture(MixtureMixin):
     - ``init_params='kmeans'`` runs our k-means (k-means++ seeds on a uniform sample of
       at most 50,000 rows, then Lloyd over all rows), not scikit-learn's KMeans, so the
       initial means differ from scikit-learn's for the same seed; 'k-means++' picks its
-      seeds from the same kind of sample.
+      seeds from the same kind of sample. As in scikit-learn, ``means_init`` alone
+      replaces only the means: weights and covariances still come from
+      ``init_params`` (its clusters paired with the given means by index), which
+      draws from ``random_state``, so set it for reproducible bits.
     - A component whose covariance stops being positive definite (a collapsed or empty
       component) is kept with extra diagonal loading and a DegenerateComponentWarning,
       where scikit-learn raises "ill-defined empirical covariance". An empty component
