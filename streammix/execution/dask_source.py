@@ -67,7 +67,9 @@ def _run_chunk(X, sw, index, start, check, indexed, fn, *shared):
     """One task: read the chunk if ``X`` names a chunk file, validate it on the first
     pass, then run the kernel on it (passing the chunk's index to ``fn`` when
     ``indexed``)."""
-    X = X.read() if isinstance(X, ChunkFile) else np.asarray(X)
+    # every fn returns statistics or copies, never a view of X: the chunk may be decoded
+    # into this thread's reused buffer
+    X = X.read(reuse=True) if isinstance(X, ChunkFile) else np.asarray(X)
     if check:
         check_finite(X, what=f"chunk {index} (rows {start} to {start + X.shape[0] - 1})",
                      row_offset=start)

@@ -169,3 +169,16 @@ def test_unmodified_arrays_are_read_inside_the_kernel_tasks(tmp_path, X):
     fitted = GaussianMixture(**g).fit(a)
     persisted = GaussianMixture(**g).fit(a.persist(scheduler="threads"))
     np.testing.assert_array_equal(fitted.means_, persisted.means_)
+
+
+def test_reuse_decodes_into_one_buffer_per_thread(tmp_path, X):
+    path = make(tmp_path, "x", X, compressors=CODECS["blosc-lz4"])
+    refs = chunk_files(zarr.open_array(path, mode="r"))
+    first = refs[0].read(reuse=True)
+    np.testing.assert_array_equal(first, X[:100])
+    second = refs[1].read(reuse=True)
+    assert np.shares_memory(first, second)  # the scratch buffer, overwritten
+    np.testing.assert_array_equal(second, X[100:200])
+    own = refs[2].read()
+    assert not np.shares_memory(own, second)
+    np.testing.assert_array_equal(refs[10].read(reuse=True), X[1000:])  # edge chunk
