@@ -6,8 +6,10 @@ pipeline, a copy of the decoded chunk into the output selection) costs 35-60 ms 
 local store, rows chunked, one chunk across the columns, little-endian floats, no codec
 but an optional compressor) the chunk file is the array's bytes: an uncompressed chunk is
 memory-mapped (copy-on-write, pages taken from the OS cache, no copy: ~2 ms), a
-compressed one is decoded once, straight into its output buffer. Any other layout, or a
-remote store, goes through ``dask.array.from_zarr`` unchanged.
+compressed one is decoded once, from a mapping of its file, straight into its output
+buffer. Any other layout, or a remote store, goes through ``dask.array.from_zarr``
+unchanged. DaskSource recognises an unmodified array made here (``direct_chunks``) and
+lets each statistics task read its own chunk: one task per chunk instead of two.
 
 zarr writes chunk files atomically (a new file renamed over the old), so a chunk that is
 rewritten while mapped keeps its old contents in the mapping.
@@ -24,7 +26,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import InvalidInputError
-
 
 
 @dataclass(frozen=True)
