@@ -58,8 +58,6 @@ def read_zarr(source, what: str = "X"):
 def as_dask_array(X, what: str = "X", chunk_size: int | None = None):
     """A validated 2-D float dask array (one chunk across columns) from a dask array,
     a zarr array or a path/URL; errors name the shape, dtype or chunk problem."""
-    import dask.array as da
-
     if isinstance(X, (str, os.PathLike)):
         X = open_zarr_array(X, what)
     if _is_zarr_array(X):
