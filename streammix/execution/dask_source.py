@@ -79,13 +79,10 @@ def _run_chunk(X, sw, index, start, check, indexed, fn, *shared):
     return fn(X, sw, index, *shared) if indexed else fn(X, sw, *shared)
 
 
-def _pass_graph(name: str, tasks: list, combine: Callable, split_every: int) -> tuple:
-    """A graph layer of ``tasks`` (one per chunk) summed by a tree of ``combine`` calls
-    with fan-in ``split_every``, and the key of its root. Written as a plain task dict
-    (one tokenize per pass, not one per task): building it through dask.delayed took
-    ~100 ms per pass for 40 chunks, the workers idle meanwhile."""
-    layer = {(name, 0, i): task for i, task in enumerate(tasks)}
-    level, depth = list(layer), 1
+def _tree_layer(name: str, keys: list, combine: Callable, split_every: int) -> tuple:
+    """Tasks summing ``keys`` by a tree of ``combine`` calls with fan-in ``split_every``
+    (the shape of dask.array's reductions), and the key of its root."""
+    layer, level, depth = {}, list(keys), 1
     while True:  # at least one combine, so a single chunk is finished like many
         nxt = []
         for j in range(0, len(level), split_every):
@@ -137,8 +134,12 @@ class DaskSource(ChunkSource):
 
     def _pass(self, fn, shared, indexed, combine):
         """One pass as a Delayed: a task per chunk (reading it first when it is a chunk
-        file) and the tree of combines. ``shared`` values are graph keys of their own,
-        shipped once to each worker that needs them."""
+        file) and the tree of combines. Written as plain tasks under one name (one
+        tokenize per pass: building it through dask.delayed's per-call tokenizing took
+        ~100 ms per pass for 40 chunks, the workers idle meanwhile). Chunks that are
+        Delayed (a dask array's blocks, perhaps persisted futures) go through
+        dask.delayed, which tracks them, with the same key names. ``shared`` values are
+        graph keys of their own, shipped once to each worker that needs them."""
         from dask.highlevelgraph import HighLevelGraph
 
         shared_d = [dask.delayed(s, pure=True) for s in shared]
@@ -146,14 +147,20 @@ class DaskSource(ChunkSource):
         check = not self.checked
         name = "streammix-pass-" + tokenize(self._token, fn, combine, shared_keys, check,
                                             indexed, self.split_every)
-        tasks = [(_run_chunk, _task_arg(blk), _task_arg(sw), i, int(self.starts[i]), check,
-                  indexed, fn, *shared_keys)
-                 for i, (blk, sw) in enumerate(zip(self.blocks, self.sw_blocks))]
-        layer, root = _pass_graph(name, tasks, combine, self.split_every)
-        deps = shared_d + [b for b in self.blocks + self.sw_blocks
-                           if isinstance(b, Delayed)]
-        return Delayed(root, HighLevelGraph.from_collections(name, layer, dependencies=deps),
-                       layer=name)
+        layer, parts, keys = {}, [], []
+        for i, (blk, sw) in enumerate(zip(self.blocks, self.sw_blocks)):
+            key = (name, 0, i)
+            args = (i, int(self.starts[i]), check, indexed, fn)
+            if isinstance(blk, Delayed) or isinstance(sw, Delayed):
+                parts.append(dask.delayed(_run_chunk, pure=True)(
+                    blk, sw, *args, *shared_d, dask_key_name=key))
+            else:  # a ChunkFile (or numpy weights): literals, no dependency
+                layer[key] = (_run_chunk, blk, sw, *args, *shared_keys)
+            keys.append(key)
+        tree, root = _tree_layer(name, keys, combine, self.split_every)
+        layer.update(tree)
+        graph = HighLevelGraph.from_collections(name, layer, dependencies=shared_d + parts)
+        return Delayed(root, graph, layer=name)
 
     def map_reduce(self, fn: Callable, combine: Callable | None = None, shared: tuple = (),
                    indexed: bool = False):
@@ -202,12 +209,6 @@ class DaskSource(ChunkSource):
         return {"shape": [self.n_samples, self.n_features], "dtype": self.dtype.name,
                 "chunks": fingerprint_digest(np.asarray(self.row_chunks)),
                 "sample": fingerprint_digest(rows, sw)}
-
-
-def _task_arg(x):
-    """A chunk or weights argument inside a task: a Delayed becomes its key (the graph
-    depends on it), anything else (a ChunkFile, a numpy slice, None) is a literal."""
-    return x.key if isinstance(x, Delayed) else x
 
 
 def _reservoir_chunk(X, sw, index, seed, size):

@@ -61,6 +61,22 @@ def test_local_cluster_of_processes_equals_in_memory(cluster, zarr_data, cov_typ
     assert got.lower_bound_ == pytest.approx(ref.lower_bound_, rel=1e-10)
 
 
+def test_persisted_and_weighted_arrays_on_the_cluster(cluster, zarr_data):
+    """Chunks held by the workers (persisted futures), a plain dask array, a Zarr path
+    read inside the tasks, and dask sample weights all give the in-memory fit."""
+    X, path = zarr_data
+    kw = shared_init(X, "diag", max_iter=3)
+    w = np.random.default_rng(0).uniform(0.5, 2.0, len(X))
+    ref = GaussianMixture(5, **kw).fit(X, sample_weight=w)
+    with Client(cluster, set_as_default=False) as client:
+        held = client.persist(da.from_zarr(path))
+        sw = da.from_array(w, chunks=6000)
+        for data in (held, da.from_array(X, chunks=(6000, 8)), path):
+            got = GaussianMixture(5, client=client, **kw).fit(data, sample_weight=sw)
+            np.testing.assert_allclose(got.means_, ref.means_, rtol=1e-10)
+            np.testing.assert_allclose(got.covariances_, ref.covariances_, rtol=1e-10)
+
+
 def test_active_client_is_used_by_default(cluster, zarr_data):
     X, path = zarr_data
     kw = shared_init(X, "spherical", max_iter=2)
