@@ -20,7 +20,7 @@ from __future__ import annotations
 import mmap
 import os
 import threading
-from collections import OrderedDict
+from functools import lru_cache
 from dataclasses import dataclass
 
 import numpy as np
@@ -40,7 +40,7 @@ class ChunkFile:
     n_features: int
     dtype: str               # numpy dtype string, little-endian
     fill_value: float        # the value of a chunk whose file does not exist
-    compressor: dict | None  # numcodecs config of the one compressor, or None
+    compressor: str | None   # numcodecs id of the one compressor, or None
     stamp: tuple | None      # (st_mtime_ns, st_size), None when the file does not exist
 
     @property
@@ -101,24 +101,19 @@ def read_chunk(ref: ChunkFile, reuse: bool = False) -> np.ndarray:
             except Exception as exc:
                 raise InvalidInputError(
                     f"Zarr chunk file {path!r} could not be decoded with "
-                    f"{ref.compressor['id']}: {type(exc).__name__}: {exc}") from exc
+                    f"{ref.compressor}: {type(exc).__name__}: {exc}") from exc
     finally:
         os.close(fd)
     return out if ref.rows == shape[0] else out[: ref.rows]
 
 
-_DECODERS: dict = {}
+@lru_cache(maxsize=None)
+def _decoder(codec_id: str):
+    """The numcodecs codec ``codec_id`` (blosc, zstd, gzip): decoding needs no other
+    parameter (blosc's frame header carries cname and shuffle), so one serves all."""
+    import numcodecs
 
-
-def _decoder(config: dict):
-    """The numcodecs codec for ``config`` (cached: codecs are stateless for decoding)."""
-    key = tuple(sorted(config.items()))
-    codec = _DECODERS.get(key)
-    if codec is None:
-        import numcodecs
-
-        codec = _DECODERS[key] = numcodecs.get_codec(dict(config))
-    return codec
+    return numcodecs.get_codec({"id": codec_id})
 
 
 def _local_root(z) -> str | None:
@@ -133,29 +128,21 @@ def _local_root(z) -> str | None:
     return os.path.join(str(store.root), z.path) if z.path else str(store.root)
 
 
-def _compressor_v3(codecs) -> tuple[bool, dict | None]:
-    """(supported, numcodecs config) for a v3 codec chain: bytes (little-endian),
-    optionally followed by one of blosc, zstd or gzip."""
+def _compressor_v3(codecs) -> tuple[bool, str | None]:
+    """(supported, numcodecs id of the compressor or None) for a v3 codec chain: bytes
+    (little-endian), optionally followed by one of blosc, zstd or gzip."""
     from zarr.codecs import BloscCodec, BytesCodec, GzipCodec, ZstdCodec
 
     if not codecs or not isinstance(codecs[0], BytesCodec):
         return False, None
-    endian = getattr(codecs[0].endian, "value", codecs[0].endian)
-    if endian not in (None, "little"):
+    if getattr(codecs[0].endian, "value", codecs[0].endian) not in (None, "little"):
         return False, None
-    rest = codecs[1:]
-    if not rest:
+    if len(codecs) == 1:
         return True, None
-    if len(rest) > 1:
+    ids = {BloscCodec: "blosc", ZstdCodec: "zstd", GzipCodec: "gzip"}
+    if len(codecs) > 2 or type(codecs[1]) not in ids:
         return False, None
-    c = rest[0]
-    if isinstance(c, BloscCodec):  # blosc's frame header carries cname and shuffle
-        return True, {"id": "blosc"}
-    if isinstance(c, ZstdCodec):
-        return True, {"id": "zstd"}
-    if isinstance(c, GzipCodec):
-        return True, {"id": "gzip"}
-    return False, None
+    return True, ids[type(codecs[1])]
 
 
 def chunk_files(z) -> list[ChunkFile] | None:
@@ -191,11 +178,6 @@ def chunk_files(z) -> list[ChunkFile] | None:
     return refs
 
 
-#: the chunk files of the arrays zarr_to_dask made, by dask name (the most recent ones)
-_DIRECT: OrderedDict = OrderedDict()
-_DIRECT_KEEP = 64
-
-
 def zarr_to_dask(z):
     """``z`` (a zarr.Array) as a dask array with one task per row-chunk, reading chunk
     files directly where chunk_files allows, else through ``dask.array.from_zarr``."""
@@ -207,22 +189,22 @@ def zarr_to_dask(z):
         return da.from_zarr(z)
     name = "zarr-chunks-" + tokenize(refs)
     graph = {(name, i, 0): (read_chunk, ref) for i, ref in enumerate(refs)}
-    _DIRECT[name] = refs
-    _DIRECT.move_to_end(name)
-    while len(_DIRECT) > _DIRECT_KEEP:
-        _DIRECT.popitem(last=False)
     return da.Array(graph, name, chunks=(tuple(r.rows for r in refs), (refs[0].n_features,)),
                     dtype=np.dtype(refs[0].dtype))
 
 
 def direct_chunks(X) -> list[ChunkFile] | None:
     """The ChunkFiles behind ``X`` when X is exactly an array zarr_to_dask made (not
-    sliced, not persisted), so a task can read its chunk itself instead of depending on
-    a separate read task; else None."""
-    refs = _DIRECT.get(getattr(X, "name", None))
-    if refs is None or len(X.dask) != len(refs):
+    sliced, cast or persisted: its graph is nothing but one read task per chunk), so a
+    task can read its chunk itself instead of depending on a separate read task; else
+    None."""
+    name = getattr(X, "name", "")
+    if not name.startswith("zarr-chunks-"):
         return None
-    task = X.dask.get((X.name, 0, 0))
-    if not (isinstance(task, tuple) and task and task[0] is read_chunk):
+    graph, n = X.dask, len(X.chunks[0])
+    if len(graph) != n:
+        return None
+    tasks = [graph.get((name, i, 0)) for i in range(n)]
+    if not all(isinstance(t, tuple) and len(t) == 2 and t[0] is read_chunk for t in tasks):
         return None  # persisted: the graph holds the chunks (or futures), not reads
-    return refs
+    return [t[1] for t in tasks]
