@@ -16,9 +16,10 @@ from typing import Callable
 import numpy as np
 
 from ..execution.base import ChunkSource
+from ..execution.threads import fold_in_order
 from ..math.covariances import CovarianceType
 from ..math.params import GaussianParams
-from ..math.stats import SufficientStats
+from ..math.stats import SufficientStats, tree_sum
 
 
 @dataclass
@@ -43,7 +44,13 @@ class EMResult:
 
 def statistics(source: ChunkSource, cov: CovarianceType, params: GaussianParams
                ) -> SufficientStats:
-    """One E-step pass: the summed statistics of the whole source under ``params``."""
+    """One E-step pass: the summed statistics of the whole source under ``params``
+    (the same bits on the pool and in one numba region: the same chunks, summed by the
+    same tree)."""
+    if source.runs_in_one_region():
+        parts, _ = cov.stats_chunks(params)(source.X, source.sample_weight, source.bounds,
+                                            False)
+        return fold_in_order(parts, tree_sum)
     return source.map_reduce(_chunk_stats, shared=(cov, params))
 
 

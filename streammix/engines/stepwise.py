@@ -14,7 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..execution.numpy_source import NumpySource
-from ..kernels.checks import scan_nonfinite
+from ..execution.threads import fold_in_order
+from ..kernels.checks import magnitude_from_bits, magnitude_scan_args, scan_nonfinite
 from ..math.covariances import CovarianceType
 from ..math.covariances.tied import tied_centre
 from ..math.params import GaussianParams
@@ -44,8 +45,16 @@ def checked_statistics(source: NumpySource, cov: CovarianceType, params: Gaussia
     any statistics are returned: a bad batch raises ``check_finite``'s error (count,
     first row and column) and changes nothing. The sum is the same as
     ``statistics``'s, in the same order, bit for bit."""
-    kernel = cov.stats_kernel(params)
     X = source.X
+    if source.runs_in_one_region():
+        parts, tops = cov.stats_chunks(params)(X, source.sample_weight, source.bounds, True)
+        _, _, inf_bits = magnitude_scan_args(X)
+        top = int(tops.max())
+        if top >= inf_bits:  # rejected: count and locate the bad values exactly
+            raise_if_nonfinite(scan_nonfinite(X), X, what)
+        raise_if_nonfinite((0, -1, -1, magnitude_from_bits(top, X.dtype)), X, what)
+        return fold_in_order(parts, tree_sum)
+    kernel = cov.stats_kernel(params)
 
     def task(Xc, sw, index):
         stats = kernel(Xc, sw)

@@ -24,6 +24,11 @@ class ChunkSource(ABC):
     #: True when ``iter_chunks`` is as cheap as a parallel pass (in-memory data)
     sequential_passes_are_cheap = False
 
+    def runs_in_one_region(self) -> bool:
+        """Whether statistics passes go to one numba parallel region over ``self.X`` and
+        ``self.bounds`` (a few in-memory chunks; see NumpySource) instead of map_reduce."""
+        return False
+
     @abstractmethod
     def map_reduce(self, fn: Callable, combine: Callable | None = None, shared: tuple = (),
                    indexed: bool = False):

@@ -8,7 +8,13 @@ import numpy as np
 
 from ..math.stats import tree_sum
 from .base import ChunkSource, fingerprint_digest, fingerprint_rows
-from .threads import map_in_order, map_reduce_streaming
+from .threads import (
+    SMALL_JOB_ITEMS_PER_THREAD,
+    default_n_threads,
+    map_in_order,
+    map_reduce_streaming,
+    numba_regions_usable,
+)
 
 # A chunk of about 4 MiB: enough work to amortise a task (~10 us) many times over, small
 # enough that per-chunk buffers stay in cache and 2+ threads balance well.
@@ -51,6 +57,15 @@ class NumpySource(ChunkSource):
                                         list(enumerate(self.bounds)), combine)
         return map_reduce_streaming(lambda b: fn(*self._chunk(b), *shared), self.bounds,
                                     combine)
+
+    def runs_in_one_region(self) -> bool:
+        """Whether a statistics pass over this array runs in one numba parallel region
+        (a few chunks: an online batch, a small data set) rather than on the pool."""
+        if len(self.bounds) > SMALL_JOB_ITEMS_PER_THREAD * default_n_threads():
+            return False
+        if self.X.dtype.kind != "f" or self.X.dtype.itemsize not in (4, 8):
+            return False
+        return numba_regions_usable()
 
     def map_chunks(self, fn: Callable) -> list:
         """fn(X_chunk, sw_chunk) for every chunk, in row order."""

@@ -7,6 +7,9 @@ import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
+import numba
+import numpy as np
+
 _lock = threading.Lock()
 _pool: ThreadPoolExecutor | None = None
 
@@ -35,6 +38,64 @@ def get_pool() -> ThreadPoolExecutor:
         if _pool is None:
             _pool = ThreadPoolExecutor(default_n_threads(), thread_name_prefix="streammix")
         return _pool
+
+
+@numba.njit(cache=True, parallel=True)
+def _probe_region(out):
+    """A trivial parallel region: the first launch makes numba pick its threading layer."""
+    for i in numba.prange(out.shape[0]):
+        out[i] = i
+
+
+_REGION_LAYERS = ("omp", "tbb")
+_region_layer: str | None = None
+_region_pid: int | None = None
+
+
+def numba_regions_usable() -> bool:
+    """Whether a job of a few chunks may run in one numba parallel region
+    (``*_stats_chunks``) instead of on the pool.
+
+    Worth it for online updates: numba's OpenMP/TBB threads wait spinning for a while
+    after a region, where the pool's workers sleep, and on a shared virtual machine a
+    sleeping worker took 0.1-0.3 ms to start on each small batch, and ran its first
+    part on the caller's core. Used only when numba's threading layer is 'omp' or
+    'tbb' (both accept launches from several threads at once; 'workqueue' does not),
+    numba has threads enough, streammix runs more than one thread, the process is not
+    a child forked after GNU OpenMP started (its threads do not survive a fork), and
+    STREAMMIX_NUMBA_REGIONS is not "0"."""
+    global _region_layer, _region_pid
+    if os.environ.get("STREAMMIX_NUMBA_REGIONS", "1") == "0":
+        return False
+    n = default_n_threads()
+    if n < 2 or numba.config.NUMBA_NUM_THREADS < n:
+        return False
+    with _lock:
+        if _region_layer is None:
+            try:
+                _probe_region(np.zeros(2))
+                _region_layer = numba.threading_layer()
+            except Exception:  # no usable layer (e.g. no libgomp, no tbb, a bad setting)
+                _region_layer = "none"
+            _region_pid = os.getpid()
+    if _region_layer not in _REGION_LAYERS:
+        return False
+    if _region_layer == "omp" and os.getpid() != _region_pid:
+        return False
+    if numba.get_num_threads() != n:
+        numba.set_num_threads(n)  # per calling thread
+    return True
+
+
+def fold_in_order(values: list, combine):
+    """combine over results in item order by ``map_reduce_streaming``'s tree: a job
+    computed some other way sums to the same bits as on the pool."""
+    if len(values) == 1:
+        return combine([values[0]])
+    fold = _InOrderFold(combine)
+    for value in values:
+        fold.push(value)
+    return fold.result()
 
 
 def map_in_order(fn, items) -> list:

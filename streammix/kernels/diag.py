@@ -11,8 +11,9 @@ about the mixture mean and moved to each component's mean at the end of the chun
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
+from .checks import max_magnitude_bits_rows
 from ._common import (
     FASTMATH,
     block_loglik,
@@ -128,3 +129,25 @@ def diag_outputs(X, means, centre, prec, pm, q, const, out_logprob, out_labels, 
         write_labels(LP, b, start, out_labels)
         normalise_block(LP, b, lse, maha, scratch)
         write_logprob_resp(LP, lse, b, start, out_logprob, out_resp, want_resp)
+
+
+@njit(nogil=True, cache=True, parallel=True)
+def diag_stats_chunks(X, sample_weight, has_weight, bounds, consts, bits, mask, scan,
+                      s0, s1, s2, loglik, wsum, top):
+    """``diag_stats`` on the row chunks ``bounds[c] = (start, stop)`` of X in one
+    parallel region, chunk c's results in row c of the outputs. With ``scan``, each
+    chunk is first scanned for NaN/inf (top[c], see ``max_magnitude_bits_rows``): that
+    brings its rows into cache for the kernel, measured 2-4x cheaper than scanning
+    after. For batches of a few chunks (online updates): numba's threads wait spinning
+    between regions where the pool's workers sleep, so no update pays a wake-up."""
+    for c in prange(bounds.shape[0]):
+        start, stop = bounds[c, 0], bounds[c, 1]
+        if scan:
+            top[c] = max_magnitude_bits_rows(bits, start, stop, mask)
+        w = sample_weight[start:stop] if has_weight else sample_weight
+        r0, r1, r2, ll, n = diag_stats(X[start:stop], w, has_weight, *consts)
+        s0[c] = r0
+        s1[c] = r1
+        s2[c] = r2
+        loglik[c] = ll
+        wsum[c] = n

@@ -7,15 +7,19 @@ its numba kernel on a chunk. Everything numerical about a type lives in its modu
 
 from __future__ import annotations
 
+import contextlib
 import math
 import warnings
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 import scipy.linalg
 
 from ...errors import DegenerateComponentWarning, InvalidParameterError
+from ...kernels.blas import single_threaded_blas
+from ...kernels.checks import magnitude_scan_args
 from ..params import GaussianParams
 from ..stats import SufficientStats
 
@@ -124,6 +128,20 @@ def positive_variances(var: np.ndarray, reg_covar: float | None,
     return fixed
 
 
+@dataclass(frozen=True)
+class StatsSpec:
+    """A type's statistics kernel, its parallel driver over chunks (kernels/*.py), the
+    constants both take after (X, sample_weight, has_weight) (means first), the shape of
+    one chunk's s2, the tied type's second-moment centre, and whether it calls BLAS."""
+
+    kernel: Callable
+    chunks: Callable
+    consts: tuple
+    s2_shape: tuple[int, ...]
+    centre2: np.ndarray | None = None
+    uses_blas: bool = False
+
+
 class CovarianceType(ABC):
     """Interface of a covariance type (one subclass per module)."""
 
@@ -171,9 +189,13 @@ class CovarianceType(ABC):
         """Check a user's precisions_init: shape, symmetry, positive definiteness."""
 
     @abstractmethod
+    def stats_spec(self, params: GaussianParams) -> StatsSpec:
+        """The type's statistics kernels and the constants they take under ``params``."""
+
     def chunk_stats(self, X: np.ndarray, sample_weight: np.ndarray | None,
                     params: GaussianParams) -> SufficientStats:
         """Run the kernel: statistics of chunk X under ``params``."""
+        return self.stats_kernel(params)(X, sample_weight)
 
     def stats_kernel(self, params: GaussianParams
                      ) -> Callable[[np.ndarray, np.ndarray | None], SufficientStats]:
@@ -181,7 +203,46 @@ class CovarianceType(ABC):
         the kernel derives from the parameters are computed once, not per chunk. Worth it
         when a small batch is split over threads: those few small numpy operations hold
         the GIL, so chunk tasks that each redo them partly wait on one another."""
-        return lambda X, sample_weight: self.chunk_stats(X, sample_weight, params)
+        spec = self.stats_spec(params)
+        name, means, centre2 = self.name, params.means, spec.centre2
+        blas = single_threaded_blas if spec.uses_blas else contextlib.nullcontext
+
+        def kernel(X, sample_weight):
+            sw, has_w = as_weight_array(sample_weight)
+            with blas():
+                s0, s1, s2, ll, n = spec.kernel(X, sw, has_w, *spec.consts)
+            return SufficientStats(name, s0, s1, s2, ll, n, means, centre2)
+
+        return kernel
+
+    def stats_chunks(self, params: GaussianParams
+                     ) -> Callable[..., tuple[list[SufficientStats], np.ndarray]]:
+        """fn(X, sample_weight, bounds, scan) -> (statistics of each row chunk
+        X[start:stop] for (start, stop) in ``bounds``, per-chunk magnitude scans): the
+        kernel over a few chunks in one numba parallel region (``*_stats_chunks``),
+        each chunk's statistics the same bits as ``stats_kernel``'s. With ``scan``,
+        scans[c] is the largest |x| bit pattern of chunk c (``max_magnitude_bits_rows``),
+        else zero."""
+        spec = self.stats_spec(params)
+        name, means, centre2 = self.name, params.means, spec.centre2
+        K, d = means.shape
+
+        def run(X, sample_weight, bounds, scan):
+            nc = len(bounds)
+            s0, s1 = np.empty((nc, K)), np.empty((nc, K, d))
+            s2 = np.empty((nc, *spec.s2_shape))
+            loglik, wsum = np.empty(nc), np.empty(nc)
+            bits, mask, _ = magnitude_scan_args(X)
+            top = np.zeros(nc, dtype=bits.dtype)
+            sw, has_w = as_weight_array(sample_weight)
+            with single_threaded_blas():
+                spec.chunks(X, sw, has_w, np.asarray(bounds, dtype=np.int64), spec.consts,
+                            bits, mask, bool(scan), s0, s1, s2, loglik, wsum, top)
+            parts = [SufficientStats(name, s0[c], s1[c], s2[c], float(loglik[c]),
+                                     float(wsum[c]), means, centre2) for c in range(nc)]
+            return parts, top
+
+        return run
 
     @abstractmethod
     def chunk_outputs(self, X: np.ndarray, params: GaussianParams, want_resp: bool

@@ -6,12 +6,11 @@ import numpy as np
 from numba import njit
 
 from ...kernels.blas import single_threaded_blas
-from ...kernels.diag import diag_outputs, diag_stats
-from ..stats import SufficientStats
+from ...kernels.diag import diag_outputs, diag_stats, diag_stats_chunks
 from ._base import (
     EPS10,
     CovarianceType,
-    as_weight_array,
+    StatsSpec,
     check_shape,
     mixture_weights,
     new_means,
@@ -103,20 +102,10 @@ class DiagCovariance(CovarianceType):
         q = np.ascontiguousarray((pm * m).sum(axis=1))
         return centre, prec, pm, q
 
-    def chunk_stats(self, X, sample_weight, params):
-        return self.stats_kernel(params)(X, sample_weight)
-
-    def stats_kernel(self, params):
-        means = params.means
-        constants = (*self._expanded(params), self.kernel_constants(params))
-
-        def kernel(X, sample_weight):
-            sw, has_w = as_weight_array(sample_weight)
-            with single_threaded_blas():
-                s0, s1, s2, ll, n = diag_stats(X, sw, has_w, means, *constants)
-            return SufficientStats("diag", s0, s1, s2, ll, n, means)
-
-        return kernel
+    def stats_spec(self, params):
+        K, d = params.means.shape
+        consts = (params.means, *self._expanded(params), self.kernel_constants(params))
+        return StatsSpec(diag_stats, diag_stats_chunks, consts, (K, d), uses_blas=True)
 
     def chunk_outputs(self, X, params, want_resp):
         logprob, labels, resp = self._output_buffers(X.shape[0], params.n_components, want_resp)

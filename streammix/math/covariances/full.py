@@ -5,14 +5,13 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from ...kernels.full import full_outputs, full_stats
+from ...kernels.full import full_outputs, full_stats, full_stats_chunks
 from ...kernels.blas import single_threaded_blas
 from ...kernels.linalg import batched_precision_cholesky
-from ..stats import SufficientStats
 from ._base import (
     EPS10,
     CovarianceType,
-    as_weight_array,
+    StatsSpec,
     check_shape,
     check_square_spd,
     mixture_weights,
@@ -108,20 +107,10 @@ class FullCovariance(CovarianceType):
             check_square_spd(precisions[k], f"precisions_init[{k}] ('full')")
         return precisions
 
-    def chunk_stats(self, X, sample_weight, params):
-        return self.stats_kernel(params)(X, sample_weight)
-
-    def stats_kernel(self, params):
-        means, prec_chol = params.means, params.precisions_cholesky
-        constants = self.kernel_constants(params)
-
-        def kernel(X, sample_weight):
-            sw, has_w = as_weight_array(sample_weight)
-            with single_threaded_blas():
-                s0, s1, s2, ll, n = full_stats(X, sw, has_w, means, prec_chol, constants)
-            return SufficientStats("full", s0, s1, s2, ll, n, means)
-
-        return kernel
+    def stats_spec(self, params):
+        K, d = params.means.shape
+        consts = (params.means, params.precisions_cholesky, self.kernel_constants(params))
+        return StatsSpec(full_stats, full_stats_chunks, consts, (K, d, d), uses_blas=True)
 
     def chunk_outputs(self, X, params, want_resp):
         logprob, labels, resp = self._output_buffers(X.shape[0], params.n_components, want_resp)

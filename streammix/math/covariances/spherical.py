@@ -5,11 +5,10 @@ from __future__ import annotations
 import numpy as np
 
 from ...errors import InvalidParameterError
-from ...kernels.spherical import spherical_outputs, spherical_stats
-from ..stats import SufficientStats
+from ...kernels.spherical import spherical_outputs, spherical_stats, spherical_stats_chunks
 from ._base import (
     CovarianceType,
-    as_weight_array,
+    StatsSpec,
     check_shape,
     mixture_weights,
     new_means,
@@ -62,20 +61,11 @@ class SphericalCovariance(CovarianceType):
             )
         return precisions
 
-    def chunk_stats(self, X, sample_weight, params):
-        return self.stats_kernel(params)(X, sample_weight)
-
-    def stats_kernel(self, params):
-        means = params.means
+    def stats_spec(self, params):
         prec = np.ascontiguousarray(params.precisions_cholesky**2)
-        constants = self.kernel_constants(params)
-
-        def kernel(X, sample_weight):
-            sw, has_w = as_weight_array(sample_weight)
-            s0, s1, s2, ll, n = spherical_stats(X, sw, has_w, means, prec, constants)
-            return SufficientStats("spherical", s0, s1, s2, ll, n, means)
-
-        return kernel
+        consts = (params.means, prec, self.kernel_constants(params))
+        return StatsSpec(spherical_stats, spherical_stats_chunks, consts,
+                         (params.n_components,))
 
     def chunk_outputs(self, X, params, want_resp):
         logprob, labels, resp = self._output_buffers(X.shape[0], params.n_components, want_resp)

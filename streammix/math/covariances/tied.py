@@ -5,12 +5,11 @@ from __future__ import annotations
 import numpy as np
 
 from ...kernels.linalg import batched_precision_cholesky
-from ...kernels.tied import tied_outputs, tied_stats
+from ...kernels.tied import tied_outputs, tied_stats, tied_stats_chunks
 from ..params import GaussianParams
-from ..stats import SufficientStats
 from ._base import (
     CovarianceType,
-    as_weight_array,
+    StatsSpec,
     check_shape,
     check_square_spd,
     mixture_weights,
@@ -85,21 +84,11 @@ class TiedCovariance(CovarianceType):
         const = super().kernel_constants(params)
         return np.ascontiguousarray(np.broadcast_to(const, (params.n_components,)), dtype=np.float64)
 
-    def chunk_stats(self, X, sample_weight, params):
-        return self.stats_kernel(params)(X, sample_weight)
-
-    def stats_kernel(self, params):
-        means = params.means
+    def stats_spec(self, params):
+        d = params.n_features
         centre, U, white_means = self._white(params)
-        constants = self.kernel_constants(params)
-
-        def kernel(X, sample_weight):
-            sw, has_w = as_weight_array(sample_weight)
-            s0, s1, s2, ll, n = tied_stats(X, sw, has_w, means, centre, U, white_means,
-                                           constants)
-            return SufficientStats("tied", s0, s1, s2, ll, n, means, centre)
-
-        return kernel
+        consts = (params.means, centre, U, white_means, self.kernel_constants(params))
+        return StatsSpec(tied_stats, tied_stats_chunks, consts, (d, d), centre2=centre)
 
     def chunk_outputs(self, X, params, want_resp):
         logprob, labels, resp = self._output_buffers(X.shape[0], params.n_components, want_resp)
