@@ -53,3 +53,42 @@ def test_an_error_in_any_item_is_raised_after_all_items_ran(bad, monkeypatch):
         map_reduce_streaming(fn, [0, 1], sum)
     assert sorted(ran) == [0, 1]
     assert threads.get_pool() is not None
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 5, 8])
+def test_fold_in_order_is_the_pool_tree(n):
+    items = [str(i) for i in range(n)]
+    assert threads.fold_in_order(items, concat) == map_reduce_streaming(
+        lambda x: x, items, concat, max_in_flight=1)
+
+
+def _regions_in_child(queue):
+    from streammix.execution import threads as child_threads
+
+    queue.put(child_threads.numba_regions_usable())
+
+
+@pytest.mark.skipif(not threads.numba_regions_usable(), reason="no OpenMP/TBB layer")
+def test_a_child_forked_after_openmp_started_uses_the_pool(monkeypatch):
+    """GNU OpenMP's threads do not survive fork(): a forked child must not launch a
+    region (it would hang); TBB survives, so there the child may."""
+    import multiprocessing
+
+    import numba
+
+    monkeypatch.setenv("STREAMMIX_NUM_THREADS", "2")
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    child = ctx.Process(target=_regions_in_child, args=(queue,))
+    child.start()
+    child.join(60)
+    assert child.exitcode == 0
+    assert queue.get(timeout=5) is (numba.threading_layer() != "omp")
+
+
+def test_regions_can_be_switched_off(monkeypatch):
+    monkeypatch.setenv("STREAMMIX_NUMBA_REGIONS", "0")
+    assert not threads.numba_regions_usable()
+    monkeypatch.setenv("STREAMMIX_NUMBA_REGIONS", "1")
+    monkeypatch.setenv("STREAMMIX_NUM_THREADS", "1")
+    assert not threads.numba_regions_usable()
