@@ -16,10 +16,9 @@ from typing import Callable
 import numpy as np
 
 from ..execution.base import ChunkSource
-from ..execution.threads import fold_in_order
 from ..math.covariances import CovarianceType
 from ..math.params import GaussianParams
-from ..math.stats import SufficientStats, tree_sum
+from ..math.stats import SufficientStats
 
 
 @dataclass
@@ -48,9 +47,8 @@ def statistics(source: ChunkSource, cov: CovarianceType, params: GaussianParams
     (the same bits on the pool and in one numba region: the same chunks, summed by the
     same tree)."""
     if source.runs_in_one_region():
-        parts, _ = cov.stats_chunks(params)(source.X, source.sample_weight, source.bounds,
-                                            False)
-        return fold_in_order(parts, tree_sum)
+        total, _ = cov.stats_chunks(params)(source.X, source.sample_weight, source.bounds)
+        return total
     return source.map_reduce(_chunk_stats, shared=(cov, params))
 
 

@@ -14,8 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..execution.numpy_source import NumpySource
-from ..execution.threads import fold_in_order
-from ..kernels.checks import magnitude_from_bits, magnitude_scan_args, scan_nonfinite
+from ..kernels.checks import FLOAT64_INF_BITS, magnitude_from_bits, scan_nonfinite
 from ..math.covariances import CovarianceType
 from ..math.covariances.tied import tied_centre
 from ..math.params import GaussianParams
@@ -46,14 +45,13 @@ def checked_statistics(source: NumpySource, cov: CovarianceType, params: Gaussia
     first row and column) and changes nothing. The sum is the same as
     ``statistics``'s, in the same order, bit for bit."""
     X = source.X
-    if source.runs_in_one_region():
-        parts, tops = cov.stats_chunks(params)(X, source.sample_weight, source.bounds, True)
-        _, _, inf_bits = magnitude_scan_args(X)
+    if source.runs_in_one_region():  # the kernels check the values as they load them
+        total, tops = cov.stats_chunks(params)(X, source.sample_weight, source.bounds)
         top = int(tops.max())
-        if top >= inf_bits:  # rejected: count and locate the bad values exactly
+        if top >= FLOAT64_INF_BITS:  # rejected: count and locate the bad values exactly
             raise_if_nonfinite(scan_nonfinite(X), X, what)
-        raise_if_nonfinite((0, -1, -1, magnitude_from_bits(top, X.dtype)), X, what)
-        return fold_in_order(parts, tree_sum)
+        raise_if_nonfinite((0, -1, -1, magnitude_from_bits(top)), X, what)
+        return total
     kernel = cov.stats_kernel(params)
 
     def task(Xc, sw, index):
@@ -125,6 +123,9 @@ def stepwise_update(cov: CovarianceType, running: SufficientStats | None,
         mixed = batch.scaled(1.0 / batch.n)
         rescaled = mixed.scaled(batch.n)
     else:
+        fused = cov.fused_stepwise(running, batch, eta, reg_covar)
+        if fused is not None:  # the same steps as below in one numba call
+            return StepwiseResult(fused[0], fused[1], eta)
         mixed, rescaled = blend_normalised(running, batch, eta)
     params = m_step(cov, rescaled, reg_covar)
     centre2 = tied_centre(params) if params.covariance_type == "tied" else None

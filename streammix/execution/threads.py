@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
 import os
 import threading
@@ -25,6 +26,13 @@ def default_n_threads() -> int:
             return max(1, int(env))
         except ValueError:
             pass
+    return _usable_cpus(os.getpid())
+
+
+@functools.lru_cache(maxsize=4)
+def _usable_cpus(pid: int) -> int:
+    """CPUs this process may use, asked once per process (a system call that every
+    online update made several times)."""
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # pragma: no cover - not Linux
@@ -85,17 +93,6 @@ def numba_regions_usable() -> bool:
     if numba.get_num_threads() != n:
         numba.set_num_threads(n)  # per calling thread
     return True
-
-
-def fold_in_order(values: list, combine):
-    """combine over results in item order by ``map_reduce_streaming``'s tree: a job
-    computed some other way sums to the same bits as on the pool."""
-    if len(values) == 1:
-        return combine([values[0]])
-    fold = _InOrderFold(combine)
-    for value in values:
-        fold.push(value)
-    return fold.result()
 
 
 def map_in_order(fn, items) -> list:

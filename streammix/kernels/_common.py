@@ -42,6 +42,24 @@ def load_block_t(X, start, b, XT):
             XT[j, i] = X[start + i, j]
 
 
+_MAGNITUDE_BITS = np.int64(0x7FFF_FFFF_FFFF_FFFF)
+
+
+@njit(nogil=True, cache=True)
+def block_top_bits(block, n0, n1, top):
+    """top[0] = max(top[0], largest |x| bit pattern of block[:n0, :n1]) for a float64
+    C-ordered block: the statistics kernels' NaN/inf and magnitude check, on the block
+    they have just loaded into L1 (an integer max that LLVM vectorises; NaN and inf
+    patterns lie at or above the pattern of +inf)."""
+    bits = block.view(np.int64)
+    m = top[0]
+    for i in range(n0):
+        for j in range(n1):
+            v = bits[i, j] & _MAGNITUDE_BITS
+            m = v if v > m else m
+    top[0] = m
+
+
 @intrinsic
 def _bits_to_float(typingctx, v):
     """Reinterpret an int64 as the float64 with the same bits (for 2**n in exp)."""
@@ -185,3 +203,49 @@ def write_logprob_resp(LP, lse, b, start, out_logprob, out_resp, want_resp):
         if want_resp:
             for k in range(K):
                 out_resp[start + i, k] = LP[k, i]
+
+
+@njit(nogil=True, cache=True)
+def store_chunk_row(F, c, s0, s1, s2, loglik, wsum):
+    """Row c of F = (s0, s1, s2 flattened, loglik, wsum): one chunk's statistics as one
+    flat row, so that a parallel driver's chunks sum row by row (``fold_rows_in_order``)."""
+    j = 0
+    for v in (s0.ravel(), s1.ravel(), s2.ravel()):
+        for i in range(v.shape[0]):
+            F[c, j] = v[i]
+            j += 1
+    F[c, j] = loglik
+    F[c, j + 1] = wsum
+
+
+@njit(nogil=True, cache=True)
+def fold_rows_in_order(F):
+    """Sum the rows of F into row 0 by the tree of the thread pool's in-order fold
+    (execution.threads._InOrderFold: pairs of equal level combine as they arrive, then
+    the leftovers right to left), so a job summed here adds in the same order, with
+    the same IEEE additions, as on the pool."""
+    n, m = F.shape
+    stack = np.empty(n, dtype=np.int64)
+    levels = np.empty(n, dtype=np.int64)
+    top = 0
+    for c in range(n):
+        cur = c
+        level = 0
+        while top > 0 and levels[top - 1] == level:
+            top -= 1
+            left = stack[top]
+            for j in range(m):
+                F[left, j] = F[left, j] + F[cur, j]
+            cur = left
+            level += 1
+        stack[top] = cur
+        levels[top] = level
+        top += 1
+    top -= 1
+    cur = stack[top]
+    while top > 0:
+        top -= 1
+        left = stack[top]
+        for j in range(m):
+            F[left, j] = F[left, j] + F[cur, j]
+        cur = left

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 from numba import njit
-from numba.extending import overload
 
 # IEEE bit patterns with the sign bit cleared order like the magnitudes they encode, and
 # every NaN/inf pattern lies at or above the pattern of +inf.
@@ -80,43 +79,10 @@ def scan_nonfinite(X: np.ndarray) -> tuple[int, int, int, float]:
     return 0, -1, -1, big
 
 
-def max_magnitude_bits_rows(bits, start, stop, mask):
-    """Largest of bits & mask over rows [start, stop) of a 2-D integer view: the scan of
-    one chunk inside a parallel statistics driver (a result at or above the pattern of
-    +inf means the chunk holds NaN/inf). In numba code only (see the overload below)."""
-    raise NotImplementedError("max_magnitude_bits_rows is for numba-compiled callers")
+FLOAT64_INF_BITS = int(_INF_BITS[8])
 
 
-@overload(max_magnitude_bits_rows, jit_options={"nogil": True})
-def _max_magnitude_bits_rows_impl(bits, start, stop, mask):
-    """One loop per memory layout, chosen when the caller compiles: C-ordered rows are
-    one contiguous run (a flat loop LLVM vectorises, 4x faster than a row-by-row loop
-    over d = 16), F-ordered rows are d contiguous column runs."""
-    if bits.layout == "C":
-        def scan_c(bits, start, stop, mask):
-            return _max_magnitude_bits_flat(bits[start:stop].reshape(-1), mask)
-        return scan_c
-    if bits.layout == "F":
-        def scan_f(bits, start, stop, mask):
-            m = bits.dtype.type(0)
-            for j in range(bits.shape[1]):
-                m = max(m, _max_magnitude_bits_flat(bits[start:stop, j], mask))
-            return m
-        return scan_f
-
-    def scan_any(bits, start, stop, mask):
-        return _max_magnitude_bits_2d(bits[start:stop], mask)
-    return scan_any
-
-
-def magnitude_scan_args(X: np.ndarray) -> tuple[np.ndarray, object, int]:
-    """(integer view of X, magnitude mask, bit pattern of +inf) for float32/float64 X:
-    what ``max_magnitude_bits_rows`` needs, and the bar its result is judged by."""
-    size = X.dtype.itemsize
-    return X.view(_INT_OF[size]), _MAGNITUDE_MASK[size], int(_INF_BITS[size])
-
-
-def magnitude_from_bits(top: int, dtype: np.dtype) -> float:
-    """The |x| whose bit pattern (sign cleared) is ``top``, for a finite pattern."""
-    size = np.dtype(dtype).itemsize
-    return float(np.array(top, dtype=_INT_OF[size]).view(dtype))
+def magnitude_from_bits(top: int) -> float:
+    """The |x| whose float64 bit pattern (sign cleared) is ``top``, a finite pattern:
+    what the statistics kernels' check (``block_top_bits``) reports as the largest |x|."""
+    return float(np.array(top, dtype=np.int64).view(np.float64))

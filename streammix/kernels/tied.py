@@ -11,8 +11,10 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from .checks import max_magnitude_bits_rows
 from ._common import (
+    block_top_bits,
+    fold_rows_in_order,
+    store_chunk_row,
     FASTMATH,
     block_loglik,
     block_rows,
@@ -57,9 +59,11 @@ def _block_log_prob(XT, b, centre, prec_chol, white_means, const, XC, W, maha, L
 
 
 @njit(nogil=True, cache=True, fastmath=FASTMATH)
-def tied_stats(X, sample_weight, has_weight, means, centre, prec_chol, white_means, const):
+def tied_stats(X, sample_weight, has_weight, top, means, centre, prec_chol, white_means,
+               const):
     """Statistics of chunk X: (s0 (K,), s1 (K,d) about the means, s2 (d,d) about
-    ``centre``, loglik, wsum)."""
+    ``centre``, loglik, wsum). top[0] is raised to X's largest |x| bit pattern
+    (``block_top_bits``)."""
     n, d = X.shape
     K = means.shape[0]
     B = block_rows(d)
@@ -79,6 +83,7 @@ def tied_stats(X, sample_weight, has_weight, means, centre, prec_chol, white_mea
     for start in range(0, n, B):
         b = min(B, n - start)
         load_block_t(X, start, b, XT)
+        block_top_bits(XT, d, b, top)
         _block_log_prob(XT, b, centre, prec_chol, white_means, const, XC, W, maha, LP)
         normalise_block(LP, b, lse, maha, scratch)
         ll, w = block_loglik(LP, b, sample_weight, has_weight, start, lse)
@@ -136,22 +141,17 @@ def tied_outputs(X, centre, prec_chol, white_means, const, out_logprob, out_labe
 
 
 @njit(nogil=True, cache=True, parallel=True)
-def tied_stats_chunks(X, sample_weight, has_weight, bounds, consts, bits, mask, scan,
-                      s0, s1, s2, loglik, wsum, top):
+def tied_stats_chunks(X, sample_weight, has_weight, bounds, consts, F, top):
     """``tied_stats`` on the row chunks ``bounds[c] = (start, stop)`` of X in one
-    parallel region, chunk c's results in row c of the outputs. With ``scan``, each
-    chunk is first scanned for NaN/inf (top[c], see ``max_magnitude_bits_rows``): that
-    brings its rows into cache for the kernel, measured 2-4x cheaper than scanning
-    after. For batches of a few chunks (online updates): numba's threads wait spinning
-    between regions where the pool's workers sleep, so no update pays a wake-up."""
+    parallel region: chunk c's statistics in row c of F (``store_chunk_row``), then all
+    summed into row 0 in the thread pool's order (``fold_rows_in_order``); top[c] is
+    chunk c's NaN/inf and magnitude check (``block_top_bits``). For batches of a few
+    chunks (online updates): numba's threads wait spinning between regions where the
+    pool's workers sleep, so no update pays a thread wake-up."""
     for c in prange(bounds.shape[0]):
         start, stop = bounds[c, 0], bounds[c, 1]
-        if scan:
-            top[c] = max_magnitude_bits_rows(bits, start, stop, mask)
         w = sample_weight[start:stop] if has_weight else sample_weight
-        r0, r1, r2, ll, n = tied_stats(X[start:stop], w, has_weight, *consts)
-        s0[c] = r0
-        s1[c] = r1
-        s2[c] = r2
-        loglik[c] = ll
-        wsum[c] = n
+        r0, r1, r2, ll, n = tied_stats(X[start:stop], w, has_weight, top[c:c + 1],
+                                       *consts)
+        store_chunk_row(F, c, r0, r1, r2, ll, n)
+    fold_rows_in_order(F)

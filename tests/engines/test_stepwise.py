@@ -124,3 +124,49 @@ def test_same_bits_run_to_run(two_threads):
     for field in ("s0", "s1", "s2"):
         np.testing.assert_array_equal(getattr(a, field), getattr(b, field))
     assert a.loglik == b.loglik
+
+
+def _two_steps(cov_type, X):
+    from streammix.engines.stepwise import stepwise_update
+
+    cov, params = get_covariance_type(cov_type), random_params(cov_type, 3, X.shape[1])
+    first = stepwise_update(cov, None, statistics(NumpySource(X[:3000]), cov, params), 1.0,
+                            1e-6)
+    batch = statistics(NumpySource(X[3000:]), cov, first.params)
+    return cov, first, batch
+
+
+@pytest.mark.parametrize("cov_type", TYPES)
+def test_the_fused_step_is_the_general_step_bit_for_bit(cov_type):
+    from streammix.engines.em import m_step
+    from streammix.math.stats import blend_normalised, recentred
+
+    X = make_blobs(6000, 5, 3, seed=0)[0]
+    cov, first, batch = _two_steps(cov_type, X)
+    fused = cov.fused_stepwise(first.running, batch, 0.3, 1e-6)
+    if cov_type in ("tied", "spherical"):
+        assert fused is None  # no fused step: the general path runs
+        return
+    mixed, rescaled = blend_normalised(first.running, batch, 0.3)
+    params = m_step(cov, rescaled, 1e-6)
+    running = recentred(mixed, params.means, None)
+    for field in ("weights", "means", "covariances", "precisions_cholesky"):
+        np.testing.assert_array_equal(getattr(fused[0], field), getattr(params, field))
+    for field in ("s0", "s1", "s2", "centres"):
+        np.testing.assert_array_equal(getattr(fused[1], field), getattr(running, field))
+    assert (fused[1].loglik, fused[1].n) == (running.loglik, running.n)
+
+
+@pytest.mark.parametrize("cov_type", ["diag", "full"])
+def test_a_collapsing_component_leaves_the_fused_step_to_the_repairing_path(cov_type):
+    from streammix.engines.stepwise import stepwise_update
+    from streammix.errors import DegenerateComponentWarning
+
+    X = make_blobs(6000, 5, 3, seed=0)[0]
+    cov, first, batch = _two_steps(cov_type, X)
+    batch.s2[0] = 0.0  # component 0: no spread at all, and reg_covar = 0 below
+    first.running.s2[0] = 0.0
+    assert cov.fused_stepwise(first.running, batch, 0.5, 0.0) is None
+    with pytest.warns(DegenerateComponentWarning, match="component 0"):
+        result = stepwise_update(cov, first.running, batch, 0.5, 0.0)
+    assert np.isfinite(result.params.precisions_cholesky).all()

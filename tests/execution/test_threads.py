@@ -55,13 +55,6 @@ def test_an_error_in_any_item_is_raised_after_all_items_ran(bad, monkeypatch):
     assert threads.get_pool() is not None
 
 
-@pytest.mark.parametrize("n", [1, 2, 3, 5, 8])
-def test_fold_in_order_is_the_pool_tree(n):
-    items = [str(i) for i in range(n)]
-    assert threads.fold_in_order(items, concat) == map_reduce_streaming(
-        lambda x: x, items, concat, max_in_flight=1)
-
-
 def _regions_in_child(queue):
     from streammix.execution import threads as child_threads
 

@@ -1,13 +1,16 @@
-"""The parallel statistics drivers (``*_stats_chunks``): per-chunk results equal the
-kernel run on each chunk alone, in every memory layout, and the per-chunk NaN/inf scan."""
+"""The parallel statistics drivers (``*_stats_chunks``): their sum equals the kernels run
+on each chunk alone and summed as the pool sums them, in every memory layout, and each
+chunk's NaN/inf and magnitude check."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from streammix.kernels.checks import magnitude_from_bits, magnitude_scan_args
+from streammix.kernels.checks import FLOAT64_INF_BITS, magnitude_from_bits
+from streammix.execution.threads import map_reduce_streaming
 from streammix.math.covariances import get_covariance_type
+from streammix.math.stats import tree_sum
 from tests.conftest import make_blobs
 from tests.kernels.test_kernels import TYPES, random_params
 
@@ -34,39 +37,46 @@ def test_chunks_equal_the_kernel_per_chunk(cov_type, dtype, layout, weighted):
     cov = get_covariance_type(cov_type)
     sw = np.random.default_rng(2).uniform(0, 3, len(X)) if weighted else None
     kernel = cov.stats_kernel(params)
-    for name, A in [(layout, layouts(X)[layout])]:
-        parts, tops = cov.stats_chunks(params)(A, sw, BOUNDS, True)
-        assert len(parts) == len(BOUNDS)
-        for (a, b), part, top in zip(BOUNDS, parts, tops):
-            ref = kernel(np.ascontiguousarray(X[a:b]), None if sw is None else sw[a:b])
-            for field in ("s0", "s1", "s2"):
-                np.testing.assert_allclose(getattr(part, field), getattr(ref, field),
-                                           rtol=1e-12, atol=1e-9, err_msg=f"{name} {field}")
-            assert part.loglik == pytest.approx(ref.loglik, rel=1e-12)
-            assert part.n == pytest.approx(ref.n, rel=1e-14)
-            assert part.centres is params.means
-            if cov_type == "tied":
-                np.testing.assert_array_equal(part.centre2, ref.centre2)
-            assert magnitude_from_bits(int(top), A.dtype) == np.abs(X[a:b]).max()
+    A = layouts(X)[layout]
+    total, tops = cov.stats_chunks(params)(A, sw, BOUNDS)
+    parts = [kernel(np.ascontiguousarray(X[a:b]), None if sw is None else sw[a:b])
+             for a, b in BOUNDS]
+    on_pool = map_reduce_streaming(lambda part: part, parts, tree_sum, max_in_flight=1)
+    for field in ("s0", "s1", "s2"):
+        np.testing.assert_allclose(getattr(total, field), getattr(on_pool, field),
+                                   rtol=1e-12, atol=1e-9, err_msg=field)
+        assert getattr(total, field).flags.c_contiguous
+    assert total.loglik == pytest.approx(on_pool.loglik, rel=1e-12)
+    assert total.n == pytest.approx(on_pool.n, rel=1e-14)
+    assert total.centres is params.means
+    if cov_type == "tied":
+        np.testing.assert_array_equal(total.centre2, on_pool.centre2)
+    for (a, b), top in zip(BOUNDS, tops):
+        assert magnitude_from_bits(int(top)) == np.abs(X[a:b]).max()
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
-def test_scan_flags_exactly_the_chunk_with_a_bad_value(dtype, bad):
+def test_the_check_flags_exactly_the_chunk_with_a_bad_value(dtype, bad):
     X = make_blobs(2300, 4, 2, seed=1)[0].astype(dtype)
     X[1200, 3] = bad  # in chunk 1
     cov = get_covariance_type("diag")
     params = random_params("diag", 2, 4)
-    _, _, inf_bits = magnitude_scan_args(X)
     for name, A in layouts(X).items():
-        parts, tops = cov.stats_chunks(params)(A, None, BOUNDS, True)
-        assert [int(t) >= inf_bits for t in tops] == [False, True, False, False], name
-        assert np.isfinite(parts[0].s1).all()  # the kernels stay safe on any values
+        total, tops = cov.stats_chunks(params)(A, None, BOUNDS)
+        assert [int(t) >= FLOAT64_INF_BITS for t in tops] == [False, True, False, False], name
 
 
-def test_without_scan_the_tops_are_zero():
-    X = make_blobs(500, 3, 2, seed=1)[0]
-    cov = get_covariance_type("full")
-    _, tops = cov.stats_chunks(random_params("full", 2, 3))(X, None, [(0, 250), (250, 500)],
-                                                             False)
-    assert tops.tolist() == [0, 0]
+@pytest.mark.parametrize("n", [1, 2, 3, 4, 5, 7, 8, 13])
+def test_rows_fold_in_the_pools_order(n):
+    """fold_rows_in_order adds exactly as the pool's in-order fold does: checked with
+    values whose float sums depend on the order of the additions."""
+    from streammix.kernels._common import fold_rows_in_order
+
+    rng = np.random.default_rng(n)
+    F = rng.normal(size=(n, 3)) * 10.0 ** rng.integers(-8, 9, size=(n, 3))
+    expected = map_reduce_streaming(lambda row: row, list(F.copy()),
+                                    lambda rows: rows[0] + rows[1] if len(rows) == 2
+                                    else rows[0], max_in_flight=1)
+    fold_rows_in_order(F)
+    np.testing.assert_array_equal(F[0], expected)

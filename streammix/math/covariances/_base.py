@@ -19,7 +19,6 @@ import scipy.linalg
 
 from ...errors import DegenerateComponentWarning, InvalidParameterError
 from ...kernels.blas import single_threaded_blas
-from ...kernels.checks import magnitude_scan_args
 from ..params import GaussianParams
 from ..stats import SufficientStats
 
@@ -210,39 +209,72 @@ class CovarianceType(ABC):
         def kernel(X, sample_weight):
             sw, has_w = as_weight_array(sample_weight)
             with blas():
-                s0, s1, s2, ll, n = spec.kernel(X, sw, has_w, *spec.consts)
+                s0, s1, s2, ll, n = spec.kernel(X, sw, has_w, np.zeros(1, np.int64),
+                                                *spec.consts)
             return SufficientStats(name, s0, s1, s2, ll, n, means, centre2)
 
         return kernel
 
     def stats_chunks(self, params: GaussianParams
-                     ) -> Callable[..., tuple[list[SufficientStats], np.ndarray]]:
-        """fn(X, sample_weight, bounds, scan) -> (statistics of each row chunk
-        X[start:stop] for (start, stop) in ``bounds``, per-chunk magnitude scans): the
-        kernel over a few chunks in one numba parallel region (``*_stats_chunks``),
-        each chunk's statistics the same bits as ``stats_kernel``'s. With ``scan``,
-        scans[c] is the largest |x| bit pattern of chunk c (``max_magnitude_bits_rows``),
-        else zero."""
+                     ) -> Callable[..., tuple[SufficientStats, np.ndarray]]:
+        """fn(X, sample_weight, bounds) -> (statistics of X's rows in the chunks
+        ``bounds`` = [(start, stop), ...], tops): the kernel over a few chunks in one
+        numba parallel region (``*_stats_chunks``), summed in the thread pool's order,
+        so the sum equals ``statistics``'s on the pool to rounding (the kernel inlined
+        in the region may round its sums differently). tops[c] is chunk c's largest |x|
+        as a float64 bit pattern; NaN/inf make it at least ``FLOAT64_INF_BITS``."""
         spec = self.stats_spec(params)
         name, means, centre2 = self.name, params.means, spec.centre2
         K, d = means.shape
+        n2 = math.prod(spec.s2_shape)
+        width = K + K * d + n2 + 2
 
-        def run(X, sample_weight, bounds, scan):
-            nc = len(bounds)
-            s0, s1 = np.empty((nc, K)), np.empty((nc, K, d))
-            s2 = np.empty((nc, *spec.s2_shape))
-            loglik, wsum = np.empty(nc), np.empty(nc)
-            bits, mask, _ = magnitude_scan_args(X)
-            top = np.zeros(nc, dtype=bits.dtype)
+        def run(X, sample_weight, bounds):
+            F = np.empty((len(bounds), width))
+            top = np.zeros(len(bounds), dtype=np.int64)
             sw, has_w = as_weight_array(sample_weight)
             with single_threaded_blas():
                 spec.chunks(X, sw, has_w, np.asarray(bounds, dtype=np.int64), spec.consts,
-                            bits, mask, bool(scan), s0, s1, s2, loglik, wsum, top)
-            parts = [SufficientStats(name, s0[c], s1[c], s2[c], float(loglik[c]),
-                                     float(wsum[c]), means, centre2) for c in range(nc)]
-            return parts, top
+                            F, top)
+            row = F[0]
+            s1 = row[K:K + K * d].reshape(K, d)
+            s2 = row[K + K * d:K + K * d + n2].reshape(spec.s2_shape)
+            total = SufficientStats(name, row[:K], s1, s2, float(row[-2]), float(row[-1]),
+                                    means, centre2)
+            return total, top
 
         return run
+
+    #: numba function (running s0, s1, s2, batch s0, s1, s2, 1/n, 1 - eta, eta, n,
+    #: centres, reg_covar, eps) -> (ok, nk, means, covariances, precision Cholesky,
+    #: blended s0, s1 and s2 recentred on the new means), or None: see ``fused_stepwise``
+    _stepwise_step: Callable | None = None
+
+    def fused_stepwise(self, running: SufficientStats, batch: SufficientStats, eta: float,
+                       reg_covar: float) -> tuple[GaussianParams, SufficientStats] | None:
+        """One stepwise-EM step (blend, M-step, precision Cholesky, recentring of the
+        blended statistics on the new means) as one numba call, for the types that have
+        one; the same operations in the same order as ``blend_normalised``, ``m_step``,
+        ``precision_cholesky`` and ``recentred``, so the same bits. None when the type
+        has none, the arrays are not contiguous float64, or a covariance needs repair
+        (the general path then repairs it, with its warning)."""
+        step = self._stepwise_step
+        arrays = (running.s0, running.s1, running.s2, batch.s0, batch.s1, batch.s2,
+                  running.centres)
+        if step is None or not all(a.flags.c_contiguous and a.dtype == np.float64
+                                   for a in arrays):
+            return None
+        running._check_compatible(batch)
+        inv_n, keep = 1.0 / batch.n, 1.0 - eta
+        ok, nk, means, covs, prec_chol, m0, m1, m2 = step(
+            running.s0, running.s1, running.s2, batch.s0, batch.s1, batch.s2, inv_n, keep,
+            eta, batch.n, running.centres, reg_covar, EPS10)
+        if not ok:
+            return None
+        params = GaussianParams(self.name, mixture_weights(nk), means, covs, prec_chol)
+        loglik = running.loglik * keep + (batch.loglik * inv_n) * eta
+        n = running.n * keep + (batch.n * inv_n) * eta
+        return params, SufficientStats(self.name, m0, m1, m2, loglik, n, means, None)
 
     @abstractmethod
     def chunk_outputs(self, X: np.ndarray, params: GaussianParams, want_resp: bool

@@ -8,6 +8,7 @@ from numba import njit
 from ...kernels.full import full_outputs, full_stats, full_stats_chunks
 from ...kernels.blas import single_threaded_blas
 from ...kernels.linalg import batched_precision_cholesky
+from ..stats import _blend_rescale, _recentre_moments
 from ._base import (
     EPS10,
     CovarianceType,
@@ -40,8 +41,30 @@ def _full_m_step(s0, s1, s2, centres, reg_covar, eps, nk, means, cov):
             cov[k, i, i] += reg_covar
 
 
+@njit(cache=True)
+def _full_stepwise_step(r0, r1, r2, b0, b1, b2, inv_n, keep, eta, n, centres, reg_covar,
+                        eps):
+    """``CovarianceType.fused_stepwise`` for 'full': ``_blend_rescale``, ``_full_m_step``,
+    ``batched_precision_cholesky`` and ``_recentre_moments`` in one call."""
+    K, d = r1.shape
+    m0, m1, m2 = np.empty(K), np.empty((K, d)), np.empty((K, d, d))
+    q0, q1, q2 = np.empty(K), np.empty((K, d)), np.empty((K, d, d))
+    _blend_rescale(r0, b0, inv_n, keep, eta, n, m0, q0)
+    _blend_rescale(r1.ravel(), b1.ravel(), inv_n, keep, eta, n, m1.ravel(), q1.ravel())
+    _blend_rescale(r2.ravel(), b2.ravel(), inv_n, keep, eta, n, m2.ravel(), q2.ravel())
+    nk, means, cov = np.empty(K), np.empty((K, d)), np.empty((K, d, d))
+    _full_m_step(q0, q1, q2, centres, reg_covar, eps, nk, means, cov)
+    prec_chol = np.zeros((K, d, d))
+    good = np.zeros(K, dtype=np.bool_)
+    batched_precision_cholesky(cov, prec_chol, good)
+    s1, s2 = np.empty((K, d)), np.empty((K, d, d))
+    _recentre_moments(m0, m1, m2.reshape(K, d * d), centres, means, s1, s2.reshape(K, d * d))
+    return good.all(), nk, means, cov, prec_chol, m0, s1, s2
+
+
 class FullCovariance(CovarianceType):
     name = "full"
+    _stepwise_step = staticmethod(_full_stepwise_step)
 
     def covariance_shape(self, n_components, n_features):
         return (n_components, n_features, n_features)
