@@ -61,8 +61,8 @@ class NumpySource(ChunkSource):
     def runs_in_one_region(self) -> bool:
         """Whether a statistics pass over this array runs in one numba parallel region
         (a few chunks: an online batch, a small data set) rather than on the pool."""
-        if len(self.bounds) > SMALL_JOB_ITEMS_PER_THREAD * default_n_threads():
-            return False
+        if not 0 < len(self.bounds) <= SMALL_JOB_ITEMS_PER_THREAD * default_n_threads():
+            return False  # empty, or enough chunks to keep the pool busy
         if self.X.dtype.kind != "f" or self.X.dtype.itemsize not in (4, 8):
             return False
         return numba_regions_usable()

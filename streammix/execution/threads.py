@@ -58,6 +58,7 @@ def _probe_region(out):
 _REGION_LAYERS = ("omp", "tbb")
 _region_layer: str | None = None
 _region_pid: int | None = None
+_numba_threads_set = threading.local()
 
 
 def numba_regions_usable() -> bool:
@@ -90,8 +91,9 @@ def numba_regions_usable() -> bool:
         return False
     if _region_layer == "omp" and os.getpid() != _region_pid:
         return False
-    if numba.get_num_threads() != n:
-        numba.set_num_threads(n)  # per calling thread
+    if getattr(_numba_threads_set, "n", None) != n:
+        numba.set_num_threads(n)  # numba's count is per calling thread
+        _numba_threads_set.n = n
     return True
 
 

@@ -7,7 +7,6 @@ half the flops, measured 2x slower than dgemm at these sizes and was dropped.)
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import threading
 
@@ -59,22 +58,37 @@ _active = 0
 _saved = None
 
 
-@contextlib.contextmanager
-def single_threaded_blas():
-    """Hold the kernels' BLAS at one thread while any kernel call is running."""
-    global _active, _saved
-    if _set_threads is None:
-        yield
-        return
-    with _lock:
-        if _active == 0:
-            _saved = _get_threads()
-            _set_threads(1)
-        _active += 1
-    try:
-        yield
-    finally:
+class _SingleThreadedBlas:
+    """Hold the kernels' BLAS at one thread while any kernel call is running: the
+    first of overlapping holders saves the thread count and sets 1, the last restores
+    it. A plain context manager object, not a generator: an online update enters it
+    once per batch, and the generator machinery cost more than the calls it wraps."""
+
+    __slots__ = ()
+
+    def __enter__(self) -> None:
+        global _active, _saved
+        if _set_threads is None:
+            return
+        with _lock:
+            if _active == 0:
+                _saved = _get_threads()
+                _set_threads(1)
+            _active += 1
+
+    def __exit__(self, *exc) -> None:
+        global _active
+        if _set_threads is None:
+            return
         with _lock:
             _active -= 1
             if _active == 0 and _saved is not None:
                 _set_threads(_saved)
+
+
+_SINGLE_THREADED_BLAS = _SingleThreadedBlas()
+
+
+def single_threaded_blas() -> _SingleThreadedBlas:
+    """``with single_threaded_blas():`` holds the kernels' BLAS at one thread."""
+    return _SINGLE_THREADED_BLAS

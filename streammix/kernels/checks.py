@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import struct
+
 import numpy as np
 from numba import njit
 
@@ -85,4 +87,4 @@ FLOAT64_INF_BITS = int(_INF_BITS[8])
 def magnitude_from_bits(top: int) -> float:
     """The |x| whose float64 bit pattern (sign cleared) is ``top``, a finite pattern:
     what the statistics kernels' check (``block_top_bits``) reports as the largest |x|."""
-    return float(np.array(top, dtype=np.int64).view(np.float64))
+    return struct.unpack("<d", struct.pack("<q", top))[0]

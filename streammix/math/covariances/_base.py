@@ -234,8 +234,8 @@ class CovarianceType(ABC):
             top = np.zeros(len(bounds), dtype=np.int64)
             sw, has_w = as_weight_array(sample_weight)
             with single_threaded_blas():
-                spec.chunks(X, sw, has_w, np.asarray(bounds, dtype=np.int64), spec.consts,
-                            F, top)
+                chunks = np.asarray(bounds, dtype=np.int64).reshape(-1, 2)
+                spec.chunks(X, sw, has_w, chunks, spec.consts, F, top)
             row = F[0]
             s1 = row[K:K + K * d].reshape(K, d)
             s2 = row[K + K * d:K + K * d + n2].reshape(spec.s2_shape)
