@@ -59,7 +59,7 @@ from _common import (
 
 D, K = 16, 16
 COV_TYPES = ("diag", "full")
-FULL = dict(n=1_000_000, n_test=200_000, batches=(1_000, 10_000, 100_000), repeats=3,
+FULL = dict(n=1_000_000, n_test=200_000, batches=(1_000, 10_000, 100_000), repeats=5,
             iters=3, tol=1e-6, quality_batch=10_000, eval_every=5)
 QUICK = dict(n=100_000, n_test=20_000, batches=(1_000, 10_000, 100_000), repeats=2,
              iters=2, tol=1e-4, quality_batch=10_000, eval_every=1)

@@ -43,11 +43,11 @@ class EMResult:
 
 def statistics(source: ChunkSource, cov: CovarianceType, params: GaussianParams
                ) -> SufficientStats:
-    """One E-step pass: the summed statistics of the whole source under ``params``
-    (the same bits on the pool and in one numba region: the same chunks, summed by the
-    same tree)."""
+    """One E-step pass: the summed statistics of the whole source under ``params``.
+    A small in-memory source runs in one numba region, cut into ``region_chunks``
+    (the same sums to rounding as on the pool)."""
     if source.runs_in_one_region():
-        total, _ = cov.stats_chunks(params)(source.X, source.sample_weight, source.bounds)
+        total, _ = cov.stats_chunks(params)(source.X, source.sample_weight)
         return total
     return source.map_reduce(_chunk_stats, shared=(cov, params))
 

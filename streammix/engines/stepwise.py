@@ -42,11 +42,11 @@ def checked_statistics(source: NumpySource, cov: CovarianceType, params: Gaussia
     the batch from memory. (The kernels are safe on any values; statistics of a chunk
     that fails the scan are dropped.) The verdict is taken on the whole batch before
     any statistics are returned: a bad batch raises ``check_finite``'s error (count,
-    first row and column) and changes nothing. The sum is the same as
-    ``statistics``'s, in the same order, bit for bit."""
+    first row and column) and changes nothing. The sum is ``statistics``'s, bit for
+    bit (the same chunks in the same order)."""
     X = source.X
     if source.runs_in_one_region():  # the kernels check the values as they load them
-        total, tops = cov.stats_chunks(params)(X, source.sample_weight, source.bounds)
+        total, tops = cov.stats_chunks(params)(X, source.sample_weight)
         top = int(tops.max())
         if top >= FLOAT64_INF_BITS:  # rejected: count and locate the bad values exactly
             raise_if_nonfinite(scan_nonfinite(X), X, what)

@@ -61,6 +61,20 @@ def block_top_bits(block, n0, n1, top):
 
 
 @intrinsic
+def claim_next(typingctx, counter):
+    """Atomically c = counter[0]; counter[0] += 1; return c (an int64 array of one
+    element): how the threads of a parallel driver take the next chunk of work."""
+    sig = types.int64(counter)
+
+    def codegen(context, builder, signature, args):
+        ary = context.make_array(signature.args[0])(context, builder, args[0])
+        one = ir.Constant(ir.IntType(64), 1)
+        return builder.atomic_rmw("add", ary.data, one, "monotonic")
+
+    return sig, codegen
+
+
+@intrinsic
 def _bits_to_float(typingctx, v):
     """Reinterpret an int64 as the float64 with the same bits (for 2**n in exp)."""
     sig = types.float64(types.int64)

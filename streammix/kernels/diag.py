@@ -14,6 +14,7 @@ import numpy as np
 from numba import njit, prange
 
 from ._common import (
+    claim_next,
     block_top_bits,
     fold_rows_in_order,
     store_chunk_row,
@@ -136,17 +137,26 @@ def diag_outputs(X, means, centre, prec, pm, q, const, out_logprob, out_labels, 
 
 
 @njit(nogil=True, cache=True, parallel=True)
-def diag_stats_chunks(X, sample_weight, has_weight, bounds, consts, F, top):
-    """``diag_stats`` on the row chunks ``bounds[c] = (start, stop)`` of X in one
-    parallel region: chunk c's statistics in row c of F (``store_chunk_row``), then all
-    summed into row 0 in the thread pool's order (``fold_rows_in_order``); top[c] is
-    chunk c's NaN/inf and magnitude check (``block_top_bits``). For batches of a few
-    chunks (online updates): numba's threads wait spinning between regions where the
-    pool's workers sleep, so no update pays a thread wake-up."""
-    for c in prange(bounds.shape[0]):
-        start, stop = bounds[c, 0], bounds[c, 1]
-        w = sample_weight[start:stop] if has_weight else sample_weight
-        r0, r1, r2, ll, n = diag_stats(X[start:stop], w, has_weight, top[c:c + 1],
-                                       *consts)
-        store_chunk_row(F, c, r0, r1, r2, ll, n)
+def diag_stats_chunks(X, sample_weight, has_weight, bounds, consts, F, top, n_threads):
+    """``diag_stats``'s statistics of X's row chunks ``bounds[c] = (start, stop)`` in
+    one parallel region (online updates, small data: no thread wake-up, numba's threads
+    wait spinning between regions): each thread takes the next untaken chunk
+    (``claim_next``) until none is left, so a core that is slow or busy just does fewer
+    chunks; chunk c's statistics go to row c of F (``store_chunk_row``) and are summed
+    into row 0 in the thread pool's order (``fold_rows_in_order``), so the result does
+    not depend on which thread ran which chunk. top[c] is chunk c's NaN/inf and
+    magnitude check (``block_top_bits``). n_threads: numba's thread count (asked in
+    Python: numba.get_num_threads in a kernel would keep it out of the cache)."""
+    n_chunks = bounds.shape[0]
+    taken = np.zeros(1, dtype=np.int64)
+    for _ in prange(min(n_threads, n_chunks)):
+        while True:
+            c = claim_next(taken)
+            if c >= n_chunks:
+                break
+            start, stop = bounds[c, 0], bounds[c, 1]
+            w = sample_weight[start:stop] if has_weight else sample_weight
+            r0, r1, r2, ll, n = diag_stats(X[start:stop], w, has_weight, top[c:c + 1],
+                                           *consts)
+            store_chunk_row(F, c, r0, r1, r2, ll, n)
     fold_rows_in_order(F)

@@ -19,6 +19,7 @@ from numba import njit, prange
 FULL_BLOCK_ELEMS = 8192
 
 from ._common import (
+    claim_next,
     block_top_bits,
     fold_rows_in_order,
     store_chunk_row,
@@ -165,17 +166,26 @@ def full_outputs(X, means, prec_chol, const, out_logprob, out_labels, out_resp, 
 
 
 @njit(nogil=True, cache=True, parallel=True)
-def full_stats_chunks(X, sample_weight, has_weight, bounds, consts, F, top):
-    """``full_stats`` on the row chunks ``bounds[c] = (start, stop)`` of X in one
-    parallel region: chunk c's statistics in row c of F (``store_chunk_row``), then all
-    summed into row 0 in the thread pool's order (``fold_rows_in_order``); top[c] is
-    chunk c's NaN/inf and magnitude check (``block_top_bits``). For batches of a few
-    chunks (online updates): numba's threads wait spinning between regions where the
-    pool's workers sleep, so no update pays a thread wake-up."""
-    for c in prange(bounds.shape[0]):
-        start, stop = bounds[c, 0], bounds[c, 1]
-        w = sample_weight[start:stop] if has_weight else sample_weight
-        r0, r1, r2, ll, n = full_stats(X[start:stop], w, has_weight, top[c:c + 1],
-                                       *consts)
-        store_chunk_row(F, c, r0, r1, r2, ll, n)
+def full_stats_chunks(X, sample_weight, has_weight, bounds, consts, F, top, n_threads):
+    """``full_stats``'s statistics of X's row chunks ``bounds[c] = (start, stop)`` in
+    one parallel region (online updates, small data: no thread wake-up, numba's threads
+    wait spinning between regions): each thread takes the next untaken chunk
+    (``claim_next``) until none is left, so a core that is slow or busy just does fewer
+    chunks; chunk c's statistics go to row c of F (``store_chunk_row``) and are summed
+    into row 0 in the thread pool's order (``fold_rows_in_order``), so the result does
+    not depend on which thread ran which chunk. top[c] is chunk c's NaN/inf and
+    magnitude check (``block_top_bits``). n_threads: numba's thread count (asked in
+    Python: numba.get_num_threads in a kernel would keep it out of the cache)."""
+    n_chunks = bounds.shape[0]
+    taken = np.zeros(1, dtype=np.int64)
+    for _ in prange(min(n_threads, n_chunks)):
+        while True:
+            c = claim_next(taken)
+            if c >= n_chunks:
+                break
+            start, stop = bounds[c, 0], bounds[c, 1]
+            w = sample_weight[start:stop] if has_weight else sample_weight
+            r0, r1, r2, ll, n = full_stats(X[start:stop], w, has_weight, top[c:c + 1],
+                                           *consts)
+            store_chunk_row(F, c, r0, r1, r2, ll, n)
     fold_rows_in_order(F)

@@ -14,6 +14,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Callable
 
+import numba
 import numpy as np
 import scipy.linalg
 
@@ -139,6 +140,26 @@ class StatsSpec:
     s2_shape: tuple[int, ...]
     centre2: np.ndarray | None = None
     uses_blas: bool = False
+    block_rows: int = 256  # rows per block of the kernel (its buffers' width)
+
+
+# A region's chunks: at least this many rows (a few hundred microseconds of kernel, so
+# taking a chunk costs nothing), at most this many chunks (the threads balance to 1/32
+# of the work, and the rows of statistics summed at the end stay few).
+REGION_MIN_CHUNK_ROWS = 512
+REGION_MAX_CHUNKS = 32
+
+
+def region_chunks(n_rows: int, block_rows: int) -> np.ndarray:
+    """(start, stop) rows of the chunks a parallel region cuts n_rows into: equal
+    chunks of a whole number of kernel blocks (a short block costs a full one), at
+    least REGION_MIN_CHUNK_ROWS rows and at most REGION_MAX_CHUNKS of them. They depend
+    on n_rows and the kernel's block only, not on the thread count, so neither do the
+    bits of the statistics."""
+    per_chunk = max(REGION_MIN_CHUNK_ROWS, -(-n_rows // REGION_MAX_CHUNKS))
+    rows = block_rows * -(-per_chunk // block_rows)
+    starts = np.arange(0, max(n_rows, 1), rows, dtype=np.int64)
+    return np.stack([starts, np.minimum(starts + rows, n_rows)], axis=1)
 
 
 class CovarianceType(ABC):
@@ -217,25 +238,32 @@ class CovarianceType(ABC):
 
     def stats_chunks(self, params: GaussianParams
                      ) -> Callable[..., tuple[SufficientStats, np.ndarray]]:
-        """fn(X, sample_weight, bounds) -> (statistics of X's rows in the chunks
-        ``bounds`` = [(start, stop), ...], tops): the kernel over a few chunks in one
-        numba parallel region (``*_stats_chunks``), summed in the thread pool's order,
-        so the sum equals ``statistics``'s on the pool to rounding (the kernel inlined
-        in the region may round its sums differently). tops[c] is chunk c's largest |x|
-        as a float64 bit pattern; NaN/inf make it at least ``FLOAT64_INF_BITS``."""
+        """fn(X, sample_weight, bounds=None) -> (statistics of X's rows in the chunks
+        ``bounds`` = [(start, stop), ...], tops): the kernel over the chunks in one
+        numba parallel region (``*_stats_chunks``, threads taking chunks as they free
+        up), summed in the thread pool's order, so the sum equals ``statistics``'s on
+        the pool with the same chunks to rounding (the kernel inlined in the region may
+        round its sums differently). Without bounds, X is cut into ``region_chunks``:
+        small enough that the threads balance, and the same whatever the thread count.
+        tops[c] is chunk c's largest |x| as a float64 bit pattern; NaN/inf make it at
+        least ``FLOAT64_INF_BITS``."""
         spec = self.stats_spec(params)
         name, means, centre2 = self.name, params.means, spec.centre2
         K, d = means.shape
         n2 = math.prod(spec.s2_shape)
         width = K + K * d + n2 + 2
 
-        def run(X, sample_weight, bounds):
-            F = np.empty((len(bounds), width))
-            top = np.zeros(len(bounds), dtype=np.int64)
+        def run(X, sample_weight, bounds=None):
+            if bounds is None:
+                chunks = region_chunks(X.shape[0], spec.block_rows)
+            else:
+                chunks = np.asarray(bounds, dtype=np.int64).reshape(-1, 2)
+            F = np.empty((len(chunks), width))
+            top = np.zeros(len(chunks), dtype=np.int64)
             sw, has_w = as_weight_array(sample_weight)
             with single_threaded_blas():
-                chunks = np.asarray(bounds, dtype=np.int64).reshape(-1, 2)
-                spec.chunks(X, sw, has_w, chunks, spec.consts, F, top)
+                spec.chunks(X, sw, has_w, chunks, spec.consts, F, top,
+                            numba.get_num_threads())
             row = F[0]
             s1 = row[K:K + K * d].reshape(K, d)
             s2 = row[K + K * d:K + K * d + n2].reshape(spec.s2_shape)

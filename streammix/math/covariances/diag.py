@@ -6,6 +6,7 @@ import numpy as np
 from numba import njit
 
 from ...kernels.blas import single_threaded_blas
+from ...kernels._common import block_rows
 from ...kernels.diag import diag_outputs, diag_stats, diag_stats_chunks
 from ..stats import _blend_rescale, _recentre_moments
 from ._base import (
@@ -160,7 +161,8 @@ class DiagCovariance(CovarianceType):
     def stats_spec(self, params):
         K, d = params.means.shape
         consts = (params.means, *self._kernel_args(params))
-        return StatsSpec(diag_stats, diag_stats_chunks, consts, (K, d), uses_blas=True)
+        return StatsSpec(diag_stats, diag_stats_chunks, consts, (K, d), uses_blas=True,
+                         block_rows=block_rows(d))
 
     def chunk_outputs(self, X, params, want_resp):
         logprob, labels, resp = self._output_buffers(X.shape[0], params.n_components, want_resp)
