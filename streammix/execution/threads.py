@@ -79,14 +79,16 @@ def numba_regions_usable() -> bool:
     n = default_n_threads()
     if n < 2 or numba.config.NUMBA_NUM_THREADS < n:
         return False
-    with _lock:
-        if _region_layer is None:
-            try:
-                _probe_region(np.zeros(2))
-                _region_layer = numba.threading_layer()
-            except Exception:  # no usable layer (e.g. no libgomp, no tbb, a bad setting)
-                _region_layer = "none"
-            _region_pid = os.getpid()
+    if _region_layer is None:  # probed once per process, under the lock
+        with _lock:
+            if _region_layer is None:
+                try:
+                    _probe_region(np.zeros(2))
+                    layer = numba.threading_layer()
+                except Exception:  # no usable layer (e.g. no libgomp, no tbb, a bad setting)
+                    layer = "none"
+                _region_pid = os.getpid()
+                _region_layer = layer
     if _region_layer not in _REGION_LAYERS:
         return False
     if _region_layer == "omp" and os.getpid() != _region_pid:

@@ -80,3 +80,47 @@ def test_rows_fold_in_the_pools_order(n):
                                     else rows[0], max_in_flight=1)
     fold_rows_in_order(F)
     np.testing.assert_array_equal(F[0], expected)
+
+
+@pytest.mark.parametrize("n", [1, 511, 512, 513, 10_000, 100_000, 1_000_003])
+@pytest.mark.parametrize("block", [256, 341, 512])
+def test_region_chunks_are_whole_blocks_covering_the_rows(n, block):
+    from streammix.math.covariances._base import (REGION_MAX_CHUNKS, REGION_MIN_CHUNK_ROWS,
+                                                  region_chunks)
+
+    chunks = region_chunks(n, block)
+    assert chunks[0, 0] == 0 and chunks[-1, 1] == n
+    np.testing.assert_array_equal(chunks[1:, 0], chunks[:-1, 1])  # contiguous, in order
+    sizes = chunks[:, 1] - chunks[:, 0]
+    assert (sizes[:-1] == sizes[0]).all() and 0 < sizes[-1] <= sizes[0]
+    assert len(chunks) <= REGION_MAX_CHUNKS
+    if len(chunks) > 1:
+        assert sizes[0] % block == 0 and sizes[0] >= REGION_MIN_CHUNK_ROWS
+
+
+@pytest.mark.parametrize("cov_type", TYPES)
+def test_region_statistics_do_not_depend_on_the_thread_count(cov_type):
+    """Threads take chunks as they free up, but every chunk's statistics land in its own
+    row and are summed in a fixed order: 1, 2 or 3 threads give the same bits."""
+    import numba
+
+    X = make_blobs(9000, 5, 3, seed=6)[0]
+    sw = np.random.default_rng(3).uniform(0, 2, len(X))
+    params = random_params(cov_type, 3, 5)
+    run = get_covariance_type(cov_type).stats_chunks(params)
+    before = numba.get_num_threads()
+    results = []
+    try:
+        for n_threads in sorted({1, min(2, numba.config.NUMBA_NUM_THREADS),
+                                 min(3, numba.config.NUMBA_NUM_THREADS)}):
+            numba.set_num_threads(n_threads)
+            results.append(run(X, sw))
+    finally:
+        numba.set_num_threads(before)
+    (first, first_tops), *others = results
+    assert len(first_tops) > 1  # several chunks, so the claiming order could matter
+    for total, tops in others:
+        for field in ("s0", "s1", "s2"):
+            np.testing.assert_array_equal(getattr(total, field), getattr(first, field))
+        assert (total.loglik, total.n) == (first.loglik, first.n)
+        np.testing.assert_array_equal(tops, first_tops)

@@ -8,6 +8,7 @@ its numba kernel on a chunk. Everything numerical about a type lives in its modu
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import warnings
 from abc import ABC, abstractmethod
@@ -150,12 +151,14 @@ REGION_MIN_CHUNK_ROWS = 512
 REGION_MAX_CHUNKS = 32
 
 
+@functools.lru_cache(maxsize=64)
 def region_chunks(n_rows: int, block_rows: int) -> np.ndarray:
     """(start, stop) rows of the chunks a parallel region cuts n_rows into: equal
     chunks of a whole number of kernel blocks (a short block costs a full one), at
     least REGION_MIN_CHUNK_ROWS rows and at most REGION_MAX_CHUNKS of them. They depend
     on n_rows and the kernel's block only, not on the thread count, so neither do the
-    bits of the statistics."""
+    bits of the statistics. (Cached: an online stream repeats its batch size, and the
+    few numpy calls were a tenth of a small update's Python; callers only read it.)"""
     per_chunk = max(REGION_MIN_CHUNK_ROWS, -(-n_rows // REGION_MAX_CHUNKS))
     rows = block_rows * -(-per_chunk // block_rows)
     starts = np.arange(0, max(n_rows, 1), rows, dtype=np.int64)
