@@ -47,10 +47,7 @@ def checked_statistics(source: NumpySource, cov: CovarianceType, params: Gaussia
     X = source.X
     if source.runs_in_one_region():  # the kernels check the values as they load them
         total, tops = cov.stats_chunks(params)(X, source.sample_weight)
-        top = int(tops.max())
-        if top >= FLOAT64_INF_BITS:  # rejected: count and locate the bad values exactly
-            raise_if_nonfinite(scan_nonfinite(X), X, what)
-        raise_if_nonfinite((0, -1, -1, magnitude_from_bits(top)), X, what)
+        _raise_if_bad_tops(tops, X, what)
         return total
     kernel = cov.stats_kernel(params)
 
@@ -65,6 +62,19 @@ def checked_statistics(source: NumpySource, cov: CovarianceType, params: Gaussia
     stats, scan = source.map_reduce(task, combine=_combine_checked, indexed=True)
     raise_if_nonfinite(scan, X, what)
     return stats
+
+
+# |x| above MAX_ABS_VALUE (and NaN/inf, whose patterns lie higher) as a float64 bit pattern
+_MAX_ABS_BITS = int(np.float64(MAX_ABS_VALUE).view(np.int64))
+
+
+def _raise_if_bad_tops(tops: np.ndarray, X: np.ndarray, what: str) -> None:
+    """The verdict on a region's per-chunk magnitude checks: NaN/inf are counted and
+    located exactly (a scan, only on failure); a finite value too large is reported."""
+    top = int(tops.max())
+    if top >= FLOAT64_INF_BITS:  # rejected: count and locate the bad values exactly
+        raise_if_nonfinite(scan_nonfinite(X), X, what)
+    raise_if_nonfinite((0, -1, -1, magnitude_from_bits(top)), X, what)
 
 
 def _combine_checked(parts: list) -> tuple[SufficientStats | None, tuple]:
@@ -130,6 +140,32 @@ def stepwise_update(cov: CovarianceType, running: SufficientStats | None,
     params = m_step(cov, rescaled, reg_covar)
     centre2 = tied_centre(params) if params.covariance_type == "tied" else None
     return StepwiseResult(params, recentred(mixed, params.means, centre2), eta)
+
+
+def stepwise_batch_update(source: NumpySource, cov: CovarianceType, params: GaussianParams,
+                          running: SufficientStats | None, eta: float, reg_covar: float,
+                          what: str = "X") -> tuple[SufficientStats, StepwiseResult | None]:
+    """(batch statistics, the update) for a batch whose values are not checked yet:
+    ``checked_statistics`` then ``stepwise_update``, or, for a batch that runs in one
+    numba region and a type with a fused step, both in one call
+    (``CovarianceType.fused_online_step``: the same bits). A bad batch raises before
+    anything is returned; the update is None when the batch weighs nothing."""
+    if running is not None and source.runs_in_one_region():
+        fused = cov.fused_online_step(source.X, source.sample_weight, params, running, eta,
+                                      reg_covar, _MAX_ABS_BITS)
+        if fused is not None:
+            batch, tops, stepped = fused
+            _raise_if_bad_tops(tops, source.X, what)
+            if not batch.n > 0:
+                return batch, None
+            if stepped is not None:
+                return batch, StepwiseResult(stepped[0], stepped[1], eta)
+            # a covariance needs repair: the general path repairs it, with its warning
+            return batch, stepwise_update(cov, running, batch, eta, reg_covar)
+    batch = checked_statistics(source, cov, params, what)
+    if not batch.n > 0:
+        return batch, None
+    return batch, stepwise_update(cov, running, batch, eta, reg_covar)
 
 
 def split_component(cov: CovarianceType, params: GaussianParams, dead: int, heavy: int,

@@ -12,10 +12,10 @@ from scipy.stats import chi2
 from ..engines.em import run_em, statistics
 from ..engines.init import initial_params
 from ..engines.stepwise import (
-    checked_statistics,
     split_component,
     stats_from_params,
     step_size,
+    stepwise_batch_update,
     stepwise_update,
 )
 from ..errors import InvalidInputError, InvalidParameterError, StreammixError
@@ -192,7 +192,7 @@ class OnlineGaussianMixture(MixtureMixin):
             X = check_array(X, n_features=n_features)
             self._buffer_batch(X, check_sample_weight(sample_weight, X.shape[0]))
             return self
-        # the NaN/inf scan is left to the update's chunk tasks (see checked_statistics)
+        # the NaN/inf scan is left to the update's kernels (see stepwise_batch_update)
         X = check_array(X, n_features=n_features, finite=False)
         try:
             sw = check_sample_weight(sample_weight, X.shape[0])
@@ -417,12 +417,12 @@ class OnlineGaussianMixture(MixtureMixin):
         cov = get_covariance_type(self.covariance_type)
         params = self._get_params_value()
         source = self._batch_source(X, sw)
-        batch = checked_statistics(source, cov, params)
-        if not batch.n > 0:
-            return
         t = self.n_updates_ + 1
         eta = step_size(t, self.alpha, self.t0, self.eta_min)
-        result = stepwise_update(cov, self._running, batch, eta, self.reg_covar)
+        batch, result = stepwise_batch_update(source, cov, params, self._running, eta,
+                                              self.reg_covar)
+        if result is None:  # the batch weighs nothing
+            return
         # commit
         self._running = result.running
         self._set_params_value(result.params)

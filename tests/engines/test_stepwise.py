@@ -170,3 +170,45 @@ def test_a_collapsing_component_leaves_the_fused_step_to_the_repairing_path(cov_
     with pytest.warns(DegenerateComponentWarning, match="component 0"):
         result = stepwise_update(cov, first.running, batch, 0.5, 0.0)
     assert np.isfinite(result.params.precisions_cholesky).all()
+
+
+@needs_regions
+@pytest.mark.parametrize("cov_type", ["diag", "full"])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_fused_online_step_gives_the_bits_of_the_separate_path(cov_type, weighted,
+                                                               two_threads, monkeypatch):
+    """partial_fit's one-call update (statistics in a region + stepwise step) against
+    the same update as two calls (checked_statistics, then stepwise_update)."""
+    X = make_blobs(12_000, 4, 3, seed=8)[0]
+    sw = np.random.default_rng(5).uniform(0.5, 2.0, len(X)) if weighted else None
+    cov = get_covariance_type(cov_type)
+    calls = []
+    fused = type(cov).fused_online_step
+
+    def counting(self, *args, **kwargs):
+        out = fused(self, *args, **kwargs)
+        calls.append(out is not None and out[2] is not None)
+        return out
+
+    def run():
+        model = OnlineGaussianMixture(n_components=3, covariance_type=cov_type,
+                                      init_size=2000, random_state=0)
+        for s in range(0, len(X), 2000):
+            model.partial_fit(X[s:s + 2000], sample_weight=None if sw is None
+                              else sw[s:s + 2000])
+        return model
+
+    monkeypatch.setattr(type(cov), "fused_online_step", counting)
+    one_call = run()
+    assert sum(calls) >= 4  # the updates after initialisation took the fused step
+    monkeypatch.setattr(type(cov), "fused_online_step", lambda self, *a, **k: None)
+    two_calls = run()
+    for name in ("weights_", "means_", "covariances_", "precisions_cholesky_",
+                 "lower_bounds_"):
+        np.testing.assert_array_equal(getattr(one_call, name), getattr(two_calls, name),
+                                      err_msg=name)
+    for field in ("s0", "s1", "s2"):
+        np.testing.assert_array_equal(getattr(one_call._running, field),
+                                      getattr(two_calls._running, field))
+    assert (one_call._running.loglik, one_call._running.n) == (
+        two_calls._running.loglik, two_calls._running.n)

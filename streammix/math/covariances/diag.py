@@ -97,9 +97,49 @@ def _diag_stepwise_step(r0, r1, r2, b0, b1, b2, inv_n, keep, eta, n, centres, re
     return ok, nk, means, cov, prec_chol, m0, s1, s2
 
 
+@njit(cache=True)
+def _diag_online_step(X, sw, has_w, chunks, n_threads, weights, means, prec_chol, r0, r1,
+                      r2, rcentres, eta, reg_covar, eps, max_bits, F, top):
+    """``CovarianceType.fused_online_step`` for 'diag': the kernel constants
+    (``_diag_kernel_args``), the batch's statistics in one parallel region
+    (``diag_stats_chunks``, into row 0 of F) and, unless a value is out of range
+    (top > max_bits) or the batch weighs nothing, ``_diag_stepwise_step`` on them: the
+    functions of the separate path, so the same bits. Returns (status: 0 stepped,
+    1 not stepped, 2 a variance needs repair; then the step's arrays)."""
+    centre, prec, pm, q, const = _diag_kernel_args(weights, means, prec_chol)
+    diag_stats_chunks(X, sw, has_w, chunks, (means, centre, prec, pm, q, const), F, top,
+                      n_threads)
+    K, d = means.shape
+    b0, b1, b2 = np.empty(K), np.empty((K, d)), np.empty((K, d))
+    for k in range(K):
+        b0[k] = F[0, k]
+        for j in range(d):
+            b1[k, j] = F[0, K + k * d + j]
+            b2[k, j] = F[0, K + K * d + k * d + j]
+    n = F[0, K + 2 * K * d + 1]
+    if top.max() > max_bits or not n > 0.0:
+        return (1, b0, b1, b2, b1, b0, b1, b2)
+    ok, nk, mu, cov, pc, m0, s1, s2 = _diag_stepwise_step(
+        r0, r1, r2, b0, b1, b2, 1.0 / n, 1.0 - eta, eta, n, rcentres, reg_covar, eps)
+    return (0 if ok else 2, nk, mu, cov, pc, m0, s1, s2)
+
+
 class DiagCovariance(CovarianceType):
     name = "diag"
     _stepwise_step = staticmethod(_diag_stepwise_step)
+
+    def _online_step_call(self, X, sw, has_w, chunks, n_threads, params, running, eta,
+                          reg_covar, max_bits, F, top):
+        return _diag_online_step(X, sw, has_w, chunks, n_threads,
+                                 np.ascontiguousarray(params.weights, dtype=np.float64),
+                                 params.means,
+                                 np.ascontiguousarray(params.precisions_cholesky,
+                                                      dtype=np.float64),
+                                 running.s0, running.s1, running.s2, running.centres, eta,
+                                 reg_covar, EPS10, max_bits, F, top)
+
+    def region_block_rows(self, n_features):
+        return block_rows(n_features)
 
     def covariance_shape(self, n_components, n_features):
         return (n_components, n_features)
@@ -162,7 +202,7 @@ class DiagCovariance(CovarianceType):
         K, d = params.means.shape
         consts = (params.means, *self._kernel_args(params))
         return StatsSpec(diag_stats, diag_stats_chunks, consts, (K, d), uses_blas=True,
-                         block_rows=block_rows(d))
+                         block_rows=self.region_block_rows(d))
 
     def chunk_outputs(self, X, params, want_resp):
         logprob, labels, resp = self._output_buffers(X.shape[0], params.n_components, want_resp)

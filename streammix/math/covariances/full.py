@@ -62,9 +62,45 @@ def _full_stepwise_step(r0, r1, r2, b0, b1, b2, inv_n, keep, eta, n, centres, re
     return good.all(), nk, means, cov, prec_chol, m0, s1, s2
 
 
+@njit(cache=True)
+def _full_online_step(X, sw, has_w, chunks, n_threads, means, prec_chol, const, r0, r1, r2,
+                      rcentres, eta, reg_covar, eps, max_bits, F, top):
+    """``CovarianceType.fused_online_step`` for 'full': the batch's statistics in one
+    parallel region (``full_stats_chunks``, into row 0 of F) and, unless a value is out
+    of range (top > max_bits) or the batch weighs nothing, ``_full_stepwise_step`` on
+    them: the functions of the separate path, so the same bits. Returns (status:
+    0 stepped, 1 not stepped, 2 a covariance needs repair; then the step's arrays)."""
+    full_stats_chunks(X, sw, has_w, chunks, (means, prec_chol, const), F, top, n_threads)
+    K, d = means.shape
+    b0, b1, b2 = np.empty(K), np.empty((K, d)), np.empty((K, d, d))
+    o2 = K + K * d
+    for k in range(K):
+        b0[k] = F[0, k]
+        for i in range(d):
+            b1[k, i] = F[0, K + k * d + i]
+            for j in range(d):
+                b2[k, i, j] = F[0, o2 + (k * d + i) * d + j]
+    n = F[0, o2 + K * d * d + 1]
+    if top.max() > max_bits or not n > 0.0:
+        return (1, b0, b1, b2, b2, b0, b1, b2)
+    ok, nk, mu, cov, pc, m0, s1, s2 = _full_stepwise_step(
+        r0, r1, r2, b0, b1, b2, 1.0 / n, 1.0 - eta, eta, n, rcentres, reg_covar, eps)
+    return (0 if ok else 2, nk, mu, cov, pc, m0, s1, s2)
+
+
 class FullCovariance(CovarianceType):
     name = "full"
     _stepwise_step = staticmethod(_full_stepwise_step)
+
+    def _online_step_call(self, X, sw, has_w, chunks, n_threads, params, running, eta,
+                          reg_covar, max_bits, F, top):
+        return _full_online_step(X, sw, has_w, chunks, n_threads, params.means,
+                                 params.precisions_cholesky, self.kernel_constants(params),
+                                 running.s0, running.s1, running.s2, running.centres, eta,
+                                 reg_covar, EPS10, max_bits, F, top)
+
+    def region_block_rows(self, n_features):
+        return full_block_rows(n_features)
 
     def covariance_shape(self, n_components, n_features):
         return (n_components, n_features, n_features)
@@ -134,7 +170,7 @@ class FullCovariance(CovarianceType):
         K, d = params.means.shape
         consts = (params.means, params.precisions_cholesky, self.kernel_constants(params))
         return StatsSpec(full_stats, full_stats_chunks, consts, (K, d, d), uses_blas=True,
-                         block_rows=full_block_rows(d))
+                         block_rows=self.region_block_rows(d))
 
     def chunk_outputs(self, X, params, want_resp):
         logprob, labels, resp = self._output_buffers(X.shape[0], params.n_components, want_resp)
