@@ -97,7 +97,7 @@ def _diag_stepwise_step(r0, r1, r2, b0, b1, b2, inv_n, keep, eta, n, centres, re
     return ok, nk, means, cov, prec_chol, m0, s1, s2
 
 
-@njit(cache=True)
+@njit(nogil=True, cache=True)
 def _diag_online_step(X, sw, has_w, chunks, n_threads, weights, means, prec_chol, r0, r1,
                       r2, rcentres, eta, reg_covar, eps, max_bits, F, top):
     """``CovarianceType.fused_online_step`` for 'diag': the kernel constants

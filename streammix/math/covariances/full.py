@@ -62,7 +62,7 @@ def _full_stepwise_step(r0, r1, r2, b0, b1, b2, inv_n, keep, eta, n, centres, re
     return good.all(), nk, means, cov, prec_chol, m0, s1, s2
 
 
-@njit(cache=True)
+@njit(nogil=True, cache=True)
 def _full_online_step(X, sw, has_w, chunks, n_threads, means, prec_chol, const, r0, r1, r2,
                       rcentres, eta, reg_covar, eps, max_bits, F, top):
     """``CovarianceType.fused_online_step`` for 'full': the batch's statistics in one
