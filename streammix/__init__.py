@@ -14,7 +14,9 @@ from .errors import (
     InvalidInputError,
     InvalidParameterError,
     NotFittedError,
+    OutputExistsError,
     StreammixError,
+    UnfinishedModelWarning,
 )
 from .estimators import GaussianMixture, OnlineGaussianMixture, align, canonical_order, relabel
 from .execution.inputs import read_zarr
@@ -35,7 +37,9 @@ __all__ = [
     "InvalidParameterError",
     "NotFittedError",
     "OnlineGaussianMixture",
+    "OutputExistsError",
     "StreammixError",
+    "UnfinishedModelWarning",
     "__version__",
     "align",
     "canonical_order",

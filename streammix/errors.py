@@ -30,6 +30,17 @@ class NotFittedError(StreammixError, ValueError, AttributeError):
     """The estimator is used before it was fitted (compatible with scikit-learn's)."""
 
 
+class OutputExistsError(StreammixError, ValueError):
+    """An output path would replace something streammix must not destroy: the data being
+    read, a checkpoint, a folder or file streammix did not write, or an earlier output
+    when ``overwrite`` is not set."""
+
+
+class UnfinishedModelWarning(UserWarning):
+    """A checkpoint version holds a fit that is still running or was interrupted: the
+    model loaded is its last iterate, not a finished fit."""
+
+
 class DegenerateComponentWarning(UserWarning):
     """A component collapsed (its covariance was not positive definite) and was kept
     regularised with extra diagonal loading instead of stopping the fit."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .markers import enclosing_checkpoint, is_checkpoint
 from .serialize import model_from_payload, model_to_payload
 from .store import (
     FORMAT_VERSION,
@@ -36,5 +37,5 @@ def load(path, version: int | None = None, fallback: bool = False):
     return model
 
 
-__all__ = ["FORMAT_VERSION", "CheckpointWriter", "current_version", "list_versions", "load",
+__all__ = ["FORMAT_VERSION", "CheckpointWriter", "current_version", "enclosing_checkpoint", "is_checkpoint", "list_versions", "load",
            "read_latest_good", "read_version", "repair", "save"]

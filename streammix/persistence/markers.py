@@ -1,0 +1,42 @@
+"""Recognising a checkpoint on disk, so that no output is ever written over one."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+
+_VERSION_DIR = re.compile(r"^v\d{6,}$")
+
+
+def is_checkpoint(path) -> bool:
+    """Whether the local directory ``path`` is a streammix checkpoint (its root group says
+    so, or it holds a pointer or version folders), damaged or not."""
+    path = os.fspath(path)
+    if not os.path.isdir(path):
+        return False
+    try:
+        names = os.listdir(path)
+    except OSError:
+        return False
+    if "CURRENT.json" in names or any(_VERSION_DIR.match(n) for n in names):
+        return True
+    try:
+        with open(os.path.join(path, "zarr.json")) as f:
+            attrs = json.load(f).get("attributes", {})
+        return isinstance(attrs.get("streammix"), dict) and \
+            attrs["streammix"].get("kind") == "checkpoint"
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def enclosing_checkpoint(path) -> str | None:
+    """The checkpoint that ``path`` is, or lies inside, or None (local paths only)."""
+    p = os.path.abspath(os.fspath(path))
+    while True:
+        if is_checkpoint(p):
+            return p
+        parent = os.path.dirname(p)
+        if parent == p:
+            return None
+        p = parent
