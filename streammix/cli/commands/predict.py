@@ -5,7 +5,6 @@ lowest ``quantile`` of rows, found exactly without holding the scores whole)."""
 
 from __future__ import annotations
 
-import os
 import time
 
 import numpy as np
@@ -44,39 +43,19 @@ def exact_lower_quantile(values, q: float, bins: int = 4096,
     return float(part[k - below - 1]), k
 
 
-def _inside(a: str, b: str) -> bool:
-    a, b = os.path.abspath(a), os.path.abspath(b)
-    return a == b or a.startswith(b.rstrip(os.sep) + os.sep)
-
-
 def check_output_path(cfg: Config, out: str, protected: list[str]) -> None:
     """Refuse an outputs.path that would destroy something: the source, the model's
-    checkpoint, or anything that is not an earlier streammix output group (those are
-    replaced only with outputs.overwrite: true)."""
-    import zarr
+    checkpoint, any checkpoint, a file or folder streammix did not write, or an earlier
+    output group when outputs.overwrite is false. The rule is write_predictions' own
+    (check_output_target); here it is a config error (exit code 2) naming the keys."""
+    from ...errors import OutputExistsError
+    from ...execution.outputs import check_output_target
 
-    if "://" not in out:
-        for p in protected:
-            if "://" not in p and (_inside(out, p) or _inside(p, out)):
-                raise ConfigError(f"{cfg.path}: outputs.path {out!r} overlaps {p!r} (the "
-                                  "source or the model): choose another path")
-        if not os.path.exists(out):
-            return
-        if os.path.isfile(out):
-            raise ConfigError(f"{cfg.path}: outputs.path {out!r} is an existing file")
     try:
-        group = zarr.open_group(store=out, mode="r")
-        earlier = "streammix_outputs" in group.attrs
-    except Exception:  # nothing there (URL), or not a zarr group
-        if "://" in out:
-            return
-        earlier = False
-    if not earlier:
-        raise ConfigError(f"{cfg.path}: outputs.path {out!r} exists and is not an earlier "
-                          "streammix output; refusing to replace it (choose another path)")
-    if not cfg.outputs["overwrite"]:
-        raise ConfigError(f"{cfg.path}: outputs.path {out!r} holds earlier outputs and "
-                          "outputs.overwrite is false")
+        check_output_target(out, protected, overwrite=bool(cfg.outputs["overwrite"]),
+                            name="outputs.path", overwrite_hint="outputs.overwrite: true")
+    except OutputExistsError as exc:
+        raise ConfigError(f"{cfg.path}: {exc}") from None
 
 
 def _load_model(cfg: Config, log):
@@ -117,7 +96,8 @@ def run(cfg: Config, opts, log, command: str = "predict") -> int:
     check_output_path(cfg, out, [cfg.source["path"], model_path])
     t0 = time.perf_counter()
     with dask_client(cfg.run.get("cluster"), opts.scheduler, opts.workers, log) as client:
-        group = write_predictions(model, X, out, write, overwrite=True, client=client)
+        group = write_predictions(model, X, out, write,
+                                  overwrite=bool(cfg.outputs["overwrite"]), client=client)
         attrs = {"model": model_path, "model_version": version, "source": cfg.source["path"]}
         if anomaly:
             ld = da.from_zarr(group["log_density"])
