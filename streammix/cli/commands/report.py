@@ -1,10 +1,15 @@
 """`streammix report CHECKPOINT --out DIR`: PNG plots of a saved model a person would
 rather look at than read: the log-likelihood trace, the BIC/AIC curves when
 `streammix select` left them, and a sample of the data projected on the model's two
-principal axes with each component's 2-sigma ellipse."""
+principal axes with each component's 2-sigma ellipse.
+
+Everything that can fail (loading the model, reading the data, drawing) happens before
+the first file is written, and the PNGs never go into the checkpoint or the data: a
+failed report leaves the output directory as it was."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 
@@ -45,7 +50,10 @@ def principal_axes(model) -> np.ndarray:
 def sample_rows(data, n: int, seed: int = 0) -> np.ndarray:
     """Up to n rows picked uniformly (sorted indices: each chunk read at most once)."""
     from ...execution.inputs import as_dask_array
+    from ..config import MissingDataError
 
+    if isinstance(data, str) and "://" not in data and not os.path.exists(data):
+        raise MissingDataError(f"--data {data!r} does not exist")
     if isinstance(data, str) and data.endswith(".npy"):
         data = np.load(data, mmap_mode="r")
     X = as_dask_array(data) if not isinstance(data, np.ndarray) else data
@@ -66,7 +74,9 @@ def _ellipse(ax, centre, cov2, color) -> None:
                              angle=angle, fill=False, color=color, lw=2, alpha=alpha))
 
 
-def plot_loglik(model, path: str) -> None:
+def plot_loglik(model, path) -> None:
+    """The EM (or online) log-likelihood trace as a PNG at ``path`` (a path or a binary
+    file object)."""
     plt = pyplot()
     hist = np.asarray(getattr(model, "lower_bounds_", []), dtype=float)
     online = type(model).__name__ == "OnlineGaussianMixture"
@@ -86,11 +96,13 @@ def plot_loglik(model, path: str) -> None:
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path)
+    fig.savefig(path, format="png")
     plt.close(fig)
 
 
-def plot_components(model, X: np.ndarray, from_model: bool, path: str) -> None:
+def plot_components(model, X: np.ndarray, from_model: bool, path) -> None:
+    """X projected on the model's principal axes (or a histogram when d = 1) with each
+    component's 1 and 2 sigma ellipse, as a PNG at ``path`` (a path or a file object)."""
     plt = pyplot()
     K, d = model.means_.shape
     labels = model.predict(X)
@@ -123,8 +135,80 @@ def plot_components(model, X: np.ndarray, from_model: bool, path: str) -> None:
     if d == 1:
         ax.legend()
     fig.tight_layout()
-    fig.savefig(path)
+    fig.savefig(path, format="png")
     plt.close(fig)
+
+
+def _data_to_plot(args):
+    """(what to sample the scatter plot from, its path or URL), both None when the plot
+    shows points drawn from the model: --data, else --config's source."""
+    if args.data is not None:
+        return args.data, args.data
+    if args.config is None:
+        return None, None
+    from ..config import load_config
+    from ..sources import open_source
+
+    cfg = load_config(args.config, args.set)
+    return open_source(cfg), cfg.source["path"]
+
+
+def check_report_dir(out: str, checkpoint: str, source: str | None) -> None:
+    """Refuse an --out that is a file, or is or lies inside a checkpoint or the data
+    (PNGs written there would corrupt them): a config error, exit code 2."""
+    from ...execution.outputs import is_inside
+    from ...persistence.markers import enclosing_checkpoint
+    from ..config import ConfigError
+
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise ConfigError(f"--out {out!r} is an existing file, not a directory: choose "
+                          "another directory")
+    ck = enclosing_checkpoint(out) if "://" not in out else None
+    for what, p in (("the checkpoint", checkpoint), ("the data", source), ("a checkpoint", ck)):
+        if p is not None and is_inside(out, p):
+            raise ConfigError(f"--out {out!r} is or lies inside {what} {p!r}: the PNGs "
+                              "would be written into it; choose another directory")
+
+
+def render_report(model, checkpoint: str, data, sample: int) -> dict[str, bytes]:
+    """{file name: PNG bytes} of every plot, drawn in memory so that nothing is written
+    unless all of them could be made."""
+    from ...errors import InvalidInputError
+
+    if data is not None:
+        X = sample_rows(data, sample)
+        if X.shape[1] != model.n_features_in_:
+            raise InvalidInputError(f"the data have {X.shape[1]} features but the model was "
+                                    f"fitted on {model.n_features_in_}")
+    else:
+        X = model.sample(sample)[0]
+    pngs = {}
+    buf = io.BytesIO()
+    plot_loglik(model, buf)
+    pngs["loglik.png"] = buf.getvalue()
+    st = Storage(checkpoint)
+    if st.exists(SELECTION_FILE):
+        sel = json.loads(st.read_text(SELECTION_FILE))
+        chosen = next(r for r in sel["results"] if r == sel["chosen"])
+        buf = io.BytesIO()
+        plot_selection(sel["results"], chosen, sel["criterion"], buf)
+        pngs["selection.png"] = buf.getvalue()
+    buf = io.BytesIO()
+    plot_components(model, X, data is None, buf)
+    pngs["components.png"] = buf.getvalue()
+    return pngs
+
+
+def _write_atomic(path: str, data: bytes) -> None:
+    """Write a file under a temporary name, then rename it: never a half-written PNG."""
+    tmp = f"{path}.tmp-{os.getpid()}"
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
 
 
 def run(args, opts, log) -> int:
@@ -132,40 +216,12 @@ def run(args, opts, log) -> int:
     if not hasattr(model, "means_"):
         raise NotFittedError(f"checkpoint {args.checkpoint!r} holds a model that is not "
                              "fitted yet: nothing to plot")
-    if os.path.exists(args.out) and not os.path.isdir(args.out):
-        from ..config import ConfigError
-
-        raise ConfigError(f"--out {args.out!r} is an existing file, not a directory")
+    data, source = _data_to_plot(args)
+    check_report_dir(args.out, args.checkpoint, source)
+    pngs = render_report(model, args.checkpoint, data, args.sample)
     os.makedirs(args.out, exist_ok=True)
-    written = []
-    path = os.path.join(args.out, "loglik.png")
-    plot_loglik(model, path)
-    written.append(path)
-    st = Storage(args.checkpoint)
-    if st.exists(SELECTION_FILE):
-        sel = json.loads(st.read_text(SELECTION_FILE))
-        path = os.path.join(args.out, "selection.png")
-        chosen = next(r for r in sel["results"] if r == sel["chosen"])
-        plot_selection(sel["results"], chosen, sel["criterion"], path)
-        written.append(path)
-    data = args.data
-    if data is None and args.config is not None:
-        from ..config import load_config
-        from ..sources import open_source
-
-        data = open_source(load_config(args.config, args.set))
-    if data is not None:
-        X = sample_rows(data, args.sample)
-        if X.shape[1] != model.n_features_in_:
-            from ...errors import InvalidInputError
-
-            raise InvalidInputError(f"the data have {X.shape[1]} features but the model was "
-                                    f"fitted on {model.n_features_in_}")
-    else:
-        X = model.sample(args.sample)[0]
-    path = os.path.join(args.out, "components.png")
-    plot_components(model, X, data is None, path)
-    written.append(path)
-    for p in written:
-        log.info(f"wrote {p}", fields={"png": p})
+    for name, png in pngs.items():
+        path = os.path.join(args.out, name)
+        _write_atomic(path, png)
+        log.info(f"wrote {path}", fields={"png": path})
     return 0
