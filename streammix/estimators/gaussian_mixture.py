@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import time
 import warnings
 
 import numpy as np
@@ -19,13 +20,8 @@ from ..execution.dask_source import client_scope
 from ..execution.inputs import as_source
 from ..math.covariances import get_covariance_type
 from ..math.matching import match_components, permute_params
-from ..persistence.store import (
-    CheckpointWriter,
-    current_version,
-    list_versions,
-    read_latest_good,
-    read_version,
-)
+from ..persistence.cadence import SaveCadence
+from ..persistence.store import CheckpointWriter
 from ..validation import (
     check_float_param,
     check_int_param,
@@ -122,7 +118,8 @@ class GaussianMixture(MixtureMixin):
 
     # ------------------------------------------------------------------ fitting
     def fit(self, X, y=None, sample_weight=None, align_to=None, checkpoint=None,
-            checkpoint_every=1, keep_last=3, checkpoint_mismatch="error", callback=None):
+            checkpoint_every=1, keep_last=3, checkpoint_mismatch="error", callback=None,
+            checkpoint_interval=None):
         """Estimate the parameters by EM (``n_init`` starts, the best lower bound kept).
 
         ``sample_weight`` (n_samples,), non-negative, weighs each sample's contribution
@@ -133,7 +130,12 @@ class GaussianMixture(MixtureMixin):
 
         ``checkpoint``: a path or URL where the fit saves its progress every
         ``checkpoint_every`` iterations and at the end (keeping the last ``keep_last``
-        versions). Calling the same fit again with the same checkpoint resumes from the
+        versions, and the newest finished model until a newer one is finished).
+        ``checkpoint_interval`` (seconds): save no sooner than that after the last save,
+        nor before 20 times the last save's duration has passed, so that saving costs
+        under 5% of the fit whatever its size (None: every ``checkpoint_every``
+        iterations exactly). A checkpoint whose pointer CURRENT.json was lost continues
+        from its newest version that verifies (and the pointer is restored). Calling the same fit again with the same checkpoint resumes from the
         last saved iteration and ends exactly (same bits, same chunking) where an
         uninterrupted run ends; a finished checkpoint returns at once. A checkpoint made
         on other data (shape, dtype, chunking, sampled content) or with other parameters
@@ -147,7 +149,8 @@ class GaussianMixture(MixtureMixin):
         """
         self._fit(X, sample_weight, align_to, checkpoint=checkpoint,
                   checkpoint_every=checkpoint_every, keep_last=keep_last,
-                  checkpoint_mismatch=checkpoint_mismatch, callback=callback)
+                  checkpoint_mismatch=checkpoint_mismatch, callback=callback,
+                  checkpoint_interval=checkpoint_interval)
         return self
 
     def fit_predict(self, X, y=None, sample_weight=None, align_to=None):
@@ -164,6 +167,9 @@ class GaussianMixture(MixtureMixin):
             check_int_param(checkpointing["keep_last"], "keep_last", 1)
             if checkpointing["checkpoint_mismatch"] not in ("error", "restart"):
                 raise InvalidParameterError("checkpoint_mismatch must be 'error' or 'restart'")
+            if checkpointing.get("checkpoint_interval") is not None:
+                check_float_param(checkpointing["checkpoint_interval"],
+                                  "checkpoint_interval", 0.0)
         align_ref = align_to._get_params_value() if align_to is not None else None
         with client_scope(self.client) as client:
             source = self._fit_on(X, sample_weight, client, align_ref=align_ref,
@@ -182,7 +188,8 @@ class GaussianMixture(MixtureMixin):
 
     def _run(self, source, cov, weights_init, means_init, precisions_init,
              checkpoint=None, checkpoint_every=1, keep_last=3,
-             checkpoint_mismatch="error", align_ref=None, callback=None) -> None:
+             checkpoint_mismatch="error", align_ref=None, callback=None,
+             checkpoint_interval=None) -> None:
         """The n_init loop of scikit-learn's fit_predict on a chunk source, resumable
         from a checkpoint (see _resume.py); the winner is aligned to ``align_ref``
         (parameters of a reference model) before the final save."""
@@ -197,13 +204,12 @@ class GaussianMixture(MixtureMixin):
             fingerprint = source.fingerprint()
             writer = CheckpointWriter(checkpoint, keep_last=keep_last)
         try:
-            if writer is not None and list_versions(checkpoint):
-                # the pointer's version; without a pointer (a crash between the first
-                # version's rename and its pointer, or a deleted CURRENT.json), the newest
-                # version that verifies
-                arrays, meta, _ = (read_version(checkpoint)
-                                   if current_version(checkpoint) is not None
-                                   else read_latest_good(checkpoint))
+            # the pointer's version; without a pointer (a crash between the first
+            # version's rename and its pointer, or a deleted CURRENT.json), the newest
+            # version that verifies, which the pointer is restored to
+            found = writer.resume() if writer is not None else None
+            if found is not None:
+                arrays, meta, _ = found
                 try:
                     check_resumable(self, meta["state"], arrays, fingerprint, checkpoint)
                     progress = progress_from_payload(arrays, meta["state"])
@@ -218,14 +224,18 @@ class GaussianMixture(MixtureMixin):
                 print(f"Resuming from {checkpoint}: restart {progress.init}, iteration "
                       f"{progress.current.n_iter}{' (finished)' if progress.done else ''}")
 
+            cadence = SaveCadence(checkpoint_every, checkpoint_interval)
+
             def save(prog: FitProgress) -> None:
                 if writer is not None:
+                    started = time.monotonic()
                     writer.save(*progress_payload(self, prog, fingerprint))
+                    cadence.saved(started)
 
             if not progress.done:
                 self._run_restarts(source, cov, progress, n_init, do_init, resumed,
                                    weights_init, means_init, precisions_init, save,
-                                   checkpoint_every, callback)
+                                   cadence, callback)
         finally:
             if writer is not None:
                 writer.close()
@@ -244,7 +254,7 @@ class GaussianMixture(MixtureMixin):
         self.n_features_in_ = source.n_features
 
     def _run_restarts(self, source, cov, progress, n_init, do_init, resumed, weights_init,
-                      means_init, precisions_init, save, checkpoint_every,
+                      means_init, precisions_init, save, cadence,
                       callback=None) -> None:
         rng = progress.rng
         start_init = progress.init
@@ -272,10 +282,13 @@ class GaussianMixture(MixtureMixin):
                 start_iter, history = 0, []
                 progress.current = EMResult(params=params, lower_bound=start_lb)
 
+            last_restart = init == n_init - 1  # its end is saved as the finished fit
+
             def on_iteration(res):
                 progress.current = res
-                if res.n_iter % checkpoint_every == 0 or res.converged \
-                        or res.n_iter == self.max_iter:
+                due = cadence.step()
+                ends = res.converged or res.n_iter == self.max_iter
+                if (ends and not last_restart) or (due and not ends):
                     save(progress)
 
             if resume_this and progress.current.converged:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import time
 
 import numpy as np
 from scipy.stats import chi2
@@ -23,6 +24,7 @@ from ..execution.numpy_source import NumpySource
 from ..execution.threads import default_n_threads
 from ..math.covariances import get_covariance_type
 from ..math.params import GaussianParams
+from ..persistence.cadence import SaveCadence
 from ..validation import (
     check_array,
     check_finite,
@@ -203,7 +205,8 @@ class OnlineGaussianMixture(MixtureMixin):
         return self
 
     def fit(self, source, y=None, n_passes: int = 1, shuffle: bool = False,
-            checkpoint=None, checkpoint_every: int = 1, keep_last: int = 3):
+            checkpoint=None, checkpoint_every: int = 1, keep_last: int = 3,
+            checkpoint_interval: float | None = None):
         """Start afresh and learn from ``source``: an iterable of 2-D arrays (batches),
         a dask array, a zarr array or a path/URL to one (one batch per row-chunk), or a
         single in-memory array (split into batches of ``init_size`` rows). ``n_passes``
@@ -215,10 +218,16 @@ class OnlineGaussianMixture(MixtureMixin):
         checkpoint resumes after the last saved batch: after a crash every batch is
         counted exactly once (the batches after the last save are redone from the state
         saved before them). A finished checkpoint returns at once.
+        ``checkpoint_interval`` (seconds): save no sooner than that after the last save,
+        nor before 20 times the last save's duration (None: every ``checkpoint_every``
+        batches exactly). A checkpoint whose pointer was lost continues from its newest
+        version that verifies.
         """
         self._check_parameters()
         check_int_param(n_passes, "n_passes", 1)
         check_int_param(checkpoint_every, "checkpoint_every", 1)
+        if checkpoint_interval is not None:
+            check_float_param(checkpoint_interval, "checkpoint_interval", 0.0)
         rng = check_random_state(self.random_state)
         loaders = self._batch_loaders(source)
         n = len(loaders) if loaders is not None else None
@@ -232,23 +241,30 @@ class OnlineGaussianMixture(MixtureMixin):
         writer = None
         start_pass, start_batch = 0, 0
         self._reset()
+        cadence = SaveCadence(checkpoint_every, checkpoint_interval)
         if checkpoint is not None:
-            from ..persistence import CheckpointWriter, current_version
+            from ..persistence import CheckpointWriter
             writer = CheckpointWriter(checkpoint, keep_last=keep_last)
-            if current_version(checkpoint) is not None:
-                start_pass, start_batch = self._restore_for_resume(checkpoint, n_passes)
+            try:
+                found = writer.resume()
+                if found is not None:
+                    start_pass, start_batch = self._restore_for_resume(checkpoint, n_passes,
+                                                                       found)
+            except BaseException:
+                writer.close()
+                raise
         try:
-            done = 0
             for p in range(start_pass, n_passes):
                 batches = self._ordered_batches(source, loaders, orders[p])
                 for b, load in enumerate(batches):
                     if p == start_pass and b < start_batch:
                         continue
                     self.partial_fit(load())
-                    done += 1
                     self.stream_cursor_ = {"pass": p, "batch": b + 1, "done": False}
-                    if writer is not None and done % checkpoint_every == 0:
+                    if cadence.step() and writer is not None:
+                        started = time.monotonic()
                         self._save_with(writer)
+                        cadence.saved(started)
             self._finish_init_if_buffered()
             self.stream_cursor_ = {"pass": n_passes, "batch": 0, "done": True}
             if writer is not None:
@@ -263,12 +279,13 @@ class OnlineGaussianMixture(MixtureMixin):
 
         writer.save(*model_to_payload(self))
 
-    def _restore_for_resume(self, checkpoint, n_passes) -> tuple[int, int]:
-        """Load the checkpoint's state into self; return the (pass, batch) to resume at."""
+    def _restore_for_resume(self, checkpoint, n_passes, found) -> tuple[int, int]:
+        """Load the checkpoint's state (``found``: arrays, metadata, version) into self;
+        return the (pass, batch) to resume at."""
         from ..errors import CheckpointMismatchError
-        from ..persistence import load
+        from ..persistence import model_from_payload
 
-        saved = load(checkpoint)
+        saved = model_from_payload(found[0], found[1]["state"])
         if type(saved) is not type(self):
             raise CheckpointMismatchError(
                 f"checkpoint {checkpoint!r} holds a {type(saved).__name__}, not an "

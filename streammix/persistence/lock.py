@@ -1,9 +1,11 @@
 """A writer lock for a checkpoint: one writer at a time, with stale-lock detection.
 
-The lock is a small JSON file created with O_EXCL (atomic on local and network file
-systems that honour it). It names its holder (host, pid, start time). A lock whose
-holder is a dead process on this host, or whose heartbeat is older than
-``stale_after`` seconds, is stale and is broken with a warning.
+The lock is a small JSON file, written whole to a temporary name and hard-linked into
+place (atomic, and failing if a lock exists; O_EXCL where links are not supported), so
+a lock file is never half-written. It names its holder (host, pid, start time). A lock
+whose holder is a dead process on this host, whose heartbeat is older than
+``stale_after`` seconds, or that does not parse (damaged), is stale and is broken with
+a warning.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ class CheckpointLock:
         self.stale_after = stale_after
         self.token = uuid.uuid4().hex
         self.held = False
+        self._last_beat = 0.0
 
     def _info(self) -> dict:
         return {"host": socket.gethostname(), "pid": os.getpid(), "token": self.token,
@@ -45,60 +48,91 @@ class CheckpointLock:
         try:
             with open(self.path) as f:
                 return json.load(f)
-        except (FileNotFoundError, json.JSONDecodeError, OSError):
+        except (OSError, ValueError):  # missing, unreadable, not JSON or not text
             return None
 
     def _is_stale(self, info: dict | None) -> bool:
-        if info is None:  # unreadable or half-written lock: judge by file age
-            try:
-                return time.time() - os.path.getmtime(self.path) > 5.0
-            except FileNotFoundError:
-                return True
-        if info.get("host") == socket.gethostname() and not _pid_alive(int(info.get("pid", -1))):
+        if info is None or not isinstance(info, dict):
+            # a lock is always written whole (linked into place complete), so one that
+            # does not parse is damaged, not half-written: nobody can hold it
+            return os.path.exists(self.path)
+        try:
+            pid, heartbeat = int(info.get("pid", -1)), float(info.get("heartbeat", 0))
+        except (TypeError, ValueError):
             return True
-        return time.time() - float(info.get("heartbeat", 0)) > self.stale_after
+        if info.get("host") == socket.gethostname() and not _pid_alive(pid):
+            return True
+        return time.time() - heartbeat > self.stale_after
 
-    def acquire(self) -> "CheckpointLock":
-        for _ in range(3):
+    def _create(self) -> bool:
+        """Create the lock file complete, in one step; False if it exists already."""
+        tmp = f"{self.path}.{self.token}.tmp"
+        with open(tmp, "w") as f:
+            json.dump(self._info(), f)
+        try:
+            os.link(tmp, self.path)  # atomic, and fails if the lock exists
+            return True
+        except FileExistsError:
+            return False
+        except OSError:  # no hard links on this file system: exclusive create instead
             try:
                 fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
             except FileExistsError:
-                info = self._read()
-                if self._is_stale(info):
-                    warnings.warn(f"breaking a stale checkpoint lock {self.path} held by "
-                                  f"{info}", RuntimeWarning if False else UserWarning,
-                                  stacklevel=2)
-                    try:
-                        os.remove(self.path)
-                    except FileNotFoundError:
-                        pass
-                    continue
-                who = f"pid {info.get('pid')} on {info.get('host')}" if info else "another writer"
-                raise CheckpointLockedError(
-                    f"checkpoint {os.path.dirname(self.path)!r} is being written by {who} "
-                    f"(lock {self.path}); wait for it to finish, or remove the lock file if "
-                    "that process is gone"
-                ) from None
+                return False
             with os.fdopen(fd, "w") as f:
                 json.dump(self._info(), f)
-            self.held = True
-            return self
+            return True
+        finally:
+            try:
+                os.remove(tmp)
+            except OSError:
+                pass
+
+    def acquire(self) -> "CheckpointLock":
+        for _ in range(3):
+            if self._create():
+                self.held = True
+                self._last_beat = time.time()
+                return self
+            info = self._read()
+            if info is None and not os.path.exists(self.path):
+                continue  # released in the meantime
+            if self._is_stale(info):
+                warnings.warn(f"breaking a stale or damaged checkpoint lock {self.path} "
+                              f"(held by {info})", UserWarning, stacklevel=2)
+                try:
+                    os.remove(self.path)
+                except FileNotFoundError:
+                    pass
+                continue
+            who = f"pid {info.get('pid')} on {info.get('host')}" if info else "another writer"
+            raise CheckpointLockedError(
+                f"checkpoint {os.path.dirname(self.path)!r} is being written by {who} "
+                f"(lock {self.path}); wait for it to finish, or remove the lock file if "
+                "that process is gone"
+            )
         raise CheckpointLockedError(f"could not acquire {self.path}")
 
-    def heartbeat(self) -> None:
-        """Refresh the lock's timestamp (long fits call this at every save)."""
+    def heartbeat(self, every: float = 10.0) -> None:
+        """Refresh the lock's timestamp (long fits call this at every save; the file is
+        rewritten at most every ``every`` seconds) and check it is still ours."""
         if not self.held:
             return
-        info = self._read() or self._info()
-        if info.get("token") != self.token:
+        info = self._read()
+        if not isinstance(info, dict) or info.get("token") != self.token:
             raise CheckpointLockedError(
-                f"lost the checkpoint lock {self.path}: another writer took it over"
+                f"lost the checkpoint lock {self.path}: another writer took it over, or it "
+                "was removed or damaged"
             )
-        info["heartbeat"] = time.time()
+        now = time.time()
+        if now - self._last_beat < every:
+            return
+        info["heartbeat"] = now
         tmp = f"{self.path}.{self.token}.tmp"
         with open(tmp, "w") as f:
             json.dump(info, f)
         os.replace(tmp, self.path)
+        self._last_beat = now
 
     def release(self) -> None:
         if not self.held:

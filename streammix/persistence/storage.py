@@ -12,6 +12,8 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
+from concurrent.futures import ThreadPoolExecutor
+from functools import lru_cache
 
 
 def is_url(path: str) -> bool:
@@ -50,6 +52,55 @@ class Storage:
         else:
             self.fs.makedirs(self._fs_path(*parts), exist_ok=True)
 
+    def read_bytes(self, *parts: str) -> bytes | None:
+        """The content of a file, or None when it does not exist (or is a folder)."""
+        try:
+            if self.local:
+                with open(self.path(*parts), "rb") as f:
+                    return f.read()
+            return self.fs.cat_file(self._fs_path(*parts))
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            return None
+
+    def write_files_durably(self, files: list[tuple[str, bytes]], *parts: str) -> None:
+        """Write ``files`` (relative path, bytes) under the folder ``parts`` and make them
+        durable before returning: on a local disk every file's data and every new folder
+        entry reach the disk (fdatasync / fsync, issued in parallel so the file system
+        commits them together); on an object store each file is one PUT."""
+        if not self.local:
+            base = self._fs_path(*parts)
+            self.fs.pipe({f"{base}/{rel}": data for rel, data in files})
+            return
+        base = self.path(*parts)
+        folders = {base}
+        fds = []
+        try:
+            for rel, data in files:
+                full = os.path.join(base, *rel.split("/"))
+                folder = os.path.dirname(full)
+                if folder not in folders:
+                    os.makedirs(folder, exist_ok=True)
+                    folders.add(folder)
+                fd = os.open(full, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+                fds.append(fd)
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view):]
+            _sync_all(fds, sorted(folders))
+        finally:
+            for fd in fds:
+                os.close(fd)
+
+    def remove(self, *parts: str) -> None:
+        """Delete one file if it exists."""
+        try:
+            if self.local:
+                os.remove(self.path(*parts))
+            else:
+                self.fs.rm_file(self._fs_path(*parts))
+        except FileNotFoundError:
+            pass
+
     def read_text(self, *parts: str) -> str:
         if self.local:
             with open(self.path(*parts)) as f:
@@ -62,11 +113,18 @@ class Storage:
         if self.local:
             final = self.path(*parts)
             tmp = f"{final}.{uuid.uuid4().hex}.tmp"
-            with open(tmp, "w") as f:
-                f.write(text)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, final)
+            try:
+                with open(tmp, "w") as f:
+                    f.write(text)
+                    f.flush()
+                    os.fsync(f.fileno())
+                os.replace(tmp, final)
+            except BaseException:
+                try:
+                    os.remove(tmp)
+                except OSError:
+                    pass
+                raise
             _fsync_dir(os.path.dirname(final))
         else:
             with self.fs.open(self._fs_path(*parts), "w") as f:
@@ -99,6 +157,47 @@ class Storage:
             _fsync_dir(self.root)
         else:
             self.fs.mv(self._fs_path(*src), self._fs_path(*dst), recursive=True)
+
+
+@lru_cache(maxsize=1)
+def _sync_pool() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=8, thread_name_prefix="streammix-fsync")
+
+
+def _fsync_fd(fd: int, data_only: bool) -> None:
+    (os.fdatasync if data_only else os.fsync)(fd)
+
+
+def _sync_all(fds: list[int], folders: list[str]) -> None:
+    """fdatasync every open file and fsync every folder; in parallel when there are
+    several (the file system's journal then commits them in one or two flushes)."""
+    if len(fds) <= 2:
+        for fd in fds:
+            _fsync_fd(fd, True)
+    else:
+        list(_sync_pool().map(_fsync_fd, fds, [True] * len(fds)))
+    dir_fds = []
+    try:
+        for folder in folders:
+            try:
+                dir_fds.append(os.open(folder, os.O_RDONLY))
+            except OSError:
+                pass
+        if len(dir_fds) <= 2:
+            for fd in dir_fds:
+                _fsync_dir_fd(fd)
+        else:
+            list(_sync_pool().map(_fsync_dir_fd, dir_fds))
+    finally:
+        for fd in dir_fds:
+            os.close(fd)
+
+
+def _fsync_dir_fd(fd: int) -> None:
+    try:
+        os.fsync(fd)
+    except OSError:  # some file systems cannot sync a folder
+        pass
 
 
 def _fsync_dir(path: str) -> None:

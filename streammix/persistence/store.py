@@ -3,23 +3,28 @@
 Layout of a checkpoint at ROOT (every part readable with plain zarr and json):
 
     ROOT/zarr.json            the root group; attrs["streammix"] = {"kind": "checkpoint"}
-    ROOT/v000007/             one complete version: a zarr group of plain arrays, its
-                              attrs hold the JSON state and a SHA-256 per array
-    ROOT/CURRENT.json         the pointer: {"version": 7, ...}, replaced atomically, last
+    ROOT/v000007/             one complete version: a zarr group of plain arrays whose
+                              attrs hold the JSON state, and MANIFEST.json, the size and
+                              SHA-256 of every other file of the version (written last)
+    ROOT/CURRENT.json         the pointer: {"version": 7, "manifest_sha256": ...},
+                              replaced atomically, last
     ROOT/LOCK                 the writer lock while a writer is active
-    ROOT/staging/             versions being written (local paths), renamed when verified
+    ROOT/staging/             versions being written (local paths), renamed when durable
 
-A save writes the new version under staging/, re-reads it and checks every checksum,
-renames it to vNNNNNN, then replaces CURRENT.json, and only then deletes versions older
-than the last ``keep_last``. A crash at any point leaves CURRENT.json on the previous
-complete version. No pickle anywhere: loading parses JSON and reads numeric arrays, so
+A save writes the new version's files under staging/, makes them durable (fdatasync of
+every file, fsync of every folder), renames the folder to vNNNNNN, then replaces
+CURRENT.json, and only then deletes versions older than the last ``keep_last`` (keeping
+the newest finished model as long as the kept ones hold none). A crash at any point
+leaves CURRENT.json on the previous complete version. A load checks the pointer's digest
+of the manifest, the manifest's own digest, then every file against it, before it
+interprets a byte. No pickle anywhere: loading parses JSON and reads numeric arrays, so
 an untrusted checkpoint can at worst fail to load.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
+import os
 import re
 import time
 import uuid
@@ -33,29 +38,39 @@ from ..errors import (
     CheckpointError,
     CheckpointVersionError,
 )
+from . import version_format as fmt
 from .lock import CheckpointLock
 from .storage import Storage
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 POINTER = "CURRENT.json"
 _VERSION_RE = re.compile(r"^v(\d{6,})$")
-_ALLOWED_DTYPES = {"float64", "float32", "int64", "int32", "uint32", "bool", "uint8"}
+#: leftovers of a killed writer (pointer and lock temporaries) older than this are removed
+_STALE_TMP_SECONDS = 60.0
 
 #: called between writing a version and committing the pointer (tests use it to kill a
 #: process in the middle of a save)
 before_commit: Callable[[], None] | None = None
 
 
+def _shown(path) -> str:
+    """A checkpoint path as messages show it (a str, not a PosixPath repr)."""
+    return os.fspath(path) if isinstance(path, os.PathLike) else str(path)
+
+
 def version_name(v: int) -> str:
     return f"v{v:06d}"
 
 
-def array_checksum(a: np.ndarray) -> str:
-    a = np.ascontiguousarray(a)
-    h = hashlib.sha256()
-    h.update(f"{a.dtype.str}|{a.shape}|".encode())
-    h.update(a.tobytes())
-    return h.hexdigest()
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def is_finished_state(state: dict) -> bool:
+    """Whether a version's state is a finished model: fitted, and not a batch fit whose
+    progress says it is still running (or was interrupted)."""
+    prog = state.get("fit_progress")
+    return bool(state.get("fitted")) and (prog is None or bool(prog.get("done")))
 
 
 def list_versions(path) -> list[int]:
@@ -64,23 +79,50 @@ def list_versions(path) -> list[int]:
     return sorted(int(m.group(1)) for m in map(_VERSION_RE.match, st.listdir()) if m)
 
 
+def _pointer_document(version: int, manifest_digest: str, finished: bool, **extra) -> str:
+    body = {"version": version, "format_version": FORMAT_VERSION,
+            "manifest_sha256": manifest_digest, "finished": finished,
+            "written_at": _now(), **extra}
+    return json.dumps({**body, "digest": fmt.sha256(fmt.canonical_json(body))})
+
+
+def read_pointer(path) -> dict | None:
+    """The pointer document, or None when there is none; CheckpointCorruptError when it
+    is damaged (not JSON, no version, or not matching its own digest)."""
+    st = Storage(path)
+    data = st.read_bytes(POINTER)
+    if data is None:
+        return None
+    where = f"checkpoint {_shown(path)!r}"
+    try:
+        doc = json.loads(data)
+        version = int(doc["version"])
+        if version < 1:
+            raise ValueError("version < 1")
+        if "digest" in doc:  # format 2; format 1 pointers carried no digest
+            body = {k: v for k, v in doc.items() if k != "digest"}
+            if fmt.sha256(fmt.canonical_json(body)) != doc["digest"]:
+                raise ValueError("it does not match its own digest")
+    except (ValueError, KeyError, TypeError, AttributeError, UnicodeDecodeError) as exc:
+        raise CheckpointCorruptError(
+            f"{where}: the pointer file {POINTER} is damaged ({exc}); versions on disk: "
+            f"{list_versions(path)}; `streammix repair` (or persistence.repair) points it "
+            "at the newest version that verifies"
+        ) from None
+    return doc
+
+
 def current_version(path) -> int | None:
     """The version CURRENT.json points to, or None when there is no pointer."""
-    st = Storage(path)
-    if not st.exists(POINTER):
-        return None
-    try:
-        doc = json.loads(st.read_text(POINTER))
-        return int(doc["version"])
-    except (ValueError, KeyError, TypeError) as exc:
-        raise CheckpointCorruptError(
-            f"checkpoint {path!r}: the pointer {POINTER} is unreadable ({exc}); "
-            f"versions on disk: {list_versions(path)}; load one with load(path, version=N)"
-        ) from None
+    doc = read_pointer(path)
+    return None if doc is None else int(doc["version"])
 
 
 class CheckpointWriter:
-    """Writes successive versions of one checkpoint, holding its lock throughout."""
+    """Writes successive versions of one checkpoint, holding its lock throughout.
+
+    A writer that created the checkpoint's folder and committed nothing removes what it
+    made when it closes (a first fit that fails leaves no empty checkpoint behind)."""
 
     def __init__(self, path, keep_last: int = 3, lock: bool = True):
         if keep_last < 1:
@@ -88,22 +130,63 @@ class CheckpointWriter:
         self.path = path
         self.storage = Storage(path)
         self.keep_last = keep_last
+        self._created = not self.storage.listdir()
         self.storage.makedirs()
-        self._ensure_root_group()
+        self.committed: list[int] = []
         self.lock = CheckpointLock(self.storage.root) if (lock and self.storage.local) else None
-        if self.lock is not None:
-            self.lock.acquire()
+        try:
+            if self.lock is not None:
+                self.lock.acquire()
+            self._ensure_root_group()
+            self._remove_leftovers()
+        except BaseException:
+            self.close()
+            raise
 
     def _ensure_root_group(self) -> None:
-        import zarr
+        st = self.storage
+        if st.read_bytes("zarr.json") is None:
+            st.write_text_atomic(json.dumps(fmt.group_metadata(
+                {"streammix": {"kind": "checkpoint", "format_version": FORMAT_VERSION}})),
+                "zarr.json")
 
-        if not self.storage.exists("zarr.json"):
-            root = zarr.open_group(store=self.storage.root, mode="a", zarr_format=3)
-            root.attrs["streammix"] = {"kind": "checkpoint", "format_version": FORMAT_VERSION}
+    def _remove_leftovers(self) -> None:
+        """Temporaries of killed writers: staged versions and pointer temporaries (only a
+        lock holder writes those), and lock temporaries older than a minute."""
+        st = self.storage
+        if not st.local:
+            return
+        for leftover in st.listdir("staging"):
+            st.remove_tree("staging", leftover)
+        now = time.time()
+        for name in st.listdir():
+            if not name.endswith(".tmp"):
+                continue
+            full = st.path(name)
+            try:
+                old = now - os.path.getmtime(full) > _STALE_TMP_SECONDS
+            except OSError:
+                continue
+            if name.startswith(POINTER + ".") or old:
+                st.remove(name)
 
     def close(self) -> None:
+        if self._created and not self.committed and not list_versions(self.path):
+            self._remove_own_files()
         if self.lock is not None:
             self.lock.release()
+            self.lock = None
+        if self._created and not self.committed and self.storage.local:
+            try:
+                os.rmdir(self.storage.root)  # only if nothing else is in it
+            except OSError:
+                pass
+
+    def _remove_own_files(self) -> None:
+        st = self.storage
+        if st.local:
+            st.remove_tree("staging")
+            st.remove("zarr.json")
 
     def __enter__(self):
         return self
@@ -112,93 +195,221 @@ class CheckpointWriter:
         self.close()
 
     def save(self, arrays: dict[str, np.ndarray], attrs: dict) -> int:
-        """Write a complete new version, verify it, commit the pointer, prune; returns
-        the new version number."""
-        import zarr
-
+        """Write a complete new version, make it durable, commit the pointer, prune;
+        returns the new version number. On failure (disk full, permissions...) the
+        previous version stays current and CheckpointError says why."""
         st = self.storage
         if self.lock is not None:
             self.lock.heartbeat()
         existing = list_versions(self.path)
         version = (existing[-1] if existing else 0) + 1
         name = version_name(version)
-        checksums = {}
+        finished = is_finished_state(attrs)
         arrays = {k: np.ascontiguousarray(v) for k, v in arrays.items()}
-        for k, a in arrays.items():
-            if a.dtype.name not in _ALLOWED_DTYPES:
-                raise CheckpointError(f"array {k!r} has dtype {a.dtype}, not storable")
-            checksums[k] = array_checksum(a)
-        meta = {
-            "format_version": FORMAT_VERSION,
-            "library_version": __version__,
-            "version": version,
-            "written_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "checksums": checksums,
-            "state": attrs,
-        }
-        json.dumps(meta)  # fail early (nothing written) if the state is not plain JSON
-        if st.local:
-            staging = ("staging", f"{name}-{uuid.uuid4().hex[:8]}")
-            st.makedirs(*staging)
-            target = st.path(*staging)
-        else:
-            target = st.path(name)
-        group = zarr.open_group(store=target, mode="w", zarr_format=3)
-        for k, a in arrays.items():
-            z = group.create_array(k, shape=a.shape, dtype=a.dtype,
-                                   chunks=tuple(max(1, n) for n in a.shape))
-            if a.size:
-                z[...] = a
-        group.attrs["streammix"] = meta
-        _verify_group(zarr.open_group(store=target, mode="r"), f"{self.path}:{name}")
-        if st.local:
-            st.rename(staging, (name,))
+        meta = {"format_version": FORMAT_VERSION, "library_version": __version__,
+                "version": version, "written_at": _now(), "finished": finished,
+                "state": attrs}
+        try:
+            files = fmt.encode_version(arrays, {"streammix": meta})
+        except (TypeError, ValueError) as exc:  # not plain JSON: nothing written
+            raise CheckpointError(f"checkpoint {_shown(self.path)!r}: the model's state cannot be "
+                                  f"saved ({exc})") from None
+        manifest = fmt.manifest_for(files, {"format_version": FORMAT_VERSION,
+                                            "version": version, "finished": finished})
+        staging = ("staging", f"{name}-{uuid.uuid4().hex[:8]}") if st.local else (name,)
+        try:
+            if st.local:
+                st.write_files_durably(files + [(fmt.MANIFEST, manifest)], *staging)
+                st.rename(staging, (name,))
+            else:  # in place; the manifest last, the pointer after it
+                st.write_files_durably(files, name)
+                st.write_files_durably([(fmt.MANIFEST, manifest)], name)
+        except OSError as exc:
+            if st.local:
+                st.remove_tree(*staging)
+            raise CheckpointError(
+                f"checkpoint {_shown(self.path)!r}: could not write version {version} ({exc}); "
+                f"the checkpoint still holds version {current_version(self.path)}"
+            ) from exc
         if before_commit is not None:
             before_commit()
-        st.write_text_atomic(json.dumps({"version": version, "format_version": FORMAT_VERSION,
-                                         "written_at": meta["written_at"]}), POINTER)
+        self._commit(version, fmt.sha256(manifest), finished)
+        self.committed.append(version)
         self._prune(version)
         return version
 
+    def _commit(self, version: int, manifest_digest: str, finished: bool, **extra) -> None:
+        try:
+            self.storage.write_text_atomic(
+                _pointer_document(version, manifest_digest, finished, **extra), POINTER)
+        except OSError as exc:
+            raise CheckpointError(
+                f"checkpoint {_shown(self.path)!r}: version {version} was written but the pointer "
+                f"{POINTER} could not be replaced ({exc}); the checkpoint still holds "
+                f"version {current_version(self.path)}"
+            ) from exc
+
+    def recommit(self, version: int, **extra) -> None:
+        """Point CURRENT.json at an existing version that verifies (after a lost or
+        damaged pointer), under this writer's lock."""
+        manifest = self.storage.read_bytes(version_name(version), fmt.MANIFEST)
+        if manifest is None:  # a format 1 version: no manifest to pin
+            _, meta, _ = read_version(self.path, version)
+            finished, digest = is_finished_state(meta["state"]), ""
+        else:
+            info = fmt.parse_manifest(manifest, f"checkpoint {_shown(self.path)!r} version {version}")
+            finished, digest = bool(info.get("finished")), fmt.sha256(manifest)
+        self._commit(version, digest, finished, **extra)
+
+    def resume(self) -> tuple[dict[str, np.ndarray], dict, int] | None:
+        """What a fit or an update continues from: the pointer's version (a damaged one
+        raises CheckpointCorruptError, for `repair` to handle); without a pointer, the
+        newest version that verifies, and the pointer is restored to it; None for a
+        checkpoint with no version."""
+        if read_pointer(self.path) is not None:
+            return read_version(self.path)
+        if not list_versions(self.path):
+            return None
+        arrays, meta, v = read_latest_good(self.path)
+        self.recommit(v, restored=True)
+        return arrays, meta, v
+
     def _prune(self, current: int) -> None:
         st = self.storage
-        for v in list_versions(self.path):
-            if v <= current - self.keep_last:
+        kept = [v for v in list_versions(self.path) if v > current - self.keep_last]
+        older = [v for v in list_versions(self.path) if v <= current - self.keep_last]
+        spare = None
+        if older and not any(_manifest_says_finished(st, v) for v in kept):
+            spare = next((v for v in reversed(older) if _manifest_says_finished(st, v)), None)
+        for v in older:
+            if v != spare:
                 st.remove_tree(version_name(v))
         if st.local:
             for leftover in st.listdir("staging"):
                 st.remove_tree("staging", leftover)
 
 
-def _verify_group(group, where: str) -> tuple[dict[str, np.ndarray], dict]:
-    """Read every array of a version group and check it against its recorded checksum."""
-    meta = group.attrs.get("streammix")
-    if not isinstance(meta, dict) or "checksums" not in meta:
-        raise CheckpointCorruptError(f"{where}: not a streammix checkpoint version (no metadata)")
-    fmt = meta.get("format_version")
-    if not isinstance(fmt, int):
+def _manifest_says_finished(st: Storage, v: int) -> bool:
+    data = st.read_bytes(version_name(v), fmt.MANIFEST)
+    if data is None:
+        return False
+    try:
+        return bool(json.loads(data).get("finished"))
+    except (ValueError, AttributeError, UnicodeDecodeError):
+        return False
+
+
+def _check_meta(meta, where: str) -> dict:
+    """The version's streammix attributes, checked for what every reader relies on."""
+    if not isinstance(meta, dict) or not isinstance(meta.get("state"), dict):
+        raise CheckpointCorruptError(f"{where}: not a streammix checkpoint version (no "
+                                     "state in its attributes)")
+    version = meta.get("format_version")
+    if not isinstance(version, int):
         raise CheckpointCorruptError(f"{where}: format_version missing or not an integer")
-    if fmt > FORMAT_VERSION:
+    if version > FORMAT_VERSION:
         raise CheckpointVersionError(
-            f"{where} was written in checkpoint format {fmt} (streammix "
+            f"{where} was written in checkpoint format {version} (streammix "
             f"{meta.get('library_version')}), newer than format {FORMAT_VERSION} that this "
             f"streammix {__version__} reads; upgrade streammix to load it"
         )
-    arrays = {}
-    expected = meta["checksums"]
-    present = set(group.array_keys())
+    return meta
+
+
+def read_version(path, version: int | None = None) -> tuple[dict[str, np.ndarray], dict, int]:
+    """(arrays, metadata, version number) of one verified version: ``version`` or the one
+    CURRENT.json points to. Raises CheckpointCorruptError naming the version and file."""
+    st = Storage(path)
+    if not st.exists():
+        raise CheckpointError(f"no checkpoint at {_shown(path)!r}")
+    expected_manifest = None
+    if version is None:
+        pointer = read_pointer(path)
+        if pointer is None:
+            raise CheckpointCorruptError(
+                f"checkpoint {_shown(path)!r} has no pointer {POINTER} (never committed, or removed); "
+                f"versions on disk: {list_versions(path)}; load one with load(path, version=N) "
+                "or load(path, fallback=True)"
+            )
+        version = int(pointer["version"])
+        expected_manifest = pointer.get("manifest_sha256") or None
+    name = version_name(version)
+    if not st.exists(name):
+        raise CheckpointCorruptError(
+            f"checkpoint {_shown(path)!r}: version {version} does not exist; versions on disk: "
+            f"{list_versions(path)}"
+        )
+    where = f"checkpoint {_shown(path)!r} version {version}"
+    manifest = st.read_bytes(name, fmt.MANIFEST)
+    if manifest is None:
+        legacy = _legacy_format(st, name)
+        if legacy:
+            arrays, meta = _read_format1(st.path(name), where)
+            return arrays, meta, version
+        raise CheckpointCorruptError(f"{where}: file {fmt.MANIFEST} is missing")
+    if expected_manifest is not None and fmt.sha256(manifest) != expected_manifest:
+        raise CheckpointCorruptError(f"{where}: file {fmt.MANIFEST} does not match the "
+                                     f"digest recorded in {POINTER} (damaged or modified)")
+    info = fmt.parse_manifest(manifest, where)
+    if isinstance(info.get("format_version"), int) and info["format_version"] > FORMAT_VERSION:
+        _check_meta({"format_version": info["format_version"], "state": {}}, where)
+    if info.get("version") != version:
+        raise CheckpointCorruptError(f"{where}: file {fmt.MANIFEST} belongs to version "
+                                     f"{info.get('version')} (copied or moved)")
+    files = {}
+    for rel, entry in info["files"].items():
+        if not isinstance(rel, str) or ".." in rel.split("/") or rel.startswith("/"):
+            raise CheckpointCorruptError(f"{where}: file {fmt.MANIFEST} lists a path "
+                                         f"outside the version: {rel!r}")
+        data = st.read_bytes(name, *rel.split("/"))
+        fmt.check_file(rel, data, entry, where)
+        files[rel] = data
+    arrays, attrs = fmt.decode_version(files, where)
+    meta = _check_meta(attrs.get("streammix"), where)
+    return arrays, meta, version
+
+
+def _legacy_format(st: Storage, name: str) -> bool:
+    """Whether a version without a manifest says it was written in format 1."""
+    data = st.read_bytes(name, "zarr.json")
+    try:
+        return json.loads(data)["attributes"]["streammix"]["format_version"] == 1
+    except (TypeError, ValueError, KeyError, UnicodeDecodeError):
+        return False
+
+
+def _read_format1(target: str, where: str) -> tuple[dict[str, np.ndarray], dict]:
+    """A version written by streammix before manifests: every array checked against its
+    SHA-256 (its metadata is not covered; a re-save upgrades it)."""
+    import hashlib
+
+    import zarr
+
+    try:
+        group = zarr.open_group(store=target, mode="r")
+        meta = _check_meta(group.attrs.get("streammix"), where)
+        expected = meta["checksums"]
+        present = set(group.array_keys())
+    except CheckpointError:
+        raise
+    except Exception as exc:
+        raise CheckpointCorruptError(f"{where}: cannot be opened ({type(exc).__name__}: "
+                                     f"{exc})") from None
     missing = sorted(set(expected) - present)
     if missing:
         raise CheckpointCorruptError(f"{where}: arrays missing: {missing}")
+    arrays = {}
     for k, digest in expected.items():
         try:
-            a = group[k][...]
+            a = np.ascontiguousarray(group[k][...])
         except Exception as exc:  # truncated or undecodable chunk file
             raise CheckpointCorruptError(
                 f"{where}: array {k!r} cannot be read ({type(exc).__name__}: {exc})"
             ) from None
-        a = np.asarray(a)
-        if array_checksum(a) != digest:
+        h = hashlib.sha256()
+        h.update(f"{a.dtype.str}|{a.shape}|".encode())
+        h.update(a.tobytes())
+        if h.hexdigest() != digest:
             raise CheckpointCorruptError(
                 f"{where}: array {k!r} does not match its checksum (modified or damaged)"
             )
@@ -206,41 +417,10 @@ def _verify_group(group, where: str) -> tuple[dict[str, np.ndarray], dict]:
     return arrays, meta
 
 
-def read_version(path, version: int | None = None) -> tuple[dict[str, np.ndarray], dict, int]:
-    """(arrays, metadata, version number) of one verified version: ``version`` or the one
-    CURRENT.json points to. Raises CheckpointCorruptError naming what is wrong."""
-    import zarr
-
-    st = Storage(path)
-    if not st.exists():
-        raise CheckpointError(f"no checkpoint at {path!r}")
-    if version is None:
-        version = current_version(path)
-        if version is None:
-            raise CheckpointCorruptError(
-                f"checkpoint {path!r} has no pointer {POINTER} (never committed, or removed); "
-                f"versions on disk: {list_versions(path)}; load one with load(path, version=N) "
-                "or load(path, fallback=True)"
-            )
-    name = version_name(version)
-    if not st.exists(name):
-        raise CheckpointCorruptError(
-            f"checkpoint {path!r}: version {version} does not exist; versions on disk: "
-            f"{list_versions(path)}"
-        )
-    where = f"checkpoint {path!r} version {version}"
-    try:
-        group = zarr.open_group(store=st.path(name), mode="r")
-    except Exception as exc:
-        raise CheckpointCorruptError(f"{where}: cannot be opened ({type(exc).__name__}: {exc})"
-                                     ) from None
-    arrays, meta = _verify_group(group, where)
-    return arrays, meta, version
-
-
-def read_latest_good(path) -> tuple[dict[str, np.ndarray], dict, int]:
-    """The newest version that verifies, trying the pointer first, then older versions:
-    the documented fallback after a corrupted latest version."""
+def read_latest_good(path, finished: bool = False) -> tuple[dict[str, np.ndarray], dict, int]:
+    """The newest version that verifies (with ``finished``: that holds a finished model),
+    trying the pointer's version first, then the others from the newest: the documented
+    fallback after a damaged latest version or a lost pointer."""
     errors = []
     candidates = []
     try:
@@ -250,15 +430,23 @@ def read_latest_good(path) -> tuple[dict[str, np.ndarray], dict, int]:
     except CheckpointCorruptError as exc:
         errors.append(str(exc))
     candidates += [v for v in reversed(list_versions(path)) if v not in candidates]
+    if finished and candidates:  # the newest finished one, not just the pointer's
+        candidates = sorted(candidates, reverse=True)
     for v in candidates:
         try:
-            return read_version(path, v)
+            arrays, meta, got = read_version(path, v)
         except CheckpointVersionError:
             raise
         except CheckpointError as exc:
             errors.append(str(exc))
+            continue
+        if finished and not is_finished_state(meta["state"]):
+            errors.append(f"version {v} holds a fit in progress")
+            continue
+        return arrays, meta, got
+    what = "finished model" if finished else "loadable version"
     raise CheckpointCorruptError(
-        f"no loadable version in checkpoint {path!r}: " + " | ".join(errors or ["empty"])
+        f"no {what} in checkpoint {_shown(path)!r}: " + " | ".join(errors or ["empty"])
     )
 
 
@@ -271,26 +459,26 @@ def repair(path) -> tuple[int | None, int, list[str]]:
     verifies."""
     st = Storage(path)
     if not st.exists() or not (list_versions(path) or st.exists(POINTER)):
-        raise CheckpointError(f"no checkpoint at {path!r}")
-    with CheckpointWriter(path, keep_last=1_000_000):
+        raise CheckpointError(f"no checkpoint at {_shown(path)!r}")
+    with CheckpointWriter(path, keep_last=1_000_000) as writer:
         try:
             before = current_version(path)
+            pointer_ok = True
         except CheckpointCorruptError:
-            before = None
+            before, pointer_ok = None, False
         problems = []
         for v in reversed(list_versions(path)):
             try:
                 read_version(path, v)
+                if v == before:  # the pointer's own check (its manifest digest)
+                    read_version(path)
             except CheckpointVersionError:
                 raise
             except CheckpointError as exc:
                 problems.append(str(exc))
                 continue
-            if v != before:
-                st.write_text_atomic(json.dumps({"version": v, "format_version": FORMAT_VERSION,
-                                                 "written_at": time.strftime(
-                                                     "%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                                                 "repaired": True}), POINTER)
+            if v != before or not pointer_ok:
+                writer.recommit(v, repaired=True)
             return before, v, problems
-    raise CheckpointCorruptError(f"no version of checkpoint {path!r} verifies: "
+    raise CheckpointCorruptError(f"no version of checkpoint {_shown(path)!r} verifies: "
                                  + " | ".join(problems or ["no versions"]))
