@@ -1,15 +1,21 @@
 """`streammix select CONFIG`: fit every candidate (numbers of components x covariance
 types) on the source, score each by BIC and AIC, print the table and the choice, plot
 the curves, and save the chosen model. Candidates are checkpointed next to the run's
-checkpoint, so an interrupted selection resumes and a rerun does not refit."""
+checkpoint, so an interrupted selection resumes and a rerun does not refit; a rerun on
+unchanged inputs saves no new version and rewrites no file."""
 
 from __future__ import annotations
 
+import io
 import json
+import math
 import os
 import time
 
-from ...persistence import save
+import numpy as np
+
+from ...errors import CheckpointError
+from ...persistence import model_to_payload, read_version, save
 from ...persistence.storage import Storage
 from ..cluster import dask_client
 from ..config import Config, ConfigError, require
@@ -22,8 +28,9 @@ def candidates_dir(checkpoint: str) -> str:
     return checkpoint.rstrip("/") + "-candidates"
 
 
-def plot_selection(results: list[dict], chosen: dict, criterion: str, path: str) -> None:
-    """BIC and AIC against K, one line per covariance type, the choice circled."""
+def plot_selection(results: list[dict], chosen: dict, criterion: str, path) -> None:
+    """BIC and AIC against K, one line per covariance type, the choice circled, as a PNG
+    at ``path`` (a path or a binary file object)."""
     from ..plotting import pyplot
 
     plt = pyplot()
@@ -46,8 +53,86 @@ def plot_selection(results: list[dict], chosen: dict, criterion: str, path: str)
         ax.grid(alpha=0.3)
         ax.legend()
     fig.tight_layout()
-    fig.savefig(path)
+    fig.savefig(path, format="png")
     plt.close(fig)
+
+
+def _same(a, b) -> bool:
+    """Equality of two payload values: arrays element by element (NaN equal to NaN),
+    JSON values recursively (a tuple equal to the list JSON makes of it)."""
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        a, b = np.asarray(a), np.asarray(b)
+        try:
+            return np.array_equal(a, b, equal_nan=a.dtype.kind in "fc")
+        except TypeError:
+            return np.array_equal(a, b)
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
+        return True
+    return a == b
+
+
+def holds_model(checkpoint: str, model) -> int | None:
+    """The current version of ``checkpoint`` when it holds exactly ``model`` (the same
+    arrays and state), else None (no checkpoint, another model, or a damaged version: a
+    new version is then saved)."""
+    try:
+        saved_arrays, meta, version = read_version(checkpoint)
+    except CheckpointError:
+        return None
+    arrays, state = model_to_payload(model)
+    return version if _same(saved_arrays, arrays) and _same(meta["state"], state) else None
+
+
+def _without_timings(summary: dict) -> dict:
+    """The summary less what changes on every run (seconds per candidate): what decides
+    whether the saved selection is still the right one."""
+    results = [{k: v for k, v in r.items() if k != "seconds"} for r in summary["results"]]
+    chosen = {k: v for k, v in summary["chosen"].items() if k != "seconds"}
+    return {**summary, "results": results, "chosen": chosen}
+
+
+def _write_if_changed(path: str, data: bytes) -> bool:
+    """Write ``data`` to ``path`` unless it already holds them; whether it wrote."""
+    try:
+        with open(path, "rb") as f:
+            if f.read() == data:
+                return False
+    except OSError:
+        pass
+    tmp = f"{path}.tmp-{os.getpid()}"
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return True
+
+
+def save_selection(ck: str, model, summary: dict, keep_last: int, log) -> int:
+    """Save the chosen model and the selection summary in the checkpoint, unless it
+    already holds them (a rerun on unchanged inputs); returns its current version."""
+    st = Storage(ck)
+    version = holds_model(ck, model)
+    if version is None:
+        version = save(model, ck, keep_last=keep_last)
+        log.info(f"saved the chosen model to {ck} version {version}")
+    else:
+        log.info(f"nothing to do: {ck} version {version} already holds the chosen model",
+                 fields={"checkpoint": ck, "version": version, "up_to_date": True})
+    try:
+        saved = json.loads(st.read_text(SELECTION_FILE)) if st.exists(SELECTION_FILE) else None
+    except (OSError, ValueError):  # unreadable: replaced below
+        saved = None
+    if saved is None or not _same(_without_timings(saved), _without_timings(summary)):
+        st.write_text_atomic(json.dumps(summary, indent=2), SELECTION_FILE)
+        log.info(f"wrote {SELECTION_FILE} in {ck}")
+    return version
 
 
 def _table(results: list[dict], chosen: dict) -> str:
@@ -105,14 +190,13 @@ def run(cfg: Config, opts, log) -> int:
     plot = sel.get("plot") or os.path.join(os.path.dirname(os.path.abspath(cfg.path)),
                                            "selection.png")
     os.makedirs(os.path.dirname(os.path.abspath(plot)), exist_ok=True)
-    plot_selection(results, chosen, criterion, plot)
+    png = io.BytesIO()
+    plot_selection(results, chosen, criterion, png)
+    _write_if_changed(plot, png.getvalue())
     summary = {"criterion": criterion, "n_samples": n, "n_features": d,
                "chosen": chosen, "results": results, "plot": plot}
     if ck:
-        version = save(model, ck, keep_last=cfg.run["keep_last"])
-        Storage(ck).write_text_atomic(json.dumps(summary, indent=2), SELECTION_FILE)
-        summary["version"] = version
-        log.info(f"saved the chosen model to {ck} version {version} (and {SELECTION_FILE})")
+        summary["version"] = save_selection(ck, model, summary, cfg.run["keep_last"], log)
     log.info(f"selection done in {time.perf_counter() - t0:.1f} s; plot {plot}",
              fields={"chosen": chosen, "plot": plot})
     return 0

@@ -1,0 +1,65 @@
+"""`streammix select` run again on unchanged inputs is a no-op: no new checkpoint
+version, no rewritten selection.json or plot (run in-process on a few hundred rows)."""
+
+import json
+import os
+
+import numpy as np
+import zarr
+
+import streammix
+from streammix.cli import main
+from streammix.persistence import current_version, list_versions
+
+
+def _workspace(root, seed=0):
+    rng = np.random.default_rng(seed)
+    X = np.concatenate([rng.normal(-3, 1, (200, 2)), rng.normal(3, 0.5, (200, 2))])
+    zarr.create_array(str(root / "x.zarr"), data=X, chunks=(100, 2), overwrite=True)
+    config = root / "select.yaml"
+    config.write_text("source:\n  type: zarr\n  path: x.zarr\nmodel:\n"
+                      "  estimator: GaussianMixture\n  n_init: 1\nselect:\n"
+                      "  n_components: [1, 2, 3]\n  covariance_types: [full, diag]\n"
+                      "  plot: selection.png\nrun:\n  checkpoint: models/selected\n"
+                      "  max_iter: 50\n  random_state: 0\n")
+    return str(config)
+
+
+def _mtimes(*paths):
+    return [os.stat(p).st_mtime_ns for p in paths]
+
+
+def test_rerunning_select_on_unchanged_inputs_saves_nothing(tmp_path, capsys):
+    config = _workspace(tmp_path)
+    ck = str(tmp_path / "models" / "selected")
+    files = (os.path.join(ck, "selection.json"), str(tmp_path / "selection.png"))
+    assert main(["--no-progress", "select", config]) == 0
+    first = capsys.readouterr()
+    assert "chosen by BIC" in first.out and "saved the chosen model" in first.err
+    versions, current = list_versions(ck), current_version(ck)
+    assert streammix.load(ck).n_components == 2
+    with open(files[0]) as f:
+        selection = f.read()
+    stamps = _mtimes(*files)
+
+    assert main(["--no-progress", "select", config]) == 0
+    second = capsys.readouterr()
+    assert "nothing to do" in second.err and "already holds the chosen model" in second.err
+    assert "saved the chosen model" not in second.err
+    assert list_versions(ck) == versions and current_version(ck) == current
+    assert _mtimes(*files) == stamps  # neither the summary nor the plot was rewritten
+    with open(files[0]) as f:
+        assert f.read() == selection
+    assert json.loads(selection)["chosen"]["n_components"] == 2
+
+
+def test_select_on_changed_data_saves_a_new_version(tmp_path, capsys):
+    config = _workspace(tmp_path)
+    ck = str(tmp_path / "models" / "selected")
+    assert main(["--no-progress", "select", config]) == 0
+    before = current_version(ck)
+    capsys.readouterr()
+    _workspace(tmp_path, seed=1)  # other rows: every candidate is fitted again
+    assert main(["--no-progress", "select", config]) == 0
+    assert "saved the chosen model" in capsys.readouterr().err
+    assert current_version(ck) == before + 1
