@@ -226,7 +226,7 @@ def check_output_target(store, protected: Iterable = (), overwrite: bool = False
         return
     ck = enclosing_checkpoint(local)
     if ck is not None:
-        raise refuse(("is a streammix checkpoint" if os.path.realpath(local) == ck else
+        raise refuse(("is a streammix checkpoint" if os.path.abspath(local) == ck else
                       f"lies inside the streammix checkpoint {ck!r}")
                      + ": outputs are never written into a checkpoint; choose another path")
     if not os.path.lexists(local):
@@ -237,12 +237,12 @@ def check_output_target(store, protected: Iterable = (), overwrite: bool = False
     if not os.listdir(local):
         return  # an empty folder: nothing to lose
     kind, marker = _group_marker(local)
-    _check_existing("other" if kind == "missing" else kind, marker, refuse, overwrite,
-                    overwrite_hint)
-    inner = _checkpoint_below(local)
-    if inner is not None:
+    inner = _checkpoint_below(local) if kind == "group" and marker is not None else None
+    if inner is not None:  # an earlier output someone put a checkpoint into
         raise refuse(f"holds the streammix checkpoint {inner!r}: replacing it would delete "
                      "the checkpoint; choose another path")
+    _check_existing("other" if kind == "missing" else kind, marker, refuse, overwrite,
+                    overwrite_hint)
 
 
 def _check_existing(kind: str, marker, refuse, overwrite: bool,

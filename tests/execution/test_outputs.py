@@ -195,3 +195,15 @@ def test_cli_predict_refuses_with_exit_code_2(ws, tmp_path, capsys):
                                   model.predict(X))
     assert main(["--no-progress", "predict", str(config)]) == 2
     assert "outputs.overwrite: true" in capsys.readouterr().err
+
+
+def test_an_earlier_output_holding_a_checkpoint_is_not_replaced(ws, tmp_path):
+    _, X, model = ws
+    out = tmp_path / "pred.zarr"
+    write_predictions(model, X, out, outputs=("labels",))
+    model.save(str(out / "kept"))  # someone saved a model inside the output group
+    before = tree_digest(out)
+    with pytest.raises(OutputExistsError, match="holds the streammix checkpoint"):
+        write_predictions(model, X, out, outputs=("labels",), overwrite=True)
+    assert tree_digest(out) == before
+    np.testing.assert_array_equal(streammix.load(str(out / "kept")).means_, model.means_)
