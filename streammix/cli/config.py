@@ -103,6 +103,10 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "checkpoint": Field(STR, "checkpoint directory or URL", is_path=True),
         "checkpoint_every": Field(INT, "save every N iterations / batches", default=1,
                                   check=_positive),
+        "checkpoint_interval": Field(FLOAT, "seconds at least between saves (and at "
+                                            "least 20x the last save's time, so saving "
+                                            "costs under 5%); 0: only the 20x rule",
+                                     default=10.0, check=_at_least_zero),
         "keep_last": Field(INT, "checkpoint versions kept", default=3, check=_positive),
         "max_iter": Field(INT, "EM iterations at most (model.max_iter)"),
         "tol": Field(FLOAT, "convergence threshold (model.tol)"),

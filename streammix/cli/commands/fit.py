@@ -81,6 +81,10 @@ def run(cfg: Config, opts, log) -> int:
     log.info(f"source {cfg.source['path']}: {X.shape[0]:,} rows x {X.shape[1]} features in "
              f"{X.numblocks[0]} chunks", fields={"rows": X.shape[0], "features": X.shape[1]})
     before = current_version(ck)
+    newest_before = max(list_versions(ck), default=0)
+    if before is None and newest_before:
+        log.warning(f"checkpoint {ck} has no CURRENT.json pointer: continuing from its "
+                    "newest version that verifies (the pointer is restored)")
     if before is not None:
         state = read_version(ck)[1]["state"]
         if state.get("estimator") != "GaussianMixture":
@@ -118,6 +122,7 @@ def run(cfg: Config, opts, log) -> int:
                 X = persisted(X, cfg, client, log)
             model.fit(X, align_to=reference, checkpoint=ck,
                       checkpoint_every=cfg.run["checkpoint_every"],
+                      checkpoint_interval=cfg.run["checkpoint_interval"],
                       keep_last=cfg.run["keep_last"],
                       checkpoint_mismatch=cfg.run["on_mismatch"], callback=on_iteration)
     except CheckpointMismatchError as exc:
@@ -128,10 +133,13 @@ def run(cfg: Config, opts, log) -> int:
     finally:
         bar.close()
     after = current_version(ck)
+    if after is None:  # never log a save that did not happen
+        raise CheckpointError(f"the fit ended but checkpoint {ck} has no committed version")
+    saved = max(list_versions(ck), default=0) > newest_before
     fields = {"checkpoint": ck, "version": after, "n_iter": model.n_iter_,
               "converged": model.converged_, "lower_bound": model.lower_bound_,
               "seconds": round(time.perf_counter() - t0, 3)}
-    if before is not None and after == before:
+    if not saved:
         log.info(f"nothing to do: checkpoint {ck} version {after} already holds this fit "
                  f"({model.n_iter_} iterations, converged={model.converged_})",
                  fields={**fields, "up_to_date": True})

@@ -10,7 +10,7 @@ import math
 
 import numpy as np
 
-from ...persistence import current_version, list_versions, read_version
+from ...persistence import current_version, is_finished_state, list_versions, read_version
 from ...persistence.serialize import model_from_payload
 
 
@@ -39,6 +39,7 @@ def summarise(path: str, version: int | None = None) -> dict:
     out: dict = {"checkpoint": path, "version": v, "current_version": current_version(path),
                  "versions_on_disk": list_versions(path), "estimator": state["estimator"],
                  "fitted": bool(state.get("fitted")),
+                 "finished": is_finished_state(state),
                  "hyperparameters": {k: val for k, val in model.get_params().items()
                                      if not k.endswith("_init") and k != "client"},
                  "saved_at": meta.get("written_at")}
@@ -86,7 +87,8 @@ def as_text(s: dict) -> str:
     lines.append(f"model       K={s['n_components']}, d={s['n_features']}, "
                  f"{s['covariance_type']} covariances")
     if s["estimator"] == "GaussianMixture":
-        state = ("in progress" if s["in_progress"] else
+        state = ("in progress or interrupted: the last iterate, not a finished fit"
+                 if s["in_progress"] else
                  "converged" if s["converged"] else "finished without converging")
         lines.append(f"fit         {s['n_iter']} iterations, {state}, mean log-likelihood "
                      f"{s['lower_bound']:.6f}")

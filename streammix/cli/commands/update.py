@@ -12,8 +12,9 @@ import time
 import numpy as np
 
 from ...errors import CheckpointMismatchError, InvalidInputError
-from ...persistence import CheckpointWriter, current_version, list_versions, load
-from ...persistence.serialize import model_to_payload
+from ...persistence import CheckpointWriter, current_version, list_versions
+from ...persistence.cadence import SaveCadence
+from ...persistence.serialize import model_from_payload, model_to_payload
 from ...validation import check_finite
 from ..config import Config, ConfigError, check_source_exists, require
 from ..console import Progress
@@ -68,17 +69,18 @@ def run(cfg: Config, opts, log) -> int:
         log.warning(f"source.path {cfg.source['path']!r} holds no file matching "
                     f"{cfg.source['pattern']!r} (wrong path or pattern?)")
     with CheckpointWriter(ck, keep_last=cfg.run["keep_last"]) as writer:
-        if current_version(ck) is None and list_versions(ck):
-            model = load(ck, fallback=True)
-            log.warning(f"checkpoint {ck} has no CURRENT.json pointer: continuing from the "
-                        "newest version that verifies")
+        lost_pointer = current_version(ck) is None and bool(list_versions(ck))
+        found = writer.resume()
+        if found is not None:
+            model = model_from_payload(found[0], found[1]["state"])
             _check_same_model(model, wanted, ck)
-        elif current_version(ck) is not None:
-            model = load(ck)
-            _check_same_model(model, wanted, ck)
-            log.info(f"checkpoint {ck} version {current_version(ck)}: "
+            if lost_pointer:
+                log.warning(f"checkpoint {ck} had no CURRENT.json pointer: continuing from "
+                            f"its newest version that verifies ({found[2]}; pointer "
+                            "restored)")
+            log.info(f"checkpoint {ck} version {found[2]}: "
                      f"{getattr(model, 'n_updates_', 0)} updates so far",
-                     fields={"version": current_version(ck)})
+                     fields={"version": found[2]})
         else:
             model = wanted
             log.info(f"new checkpoint {ck}: starting a model")
@@ -92,7 +94,13 @@ def run(cfg: Config, opts, log) -> int:
         log.info(f"{pending:,} new rows in {len(batches)} batches",
                  fields={"rows": pending, "batches": len(batches)})
         bar = Progress(pending, "rows", enabled=opts.progress)
-        done_rows, unsaved, last_log = 0, 0, time.perf_counter()
+        done_rows, last_log = 0, time.perf_counter()
+        cadence = SaveCadence(every, cfg.run["checkpoint_interval"])
+
+        def save() -> None:
+            started = time.monotonic()
+            writer.save(*model_to_payload(model))
+            cadence.saved(started)
         skipped: list[str] = []
         try:
             for i, batch in enumerate(batches):
@@ -104,9 +112,8 @@ def run(cfg: Config, opts, log) -> int:
                         model.partial_fit(X)
                     except InvalidInputError as exc:
                         if cfg.run["on_bad_batch"] == "error":
-                            if unsaved:  # the model is unchanged by the bad batch
-                                writer.save(*model_to_payload(model))
-                                unsaved = 0
+                            if cadence.pending():  # the model is unchanged by the bad batch
+                                save()
                             raise InvalidInputError(
                                 f"{batch_error(exc, X, batch)} (the "
                                 "model is saved up to the batch before; set run.on_bad_batch: "
@@ -115,11 +122,9 @@ def run(cfg: Config, opts, log) -> int:
                         log.warning(f"skipped: {batch_error(exc, X, batch)}",
                                     fields={"skipped": batch.where})
                 model.stream_cursor_ = batch.cursor_after
-                unsaved += 1
                 done_rows += batch.rows
-                if unsaved >= every:
-                    writer.save(*model_to_payload(model))
-                    unsaved = 0
+                if cadence.step():
+                    save()
                 bar.update(done_rows, rows=batch.rows, note=batch.where)
                 now = time.perf_counter()
                 if not bar.active and (now - last_log > 10 or i == len(batches) - 1):
@@ -127,8 +132,8 @@ def run(cfg: Config, opts, log) -> int:
                     log.info(f"{batch.where}: {done_rows:,}/{pending:,} rows, "
                              f"{getattr(model, 'n_updates_', 0)} updates",
                              fields={"rows_done": done_rows, "rows": pending})
-            if unsaved:
-                writer.save(*model_to_payload(model))
+            if cadence.pending():
+                save()
         finally:
             # on an interrupt nothing more is saved (a signal may land mid-update); the
             # batches after the last save are read again by the next run
