@@ -185,6 +185,72 @@ def time_em(args, root: str, seen) -> dict:
     return out
 
 
+def time_cadence(args, root: str, seen) -> list[dict]:
+    """Whole-fit times without a checkpoint, with checkpoint_every=1, and with the
+    configs' default cadence (checkpoint_every=1, checkpoint_interval=10), interleaved,
+    medians of args.em_repeats (at least 3)."""
+    from streammix import GaussianMixture
+
+    cases = []
+    X_small = make_data(1_000, 3, 3, args.seed)
+    cases.append(("1,000 x 3, K=3, full, tol=1e-6", X_small,
+                  dict(n_components=3, covariance_type="full", tol=1e-6, max_iter=400,
+                       random_state=0)))
+    X_big = make_data(args.em_n, D, K, args.seed)
+    cases.append((f"{args.em_n:,} x {D}, K={K}, full, 8 iterations", X_big,
+                  dict(n_components=K, covariance_type="full", tol=0.0, max_iter=8,
+                       random_state=0, **initial_params(COV, D, K, args.seed))))
+    modes = {"none": {}, "every iteration": dict(checkpoint_every=1),
+             "default cadence": dict(checkpoint_every=1, checkpoint_interval=10.0)}
+    out = []
+    counter = [0]
+    for label, X, kw in cases:
+        GaussianMixture(**kw).fit(X)  # warm-up (compiles, page cache)
+        times = {m: [] for m in modes}
+        saves = {}
+        for rep in range(max(3, args.em_repeats)):
+            for mode, extra in modes.items():
+                ck_kw = {}
+                if extra:
+                    counter[0] += 1
+                    ck_kw = dict(checkpoint=os.path.join(root, f"cadence-{counter[0]}"), **extra)
+                est = GaussianMixture(**kw)
+                sec, _ = timed(lambda: est.fit(X, **ck_kw), seen)
+                times[mode].append(sec)
+                if extra:
+                    import streammix.persistence as P
+
+                    saves[mode] = P.current_version(ck_kw["checkpoint"])
+                    shutil.rmtree(ck_kw["checkpoint"], ignore_errors=True)
+                else:
+                    saves["iterations"] = est.n_iter_
+        log(f"[cadence] {label}: " + ", ".join(f"{m} {median(t):.3f} s"
+                                                for m, t in times.items()))
+        out.append(dict(label=label, times=times, saves=saves))
+    return out
+
+
+def print_cadence(results: list[dict]) -> None:
+    print("Whole fits: no checkpoint, checkpoint_every=1, and the configs' default cadence "
+          "(checkpoint_every=1, checkpoint_interval=10 s: a save waits 10 s and 20x the last "
+          "save's time); medians, interleaved")
+    print()
+    header = ["fit", "iterations", "no checkpoint s", "every iteration s (saves)",
+              "overhead", "default cadence s (saves)", "overhead"]
+    rows = []
+    for r in results:
+        t, sv = r["times"], r["saves"]
+        base = median(t["none"])
+        every, default = median(t["every iteration"]), median(t["default cadence"])
+        rows.append([r["label"], str(sv.get("iterations")), fmt_s(base),
+                     f"{fmt_s(every)} ({sv.get('every iteration')})",
+                     f"{100 * (every - base) / base:+.1f}%",
+                     f"{fmt_s(default)} ({sv.get('default cadence')})",
+                     f"{100 * (default - base) / base:+.1f}%"])
+    print(markdown_table(header, rows))
+    print()
+
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(
         description="streammix checkpoints: save/load time of a K=64, d=128 full model "
@@ -205,6 +271,13 @@ def parse_args(argv=None):
     p.add_argument("--fit-n", type=int, default=None,
                    help=f"rows the saved model is fitted on (default {FULL['fit_n']:,})")
     p.add_argument("--no-em", action="store_true", help="only time save and load")
+    p.add_argument("--d", type=int, default=D, help=f"features of the saved model (default {D})")
+    p.add_argument("--k", type=int, default=K, help=f"components of the saved model (default {K})")
+    p.add_argument("--cadence", action="store_true",
+                   help="also time whole fits with checkpointing at the configs' default "
+                        "cadence (checkpoint_every=1, checkpoint_interval=10) and at every "
+                        "iteration, against no checkpoint: a 1,000-row fit of a tiny model "
+                        "(many fast iterations) and --em-n rows of the d x K model")
     p.add_argument("--workdir", default=None,
                    help="where the checkpoints are written (a fresh temporary directory "
                         "inside it, deleted at the end; default: the system temp dir)")
@@ -222,7 +295,11 @@ def parse_args(argv=None):
 
 
 def main(argv=None) -> int:
+    global D, K, TARGET_N
     args = parse_args(argv)
+    D, K = args.d, args.k
+    if args.em_n > TARGET_N:
+        TARGET_N = args.em_n
     t_start = time.perf_counter()
     load_start = os.getloadavg()[0]
     report_header("bench_checkpoint", ["zarr", "numcodecs"])
@@ -238,6 +315,7 @@ def main(argv=None) -> int:
         pers = {label: time_persistence(model, root, label, args.repeats, seen, problems)
                 for label, model in models.items()}
         em = None if args.no_em else time_em(args, root, seen)
+        cadence = time_cadence(args, root, seen) if args.cadence else None
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
@@ -289,6 +367,8 @@ def main(argv=None) -> int:
         print()
         print(markdown_table(header, rows))
         print()
+    if cadence:
+        print_cadence(cadence)
     print("<details><summary>details</summary>")
     print()
     print("```")

@@ -105,7 +105,8 @@ SCHEMA: dict[str, dict[str, Field]] = {
                                   check=_positive),
         "checkpoint_interval": Field(FLOAT, "seconds at least between saves (and at "
                                             "least 20x the last save's time, so saving "
-                                            "costs under 5%); 0: only the 20x rule",
+                                            "costs under 5%); 0: only the 20x rule; null: "
+                                            "exactly every checkpoint_every",
                                      default=10.0, check=_at_least_zero),
         "keep_last": Field(INT, "checkpoint versions kept", default=3, check=_positive),
         "max_iter": Field(INT, "EM iterations at most (model.max_iter)"),

@@ -281,6 +281,7 @@ def test_bad_data_and_corrupt_checkpoint_exit_codes(fitted_workspace, tmp_path):
     assert proc.returncode == 3 and "dtype" in proc.stderr, proc.stderr
     ck = tmp_path / "corrupt"
     shutil.copytree(os.path.join(root, "demo-data/models/cluster-fit"), ck)
+    streammix.persistence.save(streammix.load(str(ck)), str(ck))  # a version to fall back to
     v = current_version(str(ck))
     chunk = ck / f"v{v:06d}" / "means" / "c.0.0"
     chunk.write_bytes(b"garbage")
@@ -443,7 +444,7 @@ def test_sigterm_releases_the_lock_and_a_rerun_continues(tmp_path):
                 X[i * 2000:(i + 1) * 2000])
     ck = os.path.join(root, "demo-data/models/stream")
     args = ["update", "configs/stream-update.yaml", "--set", "run.batch_size=500", "--set",
-            "run.checkpoint_every=1"]
+            "run.checkpoint_every=1", "--set", "run.checkpoint_interval=null"]
     job = subprocess.Popen([sys.executable, "-m", "streammix", "--no-progress", *args],
                            cwd=root, stderr=subprocess.PIPE, text=True)
     t0 = time.monotonic()

@@ -42,7 +42,7 @@ def test_fit_killed_and_rerun_ends_where_an_uninterrupted_fit_ends(tmp_path):
     root = str(tmp_path)
     make_workspace(root, n=200_000)
     common = ["--set", "run.cluster=null", "--set", "run.tol=0", "--set", "run.max_iter=20",
-              "--set", "run.checkpoint_interval=0"]
+              "--set", "run.checkpoint_interval=null"]
     ck = os.path.join(root, "demo-data/models/cluster-fit")
 
     def some_iterations_saved():
@@ -77,7 +77,7 @@ def test_update_killed_and_rerun_ends_where_an_uninterrupted_update_ends(tmp_pat
         np.save(os.path.join(root, "demo-data/incoming", f"part-{i:04d}.npy"),
                 X[i * 2000:(i + 1) * 2000])
     common = ["--set", "run.batch_size=1000", "--set", "run.checkpoint_every=1",
-              "--set", "run.checkpoint_interval=0"]
+              "--set", "run.checkpoint_interval=null"]
     ck = os.path.join(root, "demo-data/models/stream")
 
     def some_batches_saved():
