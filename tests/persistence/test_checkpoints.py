@@ -332,3 +332,134 @@ def test_repair_points_at_the_newest_good_version(tmp_path):
     chunk.write_bytes(b"garbage")
     with pytest.raises(CheckpointCorruptError, match="no version"):
         repair(path)
+
+
+# ------------------------------------------------------------------ issue 13: lost pointer,
+# unfinished models, pruning that keeps the last finished model
+def _fit_with_checkpoint(ck, X, stop_after=None, **fit_kw):
+    class Stop(Exception):
+        pass
+
+    def stop(info):
+        if stop_after is not None and info.iteration == stop_after:
+            raise Stop()
+
+    m = GaussianMixture(3, covariance_type="diag", tol=0.0, max_iter=8, random_state=0)
+    try:
+        m.fit(X, checkpoint=ck, checkpoint_every=1, keep_last=2, callback=stop, **fit_kw)
+    except Stop:
+        return None
+    return m
+
+
+def test_lost_pointer_on_a_finished_fit_is_restored_without_a_new_version(tmp_path):
+    X, _ = make_blobs(1000, 3, 3, seed=5)
+    ck = str(tmp_path / "ck")
+    first = _fit_with_checkpoint(ck, X)
+    versions = list_versions(ck)
+    os.remove(os.path.join(ck, "CURRENT.json"))
+    again = _fit_with_checkpoint(ck, X)
+    assert list_versions(ck) == versions  # nothing refitted, nothing saved
+    assert store.current_version(ck) == versions[-1]  # the pointer is back
+    np.testing.assert_array_equal(again.means_, first.means_)
+    assert store.read_pointer(ck).get("restored") is True
+    np.testing.assert_array_equal(load(ck).means_, first.means_)
+
+
+def test_lost_pointer_mid_fit_continues_to_the_same_bits(tmp_path):
+    X, _ = make_blobs(1000, 3, 3, seed=5)
+    whole = _fit_with_checkpoint(str(tmp_path / "whole"), X)
+    ck = str(tmp_path / "ck")
+    assert _fit_with_checkpoint(ck, X, stop_after=4) is None
+    os.remove(os.path.join(ck, "CURRENT.json"))
+    resumed = _fit_with_checkpoint(ck, X)
+    np.testing.assert_array_equal(resumed.means_, whole.means_)
+    assert resumed.lower_bounds_ == whole.lower_bounds_
+
+
+def test_online_fit_with_a_lost_pointer_continues_from_its_newest_version(tmp_path):
+    X, _ = make_blobs(6000, 3, 3, seed=6)
+    batches = [X[i : i + 500] for i in range(0, 6000, 500)]
+
+    def model():
+        return OnlineGaussianMixture(3, covariance_type="diag", init_size=1000,
+                                     random_state=0, eta_min=0.02)
+
+    whole = model().fit(batches)
+    ck = str(tmp_path / "ck")
+
+    def first_half():
+        yield from batches[:7]
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        model().fit(first_half(), checkpoint=ck)
+    os.remove(os.path.join(ck, "CURRENT.json"))
+    resumed = model().fit(batches, checkpoint=ck)
+    assert resumed.n_samples_seen_ == whole.n_samples_seen_ == 6000
+    np.testing.assert_array_equal(resumed.means_, whole.means_)
+
+
+def test_unfinished_fit_warns_and_finished_true_gives_the_last_finished_model(tmp_path):
+    """A refit in progress on top of a finished model: load() warns and returns the
+    iterate; load(finished=True) returns the finished model, which pruning keeps although
+    it is older than keep_last versions."""
+    from streammix import UnfinishedModelWarning
+
+    X, _ = make_blobs(1000, 3, 3, seed=5)
+    ck = str(tmp_path / "ck")
+    done = _fit_with_checkpoint(ck, X)
+    Y = X + 0.5  # new data: a new fit in the same checkpoint
+    assert _fit_with_checkpoint(ck, Y, stop_after=5,
+                                checkpoint_mismatch="restart") is None  # keep_last=2
+    with pytest.warns(UnfinishedModelWarning, match="finished=True"):
+        iterate = load(ck)
+    assert not iterate.converged_ and iterate.n_iter_ == 4  # saved before the stop
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UnfinishedModelWarning)
+        finished = load(ck, finished=True)
+    np.testing.assert_array_equal(finished.means_, done.means_)
+    assert len(list_versions(ck)) == 3  # two newest + the finished one
+    refit = _fit_with_checkpoint(ck, Y, checkpoint_mismatch="restart")
+    assert refit is not None and len(list_versions(ck)) == 2  # finished again: pruned
+    np.testing.assert_array_equal(load(ck, finished=True).means_, refit.means_)
+
+
+def test_finished_true_without_any_finished_version(tmp_path):
+    X, _ = make_blobs(1000, 3, 3, seed=5)
+    ck = str(tmp_path / "ck")
+    assert _fit_with_checkpoint(ck, X, stop_after=3) is None
+    with pytest.raises(CheckpointCorruptError, match="no finished model"):
+        load(ck, finished=True)
+
+
+def test_a_save_is_durable_files_and_folders_are_synced(tmp_path, monkeypatch):
+    """Every file of a version is fdatasync'ed and every new folder fsync'ed before the
+    pointer moves (what a power cut needs)."""
+    import streammix.persistence.storage as storage
+
+    synced_files, synced_dirs = [], []
+    real_fdatasync, real_fsync = os.fdatasync, os.fsync
+
+    def fdatasync(fd):
+        synced_files.append(os.readlink(f"/proc/self/fd/{fd}"))
+        return real_fdatasync(fd)
+
+    def fsync(fd):
+        path = os.readlink(f"/proc/self/fd/{fd}")
+        (synced_dirs if os.path.isdir(path) else synced_files).append(path)
+        return real_fsync(fd)
+
+    monkeypatch.setattr(storage.os, "fdatasync", fdatasync)
+    monkeypatch.setattr(storage.os, "fsync", fsync)
+    model, _ = fitted_batch("full")
+    ck = tmp_path / "ck"
+    model.save(ck)
+    names = {os.path.basename(p) for p in synced_files}
+    assert {"c.0.0", "zarr.json", "MANIFEST.json", "CURRENT.json"} <= names | {
+        os.path.basename(p).split(".", 1)[0] + ".json" for p in synced_files
+        if "CURRENT.json" in p}
+    n_files = sum(len(fs) for _, _, fs in os.walk(ck / "v000001"))
+    assert sum("staging" in p for p in synced_files) == n_files
+    assert any(p.endswith("/means") for p in synced_dirs)
+    assert str(ck) in synced_dirs  # the rename into place and the pointer's replace
