@@ -185,6 +185,56 @@ def time_em(args, root: str, seen) -> dict:
     return out
 
 
+def save_breakdown(model, root: str, repeats: int) -> dict[str, float]:
+    """Median seconds per save spent in each step of CheckpointWriter.save (the steps
+    wrapped with timers; 'other' is the rest: payload, bookkeeping)."""
+    import streammix.persistence.storage as storage
+    import streammix.persistence.store as store
+    import streammix.persistence.version_format as fmt
+    from streammix.persistence import model_to_payload
+
+    spent: dict[str, list[float]] = {}
+    patches = [(fmt, "encode_version", "encode (bytes, JSON)"),
+               (fmt, "manifest_for", "manifest (SHA-256)"),
+               (storage, "_sync_all", "fdatasync/fsync (parallel)"),
+               (storage.Storage, "rename", "rename into place"),
+               (storage.Storage, "write_text_atomic", "pointer (write, fsync, rename)"),
+               (store.CheckpointWriter, "_prune", "prune old versions")]
+    originals = [(obj, name, getattr(obj, name)) for obj, name, _ in patches]
+
+    def timed_call(fn, label):
+        def wrapper(*a, **kw):
+            t = time.perf_counter()
+            try:
+                return fn(*a, **kw)
+            finally:
+                spent.setdefault(label, []).append(time.perf_counter() - t)
+        return wrapper
+
+    path = os.path.join(root, "breakdown")
+    totals = []
+    try:
+        for obj, name, label in patches:
+            setattr(obj, name, timed_call(getattr(obj, name), label))
+        with store.CheckpointWriter(path, keep_last=3) as writer:
+            for _ in range(repeats + 1):
+                arrays, state = model_to_payload(model)
+                t = time.perf_counter()
+                writer.save(arrays, state)
+                totals.append(time.perf_counter() - t)
+    finally:
+        for obj, name, fn in originals:
+            setattr(obj, name, fn)
+        shutil.rmtree(path, ignore_errors=True)
+    out = {label: median(v[1:]) for label, v in spent.items()}  # the first save warms up
+    out["total"] = median(totals[1:])
+    known = sum(v for k, v in out.items() if k != "total")
+    out["other (payload, open/write, lock, listing)"] = max(0.0, out["total"] - known)
+    arrays, _ = model_to_payload(model)
+    out["files per version"] = float(len(fmt.encode_version(arrays, {})) + 1)  # + manifest
+    return out
+
+
 def time_cadence(args, root: str, seen) -> list[dict]:
     """Whole-fit times without a checkpoint, with checkpoint_every=1, and with the
     configs' default cadence (checkpoint_every=1, checkpoint_interval=10), interleaved,
@@ -193,8 +243,8 @@ def time_cadence(args, root: str, seen) -> list[dict]:
 
     cases = []
     X_small = make_data(1_000, 3, 3, args.seed)
-    cases.append(("1,000 x 3, K=3, full, tol=1e-6", X_small,
-                  dict(n_components=3, covariance_type="full", tol=1e-6, max_iter=400,
+    cases.append(("1,000 x 3, K=3, full, 200 iterations", X_small,
+                  dict(n_components=3, covariance_type="full", tol=0.0, max_iter=200,
                        random_state=0)))
     X_big = make_data(args.em_n, D, K, args.seed)
     cases.append((f"{args.em_n:,} x {D}, K={K}, full, 8 iterations", X_big,
@@ -208,7 +258,7 @@ def time_cadence(args, root: str, seen) -> list[dict]:
         GaussianMixture(**kw).fit(X)  # warm-up (compiles, page cache)
         times = {m: [] for m in modes}
         saves = {}
-        for rep in range(max(3, args.em_repeats)):
+        for rep in range(max(5, args.em_repeats)):
             for mode, extra in modes.items():
                 ck_kw = {}
                 if extra:
@@ -273,6 +323,8 @@ def parse_args(argv=None):
     p.add_argument("--no-em", action="store_true", help="only time save and load")
     p.add_argument("--d", type=int, default=D, help=f"features of the saved model (default {D})")
     p.add_argument("--k", type=int, default=K, help=f"components of the saved model (default {K})")
+    p.add_argument("--target-n", type=int, default=TARGET_N,
+                   help=f"rows of the EM iteration saves are compared with (default {TARGET_N:,})")
     p.add_argument("--cadence", action="store_true",
                    help="also time whole fits with checkpointing at the configs' default "
                         "cadence (checkpoint_every=1, checkpoint_interval=10) and at every "
@@ -297,9 +349,7 @@ def parse_args(argv=None):
 def main(argv=None) -> int:
     global D, K, TARGET_N
     args = parse_args(argv)
-    D, K = args.d, args.k
-    if args.em_n > TARGET_N:
-        TARGET_N = args.em_n
+    D, K, TARGET_N = args.d, args.k, args.target_n
     t_start = time.perf_counter()
     load_start = os.getloadavg()[0]
     report_header("bench_checkpoint", ["zarr", "numcodecs"])
@@ -316,6 +366,8 @@ def main(argv=None) -> int:
                 for label, model in models.items()}
         em = None if args.no_em else time_em(args, root, seen)
         cadence = time_cadence(args, root, seen) if args.cadence else None
+        breakdown = {label: save_breakdown(model, root, args.repeats)
+                     for label, model in models.items()}
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
@@ -367,6 +419,17 @@ def main(argv=None) -> int:
         print()
         print(markdown_table(header, rows))
         print()
+    print("Where a save goes (median seconds per save; 'other' is the rest of "
+          "CheckpointWriter.save)")
+    print()
+    labels = list(breakdown)
+    steps = [k for k in breakdown[labels[0]] if k not in ("total", "files per version")]
+    rows = [[step] + [fmt_s(breakdown[m][step]) for m in labels] for step in steps]
+    rows.append(["total"] + [fmt_s(breakdown[m]["total"]) for m in labels])
+    rows.append(["files per version"] + [f"{breakdown[m]['files per version']:.0f}"
+                                         for m in labels])
+    print(markdown_table(["step"] + labels, rows))
+    print()
     if cadence:
         print_cadence(cadence)
     print("<details><summary>details</summary>")

@@ -64,12 +64,17 @@ class CheckpointLock:
             return True
         return time.time() - heartbeat > self.stale_after
 
+    def temporary_name(self) -> str:
+        """This process's temporary lock file: named by pid, so that a writer can tell a
+        dead process's leftover (see ``dead_temporary``) from one being linked now."""
+        return f"{self.path}.{os.getpid()}.{self.token}.tmp"
+
     def _create(self) -> bool:
         """Create the lock file complete, in one step; False if it exists already."""
-        tmp = f"{self.path}.{self.token}.tmp"
-        with open(tmp, "w") as f:
-            json.dump(self._info(), f)
+        tmp = self.temporary_name()
         try:
+            with open(tmp, "w") as f:
+                json.dump(self._info(), f)
             os.link(tmp, self.path)  # atomic, and fails if the lock exists
             return True
         except FileExistsError:
@@ -128,7 +133,7 @@ class CheckpointLock:
         if now - self._last_beat < every:
             return
         info["heartbeat"] = now
-        tmp = f"{self.path}.{self.token}.tmp"
+        tmp = self.temporary_name()
         with open(tmp, "w") as f:
             json.dump(info, f)
         os.replace(tmp, self.path)
@@ -150,3 +155,12 @@ class CheckpointLock:
 
     def __exit__(self, *exc):
         self.release()
+
+
+def dead_temporary(name: str) -> bool:
+    """Whether ``name`` is a lock temporary (LOCK.<pid>.<token>.tmp) of a process that no
+    longer runs on this host."""
+    parts = name.split(".")
+    if len(parts) != 4 or parts[0] != "LOCK" or parts[3] != "tmp" or not parts[1].isdigit():
+        return False
+    return not _pid_alive(int(parts[1]))

@@ -72,7 +72,8 @@ class Storage:
             self.fs.pipe({f"{base}/{rel}": data for rel, data in files})
             return
         base = self.path(*parts)
-        folders = {base}
+        os.makedirs(base, exist_ok=True)
+        folders = {base, os.path.dirname(base)}
         fds = []
         try:
             for rel, data in files:

@@ -39,7 +39,7 @@ from ..errors import (
     CheckpointVersionError,
 )
 from . import version_format as fmt
-from .lock import CheckpointLock
+from .lock import CheckpointLock, dead_temporary
 from .storage import Storage
 
 FORMAT_VERSION = 2
@@ -130,18 +130,32 @@ class CheckpointWriter:
         self.path = path
         self.storage = Storage(path)
         self.keep_last = keep_last
-        self._created = not self.storage.listdir()
-        self.storage.makedirs()
+        self._made_root = self.storage.local and not os.path.exists(self.storage.root)
+        self._created = not self.storage.listdir()  # nothing of a checkpoint there yet
         self.committed: list[int] = []
-        self.lock = CheckpointLock(self.storage.root) if (lock and self.storage.local) else None
+        self.lock = None
         try:
-            if self.lock is not None:
+            self.storage.makedirs()
+            if lock and self.storage.local:
+                self.lock = CheckpointLock(self.storage.root)
                 self.lock.acquire()
             self._ensure_root_group()
             self._remove_leftovers()
+        except OSError as exc:
+            self.close()
+            raise CheckpointError(
+                f"checkpoint {_shown(path)!r}: cannot be opened for writing ({exc})"
+                + self._still_holds()) from exc
         except BaseException:
             self.close()
             raise
+
+    def _still_holds(self) -> str:
+        try:
+            v = current_version(self.path)
+        except CheckpointError:
+            v = None
+        return "" if v is None else f"; the checkpoint still holds version {v}"
 
     def _ensure_root_group(self) -> None:
         st = self.storage
@@ -167,8 +181,8 @@ class CheckpointWriter:
                 old = now - os.path.getmtime(full) > _STALE_TMP_SECONDS
             except OSError:
                 continue
-            if name.startswith(POINTER + ".") or old:
-                st.remove(name)
+            if name.startswith((POINTER + ".", "zarr.json.")) or dead_temporary(name) or old:
+                st.remove(name)  # only a lock holder writes the pointer and root group
 
     def close(self) -> None:
         if self._created and not self.committed and not list_versions(self.path):
@@ -176,7 +190,7 @@ class CheckpointWriter:
         if self.lock is not None:
             self.lock.release()
             self.lock = None
-        if self._created and not self.committed and self.storage.local:
+        if self._made_root and not self.committed:
             try:
                 os.rmdir(self.storage.root)  # only if nothing else is in it
             except OSError:
@@ -228,8 +242,8 @@ class CheckpointWriter:
             if st.local:
                 st.remove_tree(*staging)
             raise CheckpointError(
-                f"checkpoint {_shown(self.path)!r}: could not write version {version} ({exc}); "
-                f"the checkpoint still holds version {current_version(self.path)}"
+                f"checkpoint {_shown(self.path)!r}: could not write version {version} ({exc})"
+                + (self._still_holds() or "; nothing was committed")
             ) from exc
         if before_commit is not None:
             before_commit()
@@ -245,8 +259,8 @@ class CheckpointWriter:
         except OSError as exc:
             raise CheckpointError(
                 f"checkpoint {_shown(self.path)!r}: version {version} was written but the pointer "
-                f"{POINTER} could not be replaced ({exc}); the checkpoint still holds "
-                f"version {current_version(self.path)}"
+                f"{POINTER} could not be replaced ({exc})"
+                + (self._still_holds() or "; nothing was committed")
             ) from exc
 
     def recommit(self, version: int, **extra) -> None:
@@ -422,16 +436,16 @@ def read_latest_good(path, finished: bool = False) -> tuple[dict[str, np.ndarray
     trying the pointer's version first, then the others from the newest: the documented
     fallback after a damaged latest version or a lost pointer."""
     errors = []
-    candidates = []
+    cur = None
     try:
         cur = current_version(path)
-        if cur is not None:
-            candidates.append(cur)
     except CheckpointCorruptError as exc:
         errors.append(str(exc))
-    candidates += [v for v in reversed(list_versions(path)) if v not in candidates]
-    if finished and candidates:  # the newest finished one, not just the pointer's
-        candidates = sorted(candidates, reverse=True)
+    newest_first = list(reversed(list_versions(path)))
+    if finished:  # the newest finished one in the committed history (not past the pointer)
+        candidates = [v for v in newest_first if cur is None or v <= cur]
+    else:  # the pointer's version first
+        candidates = ([cur] if cur is not None else []) + [v for v in newest_first if v != cur]
     for v in candidates:
         try:
             arrays, meta, got = read_version(path, v)

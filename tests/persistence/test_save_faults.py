@@ -570,10 +570,6 @@ def fill(directory) -> None:
         os.close(fd)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug: on a completely full disk the writer lock's temporary (lock.py _create: "
-    "open + json.dump) raises a bare OSError out of CheckpointWriter.__init__, not a "
-    "CheckpointError, and leaves an empty LOCK.<token>.tmp behind"))
 def test_real_full_disk_save_raises_checkpoint_error_and_leaves_nothing(tiny_tmpfs):
     small, _ = small_and_big()
     ck = tiny_tmpfs / "ck"
@@ -644,9 +640,6 @@ def test_stale_lock_and_group_temporaries_are_removed_by_the_next_writer(tmp_pat
     assert tmp_files(ck) == []
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug (minor): only a lock holder writes the root zarr.json, like the pointer, yet "
-    "_remove_leftovers removes a killed writer's zarr.json.<hex>.tmp only after a minute"))
 def test_root_group_temporary_of_a_killed_writer_is_removed_at_once(tmp_path):
     first, _ = two_models()
     ck = tmp_path / "ck"
@@ -692,10 +685,6 @@ def test_first_fit_failing_before_its_first_save_creates_no_checkpoint(tmp_path)
     assert not os.path.exists(path)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug: CheckpointWriter counts an existing empty folder as created by itself "
-    "(_created = not listdir()), so a first fit failing after the writer opened removes "
-    "the user's folder with os.rmdir"))
 def test_first_fit_failing_before_its_first_save_keeps_a_users_empty_folder(tmp_path):
     X, _ = make_blobs(500, 3, 2, seed=6)
     path = tmp_path / "empty"
@@ -709,10 +698,6 @@ def test_first_fit_failing_before_its_first_save_keeps_a_users_empty_folder(tmp_
     assert path.is_dir() and os.listdir(path) == []
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug: Storage.write_files_durably creates the version folder only as the parent of a "
-    "file in a subfolder; a version whose files all lie at its top (no arrays: an "
-    "unfitted model) fails with ENOENT on staging/vNNNNNN-xxxx/zarr.json"))
 def test_a_model_without_arrays_saves_and_loads(tmp_path):
     ck = tmp_path / "ck"
     assert OnlineGaussianMixture(3).save(ck) == 1
