@@ -152,19 +152,18 @@ class Storage:
             except FileNotFoundError:
                 pass
 
-    def discard_tree(self, trash: tuple[str, ...], *parts: str):
-        """Remove a folder off the caller's path: on a local disk it is renamed to
-        ``trash`` at once (so listings never see it half-deleted) and deleted by a
-        background thread; returns that thread's Future (None when done already)."""
+    def discard_tree(self, trash: tuple[str, ...], *parts: str) -> None:
+        """Remove a folder so that listings never see it half-deleted: on a local disk it
+        is renamed to ``trash`` first (one step), then deleted."""
         if not self.local:
             self.remove_tree(*parts)
-            return None
+            return
         try:
             os.makedirs(os.path.dirname(self.path(*trash)), exist_ok=True)
             os.replace(self.path(*parts), self.path(*trash))
         except FileNotFoundError:
-            return None
-        return _sync_pool().submit(shutil.rmtree, self.path(*trash), True)
+            return
+        shutil.rmtree(self.path(*trash), ignore_errors=True)
 
     def rename(self, src: tuple[str, ...], dst: tuple[str, ...]) -> None:
         if self.local:

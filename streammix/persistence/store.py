@@ -133,7 +133,6 @@ class CheckpointWriter:
         self._made_root = self.storage.local and not os.path.exists(self.storage.root)
         self._created = not self.storage.listdir()  # nothing of a checkpoint there yet
         self.committed: list[int] = []
-        self._pending: list = []  # background deletions of pruned versions
         self.lock = None
         try:
             self.storage.makedirs()
@@ -186,7 +185,6 @@ class CheckpointWriter:
                 st.remove(name)  # only a lock holder writes the pointer and root group
 
     def close(self) -> None:
-        self._wait_for_pruning()
         if self._created and not self.committed and not list_versions(self.path):
             self._remove_own_files()
         if self.lock is not None:
@@ -215,9 +213,6 @@ class CheckpointWriter:
         returns the new version number. On failure (disk full, permissions...) the
         previous version stays current and CheckpointError says why."""
         st = self.storage
-        for done in self._pending:  # the last prune ran alongside the job, not this save
-            done.result()
-        self._pending.clear()
         if self.lock is not None:
             self.lock.heartbeat()
         existing = list_versions(self.path)
@@ -301,19 +296,9 @@ class CheckpointWriter:
         if older and not any(_manifest_says_finished(st, v) for v in kept):
             spare = next((v for v in reversed(older) if _manifest_says_finished(st, v)), None)
         for v in older:
-            if v != spare:  # deleted in the background while the job goes on
+            if v != spare:  # out of the listing in one step, then deleted
                 trash = ("staging", f"pruned-{version_name(v)}-{uuid.uuid4().hex[:8]}")
-                done = st.discard_tree(trash, version_name(v))
-                if done is not None:
-                    self._pending.append(done)
-
-    def _wait_for_pruning(self) -> None:
-        for done in self._pending:
-            done.result()
-        self._pending.clear()
-        if self.storage.local:
-            for leftover in self.storage.listdir("staging"):
-                self.storage.remove_tree("staging", leftover)
+                st.discard_tree(trash, version_name(v))
 
 
 def _manifest_says_finished(st: Storage, v: int) -> bool:
