@@ -178,18 +178,20 @@ def _sync_pool() -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max_workers=8, thread_name_prefix="streammix-fsync")
 
 
-def _fsync_fd(fd: int, data_only: bool) -> None:
-    (os.fdatasync if data_only else os.fsync)(fd)
+_SYNC_STREAMS = 4
+
+
+def _sync_group(fds: list[int], dir_fds: list[int]) -> None:
+    for fd in fds:
+        os.fdatasync(fd)
+    for fd in dir_fds:
+        _fsync_dir_fd(fd)
 
 
 def _sync_all(fds: list[int], folders: list[str]) -> None:
-    """fdatasync every open file and fsync every folder; in parallel when there are
-    several (the file system's journal then commits them in one or two flushes)."""
-    if len(fds) <= 2:
-        for fd in fds:
-            _fsync_fd(fd, True)
-    else:
-        list(_sync_pool().map(_fsync_fd, fds, [True] * len(fds)))
+    """fdatasync every open file, then fsync every folder; in a few parallel streams when
+    there are many (the file system's journal then commits them together), with one task
+    per stream rather than per file (a task costs more than a small file's sync)."""
     dir_fds = []
     try:
         for folder in folders:
@@ -197,11 +199,17 @@ def _sync_all(fds: list[int], folders: list[str]) -> None:
                 dir_fds.append(os.open(folder, os.O_RDONLY))
             except OSError:
                 pass
-        if len(dir_fds) <= 2:
-            for fd in dir_fds:
-                _fsync_dir_fd(fd)
-        else:
-            list(_sync_pool().map(_fsync_dir_fd, dir_fds))
+        if len(fds) + len(dir_fds) <= 4:
+            _sync_group(fds, dir_fds)
+            return
+        n = _SYNC_STREAMS
+        pool = _sync_pool()
+        files = [pool.submit(_sync_group, fds[i::n], []) for i in range(n) if fds[i::n]]
+        for done in files:  # every file's data before any folder entry
+            done.result()
+        dirs = [pool.submit(_sync_group, [], dir_fds[i::n]) for i in range(n) if dir_fds[i::n]]
+        for done in dirs:
+            done.result()
     finally:
         for fd in dir_fds:
             os.close(fd)
