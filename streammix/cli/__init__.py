@@ -93,6 +93,12 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                        help="override a config key, e.g. --set model.n_components=8 "
                             "(repeatable; values are YAML)")
+        if name in ("update", "score"):
+            p.add_argument("--follow", action="store_true",
+                           help="run as a service on a broker stream (source.type: redis) "
+                                "until SIGTERM/SIGINT")
+            p.add_argument("--metrics-port", metavar="[HOST:]PORT", default=None,
+                           help="with --follow: serve Prometheus metrics on this port")
         if name == "fit":
             p.add_argument("--align-to", metavar="CHECKPOINT", default=None,
                            help="keep the labels of this model ('previous': the model the "

@@ -87,13 +87,31 @@ INT, FLOAT, STR, BOOL, LIST, DICT = (int,), (int, float), (str,), (bool,), (list
 
 SCHEMA: dict[str, dict[str, Field]] = {
     "source": {
-        "type": Field(STR, "kind of source", choices=("zarr", "npy", "directory", "parquet")),
+        "type": Field(STR, "kind of source",
+                      choices=("zarr", "npy", "directory", "parquet", "redis")),
+        "url": Field(STR, "redis: the server, redis://host:6379/0 (a password in it is "
+                          "never logged)"),
+        "stream": Field(STR, "redis: the stream's key"),
+        "group": Field(STR, "redis: the consumer group (created when missing)",
+                       default="streammix"),
+        "consumer": Field(STR, "redis: this reader's name in the group (default: host "
+                               "and process id)"),
+        "start": Field(STR, "redis: where a new group starts", default="earliest",
+                       choices=("earliest", "latest")),
+        "format": Field(STR, "redis: message format", default="packed",
+                        choices=("packed", "json")),
+        "field": Field(STR, "redis: the message field holding the data", default="x"),
+        "n_features": Field(INT, "redis: values per row (packed: several rows per message "
+                                 "when set; default: one row per message)",
+                            check=_positive),
         "path": Field(STR, "path or URL of the data", is_path=True),
         "pattern": Field(STR, "file name pattern in a directory source", default="*.npy"),
-        "columns": Field(LIST, "parquet columns to use as features (default: all numeric)"),
+        "columns": Field(LIST, "parquet columns to use as features (default: all "
+                               "numeric); redis json: numeric fields forming a row"),
         "chunk_rows": Field(INT, "rows per chunk for npy/parquet/directory sources",
                             default=262_144, check=_positive),
-        "dtype": Field(STR, "cast the data to this dtype when read (e.g. integer data)",
+        "dtype": Field(STR, "cast the data to this dtype when read (e.g. integer data); "
+                            "redis packed: the values' type (little-endian)",
                        choices=("float32", "float64")),
         "persist": Field(BOOL, "keep the decoded chunks in (cluster) memory for the EM "
                                "passes instead of re-reading them", default=False),
@@ -118,6 +136,9 @@ SCHEMA: dict[str, dict[str, Field]] = {
                              default="error", choices=("error", "restart")),
         "batch_size": Field(INT, "rows per online update batch", default=10_000,
                             check=_positive),
+        "max_wait": Field(FLOAT, "--follow: seconds after a batch's first message after "
+                                 "which a partial batch is used", default=1.0,
+                          check=_positive),
         "on_bad_batch": Field(STR, "what update does with a batch holding NaN/inf or "
                                    "other bad values", default="error",
                               choices=("error", "skip")),
@@ -130,6 +151,9 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "write": Field(LIST, "outputs to write", check=_output_names),
         "overwrite": Field(BOOL, "replace existing outputs", default=True),
         "anomaly": Field(DICT, "flag rows by log-density: threshold: X or quantile: q"),
+        "stream": Field(STR, "score --follow: the redis stream the results go to"),
+        "url": Field(STR, "score --follow: the redis server of outputs.stream (default: "
+                          "source.url)"),
     },
     "select": {
         "n_components": Field(LIST + DICT, "candidate numbers of components: a list, or "
@@ -459,5 +483,7 @@ def require(cfg: Config, *keys: str, command: str) -> None:
 def check_source_exists(cfg: Config) -> None:
     """A configured local data path must exist (MissingDataError, exit code 3)."""
     p = cfg.source.get("path")
+    if cfg.source.get("type") == "redis":
+        return
     if p is not None and not _is_url(p) and not os.path.exists(p):
         raise MissingDataError(f"{cfg.path}: source.path: {p!r} does not exist")

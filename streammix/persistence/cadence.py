@@ -42,6 +42,16 @@ class SaveCadence:
         self.last_cost = self.last_end - started
         self.steps = 0
 
+    def idle_due(self) -> bool:
+        """When no step comes (an idle stream): whether steps wait for a save and the
+        interval allows one now."""
+        if self.steps == 0:
+            return False
+        if self.interval is None:
+            return True
+        waited = time.monotonic() - self.last_end
+        return waited >= max(self.interval, COST_FACTOR * self.last_cost)
+
     def pending(self) -> bool:
         """Whether steps were taken since the last save."""
         return self.steps > 0

@@ -52,6 +52,13 @@ def batch_error(exc: InvalidInputError, X, batch) -> str:
 
 
 def run(cfg: Config, opts, log) -> int:
+    if getattr(opts, "follow", False):
+        from . import follow_update
+
+        return follow_update.run(cfg, opts, log, _check_same_model)
+    if cfg.source.get("type") == "redis":
+        raise ConfigError(f"{cfg.path}: source.type: redis is a broker stream: run `streammix "
+                          "update CONFIG --follow`")
     require(cfg, "source.type", "source.path", "run.checkpoint", command="update")
     if cfg.estimator != "OnlineGaussianMixture":
         raise ConfigError(f"{cfg.path}: model.estimator: `streammix update` needs "

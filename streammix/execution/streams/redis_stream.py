@@ -1,0 +1,208 @@
+"""Redis Streams through a consumer group: the first broker adapter (see base.py).
+
+Reading after an offset C (the last message a committed model covers):
+1. messages of the group's pending list up to C are acknowledged (a crash between the
+   commit and the XACK left them there);
+2. the messages after C up to the group's last-delivered id are read again with XRANGE
+   (delivered before a crash or a dropped connection, never committed);
+3. then new messages with XREADGROUP ... '>'.
+A dropped connection or a restarted server is retried with a growing pause (logged), and
+reading resumes after the last id yielded by the same three steps. Message ids only grow,
+so anything at or below the last id yielded is never yielded twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+from typing import Callable, Iterator
+from urllib.parse import urlsplit, urlunsplit
+
+from ...errors import InvalidInputError
+from .base import id_key
+
+_LOG = logging.getLogger("streammix.streams")
+
+
+def redacted(url: str) -> str:
+    """The URL without its password (for logs and cursors)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    user = f"{parts.username}:***@" if parts.username else ":***@"
+    return urlunsplit((parts.scheme, user + host, parts.path, parts.query, parts.fragment))
+
+
+def _text(v) -> str:
+    return v.decode() if isinstance(v, bytes) else str(v)
+
+
+class RedisStreamAdapter:
+    """One stream read through one consumer group, with reconnects."""
+
+    def __init__(self, url: str, stream: str, group: str = "streammix",
+                 consumer: str | None = None, start: str = "earliest", count: int = 1000,
+                 poll: float = 1.0, max_backoff: float = 5.0,
+                 on_event: Callable[[str, str], None] | None = None):
+        try:
+            import redis
+        except ImportError:  # pragma: no cover - an extra of ours
+            raise InvalidInputError("reading Redis streams needs the redis package: pip "
+                                    "install 'streammix[stream]'") from None
+        if start not in ("earliest", "latest"):
+            raise ValueError("start must be 'earliest' or 'latest'")
+        self._redis = redis
+        self.url, self.stream, self.group = url, stream, group
+        self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
+        self.start = start
+        self.count = int(count)
+        self.poll = float(poll)
+        self.max_backoff = float(max_backoff)
+        # on_event(text, level): reconnects ('warning'), a group created ('info')
+        self.on_event = on_event or (lambda text, level: _LOG.log(
+            logging.INFO if level == "info" else logging.WARNING, text))
+        self.client = redis.Redis.from_url(url, socket_connect_timeout=5,
+                                           socket_timeout=max(10.0, 3 * poll),
+                                           health_check_interval=0)
+        self._last: str | None = None
+        self._group_ready = False
+
+    def describe(self) -> str:
+        return f"redis stream {self.stream!r} (group {self.group!r}) at {redacted(self.url)}"
+
+    # ------------------------------------------------------------------ connection
+    def _retrying(self, what: str, call):
+        """Run ``call`` until it succeeds, pausing 0.1, 0.2, ... up to max_backoff
+        seconds after connection errors (each logged once per outage)."""
+        pause, failures = 0.1, 0
+        while True:
+            try:
+                result = call()
+            except (self._redis.ConnectionError, self._redis.TimeoutError, OSError) as exc:
+                failures += 1
+                if failures == 1:
+                    self.on_event(f"lost the connection to {self.describe()} while {what} "
+                                  f"({type(exc).__name__}: {exc}); retrying with backoff",
+                                  "warning")
+                self.client.connection_pool.disconnect()
+                time.sleep(pause)
+                pause = min(self.max_backoff, pause * 2)
+                self._group_ready = False
+                continue
+            if failures:
+                self.on_event(f"reconnected to {self.describe()} after {failures} failed "
+                              "attempts", "warning")
+            return result, failures > 0
+
+    def _ensure_group(self) -> None:
+        if self._group_ready:
+            return
+        try:
+            self.client.xgroup_create(self.stream, self.group,
+                                      id="0" if self.start == "earliest" else "$",
+                                      mkstream=True)
+            self.on_event(f"created consumer group {self.group!r} on stream {self.stream!r}",
+                          "info")
+        except self._redis.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+        self._group_ready = True
+
+    def _last_delivered(self) -> str | None:
+        for info in self.client.xinfo_groups(self.stream):
+            if _text(info.get("name")) == self.group:
+                return _text(info.get("last-delivered-id"))
+        return None
+
+    # ------------------------------------------------------------------ reading
+    def _resync(self, after: str | None) -> tuple[str | None, str | None]:
+        """(first id to read after, id up to which XRANGE replays) after a (re)start."""
+        self._ensure_group()
+        if after is not None:
+            self._ack_pending_upto(after)
+        until = self._last_delivered()
+        if until in (None, "0-0") or (after is not None and id_key(until) <= id_key(after)):
+            return after, None
+        return after, until
+
+    def _ack_pending_upto(self, after: str) -> None:
+        start = "-"
+        while True:
+            pending = self.client.xpending_range(self.stream, self.group, min=start,
+                                                 max=after, count=self.count)
+            if not pending:
+                return
+            ids = [_text(p["message_id"]) for p in pending]
+            self.client.xack(self.stream, self.group, *ids)
+            if len(ids) < self.count:
+                return
+            start = "(" + ids[-1]
+
+    def messages(self, after: str | None) -> Iterator[tuple[str, dict] | None]:
+        """(id, fields) after ``after`` in id order, None after a poll with nothing new."""
+        self._last = after
+        (_, until), _ = self._retrying("starting to read", lambda: self._resync(after))
+        while True:
+            if until is not None:  # replay what was delivered but not committed
+                lo = "-" if self._last is None else "(" + self._last
+                entries, reconnected = self._retrying(
+                    "replaying", lambda: self.client.xrange(self.stream, min=lo, max=until,
+                                                            count=self.count))
+                if reconnected:
+                    (_, until), _ = self._retrying("resyncing",
+                                                   lambda: self._resync(self._last))
+                    continue
+                if not entries:
+                    until = None
+                    continue
+            else:
+                response, reconnected = self._retrying(
+                    "reading", lambda: self.client.xreadgroup(
+                        self.group, self.consumer, {self.stream: ">"}, count=self.count,
+                        block=max(1, int(self.poll * 1000))))
+                if reconnected:  # messages may have been delivered and lost in transit
+                    (_, until), _ = self._retrying("resyncing",
+                                                   lambda: self._resync(self._last))
+                    continue
+                entries = response[0][1] if response else []
+                if not entries:
+                    yield None
+                    continue
+            for raw_id, fields in entries:
+                message_id = _text(raw_id)
+                if self._last is not None and id_key(message_id) <= id_key(self._last):
+                    continue  # already yielded (a group moved back, or a replay overlap)
+                self._last = message_id
+                yield message_id, fields
+
+    # ------------------------------------------------------------------ the rest
+    def acknowledge(self, ids: list[str]) -> None:
+        for i in range(0, len(ids), 10_000):
+            part = ids[i : i + 10_000]
+            self._retrying("acknowledging", lambda: self.client.xack(self.stream, self.group,
+                                                                     *part))
+
+    def lag(self) -> int | None:
+        """Messages in the stream after the last one yielded (one XRANGE count: O(lag))."""
+        try:
+            if self._last is None:
+                return int(self.client.xlen(self.stream))
+            info = self.client.xinfo_stream(self.stream)
+            last = _text(info.get("last-generated-id"))
+            if id_key(last) <= id_key(self._last):
+                return 0
+            return len(self.client.xrange(self.stream, min="(" + self._last, max="+",
+                                          count=100_000))
+        except (self._redis.RedisError, OSError):
+            return None
+
+    def close(self) -> None:
+        try:
+            self.client.close()
+        except Exception:  # closing a broken connection
+            pass
