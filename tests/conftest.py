@@ -19,3 +19,16 @@ def make_blobs(n: int, d: int, k: int, seed: int = 0, spread: float = 5.0, offse
 @pytest.fixture
 def blobs():
     return make_blobs(2000, 3, 4)[0]
+
+
+@pytest.fixture
+def redis_server(tmp_path):
+    """A real redis-server on a free loopback port, stopped after the test (even when it
+    fails)."""
+    from tests.redis_server import RedisServer
+
+    server = RedisServer(str(tmp_path / "redis")).start()
+    try:
+        yield server
+    finally:
+        server.stop()
