@@ -61,8 +61,8 @@ class MessageDecoder:
                                  f"{sorted(_text(k) for k in fields)})")
             rows = (self._packed(message_id, raw) if self.format == "packed"
                     else self._json(message_id, raw))
-        if rows.shape[0] == 0:
-            raise BadMessage(message_id, "no rows")
+        if rows.size == 0:  # e.g. JSON [] or [[]]: no rows, or rows of no values
+            raise BadMessage(message_id, "no values")
         if self.n_features is not None and rows.shape[1] != self.n_features:
             raise BadMessage(message_id, f"rows of {rows.shape[1]} values, expected "
                              f"{self.n_features}")
@@ -97,7 +97,8 @@ class MessageDecoder:
         else:
             raise BadMessage(message_id, f"field {self.field!r} is not a list of numbers")
         width = {len(r) for r in rows}
-        if len(width) != 1 or not all(_is_number(v) for r in rows for v in r):
+        kinds = {type(v) for r in rows for v in r}  # JSON numbers are int or float
+        if len(width) != 1 or not kinds <= {int, float}:
             raise BadMessage(message_id, f"field {self.field!r} is not a list of numbers "
                              "(or of equal-length lists of numbers)")
         return np.asarray(rows, dtype=np.float64).reshape(len(rows), -1)
