@@ -78,10 +78,17 @@ def _load_model(cfg: Config, log):
 
 
 def run(cfg: Config, opts, log, command: str = "predict") -> int:
+    if command == "score" and getattr(opts, "follow", False):
+        from . import follow_score
+
+        return follow_score.run(cfg, opts, log)
     import dask.array as da
 
     from ...execution.outputs import write_predictions
 
+    if cfg.source.get("type") == "redis":
+        raise ConfigError(f"{cfg.path}: source.type: redis is a broker stream: run `streammix "
+                          "score CONFIG --follow`")
     require(cfg, "source.type", "source.path", "outputs.path", command=command)
     model, model_path, version = _load_model(cfg, log)
     X = open_source(cfg)
