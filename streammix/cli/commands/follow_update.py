@@ -26,6 +26,8 @@ from ..metrics import FollowerMetrics
 #: a commit is forced when this many messages wait for their acknowledgement (bounds the
 #: memory a long checkpoint_interval takes at a high message rate)
 MAX_UNACKED = 100_000
+#: seconds between refreshes of the checkpoint lock's heartbeat while no save comes
+HEARTBEAT_EVERY = 10.0
 
 
 class StopFlag:
@@ -132,6 +134,7 @@ class _Follower:
         self.cadence = SaveCadence(cfg.run["checkpoint_every"], cfg.run["checkpoint_interval"])
         self.unacked: list[str] = []
         self.last_log = time.monotonic()
+        self.last_beat = time.monotonic()
         self.rows_since_log = 0
         self.version = current_version(cfg.run["checkpoint"])
 
@@ -176,6 +179,7 @@ class _Follower:
                     due = self.cadence.idle_due()
                 if due or len(self.unacked) >= MAX_UNACKED:
                     self.commit()
+                self._heartbeat()
                 self._progress()
                 if stop.signal:
                     break
@@ -191,6 +195,17 @@ class _Follower:
                       f"up to message {self.model_cursor('last_id')})",
                       fields={"signal": stop.signal, "version": self.version, **self.totals})
         return 0
+
+    def _heartbeat(self) -> None:
+        """Keep the checkpoint lock fresh between saves: a quiet stream can go hours
+        without one, and a lock whose heartbeat is that old counts as stale (another
+        writer would break it while this follower still reads the group)."""
+        lock = getattr(self.writer, "lock", None)
+        now = time.monotonic()
+        if lock is None or now - self.last_beat < HEARTBEAT_EVERY:
+            return
+        lock.heartbeat(every=HEARTBEAT_EVERY)  # raises if another writer took it over
+        self.last_beat = now
 
     def model_cursor(self, key: str):
         return (getattr(self.model, "stream_cursor_", None) or {}).get(key)

@@ -120,15 +120,30 @@ class RedisStreamAdapter:
         return None
 
     # ------------------------------------------------------------------ reading
-    def _resync(self, after: str | None) -> tuple[str | None, str | None]:
-        """(first id to read after, id up to which XRANGE replays) after a (re)start."""
+    def _resync(self, after: str | None,
+                acknowledge: bool = True) -> tuple[str | None, str | None]:
+        """(XRANGE start of the replay, id up to which it replays) after a (re)start:
+        ``after`` is the committed offset (``acknowledge``: its pending messages are
+        acknowledged) or, after a reconnect, the last id yielded (nothing acknowledged:
+        only a commit does that)."""
         self._ensure_group()
-        if after is not None:
+        if after is not None and acknowledge:
             self._ack_pending_upto(after)
         until = self._last_delivered()
         if until in (None, "0-0") or (after is not None and id_key(until) <= id_key(after)):
-            return after, None
-        return after, until
+            return None, None
+        if after is not None:
+            return "(" + after, until
+        if self.start == "latest":
+            # no offset yet and the group began at the stream's end (its last-delivered
+            # id was that end when it was made): what it delivered since is pending
+            # (nothing is acknowledged before a commit); the messages before it are not
+            # this reader's
+            summary = self.client.xpending(self.stream, self.group)
+            if not summary or not summary.get("pending"):
+                return None, None
+            return _text(summary["min"]), until
+        return "-", until
 
     def _ack_pending_upto(self, after: str) -> None:
         start = "-"
@@ -146,16 +161,16 @@ class RedisStreamAdapter:
     def messages(self, after: str | None) -> Iterator[tuple[str, dict] | None]:
         """(id, fields) after ``after`` in id order, None after a poll with nothing new."""
         self._last = after
-        (_, until), _ = self._retrying("starting to read", lambda: self._resync(after))
+        (start, until), _ = self._retrying("starting to read", lambda: self._resync(after))
         while True:
             if until is not None:  # replay what was delivered but not committed
-                lo = "-" if self._last is None else "(" + self._last
+                lo = start if self._last is None else "(" + self._last
                 entries, reconnected = self._retrying(
                     "replaying", lambda: self.client.xrange(self.stream, min=lo, max=until,
                                                             count=self.count))
                 if reconnected:
-                    (_, until), _ = self._retrying("resyncing",
-                                                   lambda: self._resync(self._last))
+                    (start, until), _ = self._retrying(
+                        "resyncing", lambda: self._resync(self._last, acknowledge=False))
                     continue
                 if not entries:
                     until = None
@@ -166,8 +181,8 @@ class RedisStreamAdapter:
                         self.group, self.consumer, {self.stream: ">"}, count=self.count,
                         block=max(1, int(self.poll * 1000))))
                 if reconnected:  # messages may have been delivered and lost in transit
-                    (_, until), _ = self._retrying("resyncing",
-                                                   lambda: self._resync(self._last))
+                    (start, until), _ = self._retrying(
+                        "resyncing", lambda: self._resync(self._last, acknowledge=False))
                     continue
                 entries = response[0][1] if response else []
                 if not entries:
