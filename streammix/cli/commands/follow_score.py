@@ -36,7 +36,7 @@ import time
 import numpy as np
 
 from ...errors import CheckpointError, InvalidInputError
-from ...execution.streams import BadMessage, redacted
+from ...execution.streams import BadMessage, StreamStopped, redacted
 from ...persistence import read_latest_good, read_pointer
 from ...persistence.serialize import model_from_payload
 from ..config import Config, ConfigError, require
@@ -317,7 +317,8 @@ def run(cfg: Config, opts, log) -> int:
                     log.info(f"stopped by {stop.signal} while {output.describe()} was "
                              "unreachable", fields={"signal": stop.signal})
                     return 0
-                stream = stream_from_config(cfg, log, cfg.run["on_bad_batch"])
+                stream = stream_from_config(cfg, log, cfg.run["on_bad_batch"], stop=stop,
+                                            identity=f"score {out_url} {cfg.outputs['stream']}")
                 try:
                     where = ("from the start" if after is None else
                              f"after message {after}, the last output written")
@@ -404,6 +405,8 @@ class _Scorer:
                     break
                 self.watch.poll()  # a new model version, between batches
                 self._progress()
+        except StreamStopped as exc:  # SIGTERM while the input broker is unreachable
+            self.log.warning(f"{exc}; the next start continues after the last output")
         except BadMessage as exc:
             raise InvalidInputError(
                 f"{self.stream.adapter.describe()}: {exc}; outputs are written up to the "

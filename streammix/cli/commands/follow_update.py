@@ -16,7 +16,7 @@ import signal
 import time
 
 from ...errors import CheckpointMismatchError, InvalidInputError
-from ...execution.streams import BadMessage, RedisStream, redacted
+from ...execution.streams import BadMessage, RedisStream, StreamStopped, redacted
 from ...persistence import CheckpointWriter, current_version, list_versions
 from ...persistence.cadence import SaveCadence
 from ...persistence.serialize import model_from_payload, model_to_payload
@@ -54,17 +54,28 @@ class StopFlag:
             signal.signal(sig, old)
 
 
-def stream_from_config(cfg: Config, log, on_bad: str) -> RedisStream:
+def stream_from_config(cfg: Config, log, on_bad: str, stop: "StopFlag | None" = None,
+                       identity: str | None = None) -> RedisStream:
+    """The configured Redis stream. The consumer's default name is stable for a given
+    job (host and a digest of ``identity``: the checkpoint or the output stream), so that
+    restarts reuse one consumer instead of adding one to the group each time."""
+    import hashlib
+    import socket
+
     src = cfg.source
     require(cfg, "source.url", "source.stream", command="update --follow")
+    consumer = src.get("consumer") or (
+        None if identity is None else
+        f"{socket.gethostname()}-{hashlib.sha1(identity.encode()).hexdigest()[:8]}")
     return RedisStream(src["url"], src["stream"], group=src["group"],
-                       consumer=src.get("consumer"), format=src["format"],
+                       consumer=consumer, format=src["format"],
                        field=src["field"], columns=src.get("columns"),
                        dtype=src.get("dtype") or "float64", n_features=src.get("n_features"),
                        start=src["start"], on_bad=on_bad,
                        poll=min(1.0, float(cfg.run["max_wait"])),
                        on_event=lambda text, level: (log.info if level == "info"
-                                                     else log.warning)(text))
+                                                     else log.warning)(text),
+                       should_stop=(lambda: bool(stop.signal)) if stop else None)
 
 
 def _check_cursor(cursor: dict | None, cfg: Config, ck: str) -> str | None:
@@ -109,7 +120,8 @@ def run(cfg: Config, opts, log, check_same_model) -> int:
             after = _check_cursor(cursor, cfg, ck)
             totals = {k: int((cursor or {}).get(k, 0)) for k in ("messages", "rows",
                                                                  "skipped")}
-            stream = stream_from_config(cfg, log, cfg.run["on_bad_batch"])
+            stream = stream_from_config(cfg, log, cfg.run["on_bad_batch"], stop=stop,
+                                        identity=f"update {ck}")
             log.info(f"following {stream.adapter.describe()} into {ck} "
                      f"({'from the start' if after is None else f'after message {after}'}, "
                      f"{totals['rows']:,} rows so far)",
@@ -145,7 +157,12 @@ class _Follower:
         started = time.monotonic()
         self.version = self.writer.save(*model_to_payload(self.model))
         self.cadence.saved(started)
-        self.stream.adapter.acknowledge(self.unacked)
+        try:
+            self.stream.adapter.acknowledge(self.unacked)
+        except StreamStopped:  # the broker is down and a stop was asked
+            self.log.warning(f"{len(self.unacked):,} messages committed in version "
+                             f"{self.version} could not be acknowledged (the broker is "
+                             "unreachable); the next start acknowledges them")
         self.unacked = []
         self.metrics.committed(self.version)
 
@@ -183,6 +200,8 @@ class _Follower:
                 self._progress()
                 if stop.signal:
                     break
+        except StreamStopped as exc:
+            self.log.warning(str(exc))
         except BadMessage as exc:
             self.commit()  # the model up to the message before the bad one
             raise InvalidInputError(

@@ -17,7 +17,7 @@ from typing import Iterator
 
 from .base import BatchReader, StreamAdapter, StreamBatch, id_key
 from .decode import FORMATS, BadMessage, MessageDecoder, encode_packed
-from .redis_stream import RedisStreamAdapter, redacted
+from .redis_stream import RedisStreamAdapter, StreamStopped, redacted
 
 
 class RedisStream:
@@ -39,12 +39,13 @@ class RedisStream:
                  consumer: str | None = None, format: str = "packed", field: str = "x",
                  columns: list[str] | None = None, dtype: str = "float64",
                  n_features: int | None = None, start: str = "earliest",
-                 on_bad: str = "error", poll: float = 1.0, on_event=None):
+                 on_bad: str = "error", poll: float = 1.0, on_event=None, should_stop=None):
         self.decoder = MessageDecoder(format, field, tuple(columns) if columns else None,
                                       dtype, n_features)
         self.on_bad = on_bad
         self.adapter = RedisStreamAdapter(url, stream, group, consumer, start=start,
-                                          poll=poll, on_event=on_event)
+                                          poll=poll, on_event=on_event,
+                                          should_stop=should_stop)
 
     def batches(self, batch_size: int = 10_000, max_wait: float = 1.0,
                 after: str | None = None) -> Iterator[StreamBatch]:
@@ -69,5 +70,5 @@ class RedisStream:
 
 
 __all__ = ["FORMATS", "BadMessage", "BatchReader", "MessageDecoder", "RedisStream",
-           "RedisStreamAdapter", "StreamAdapter", "StreamBatch", "encode_packed", "id_key",
+           "RedisStreamAdapter", "StreamAdapter", "StreamStopped", "StreamBatch", "encode_packed", "id_key",
            "redacted"]

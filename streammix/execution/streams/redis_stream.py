@@ -42,13 +42,18 @@ def _text(v) -> str:
     return v.decode() if isinstance(v, bytes) else str(v)
 
 
+class StreamStopped(Exception):
+    """A stop was requested (SIGTERM) while the broker could not be reached."""
+
+
 class RedisStreamAdapter:
     """One stream read through one consumer group, with reconnects."""
 
     def __init__(self, url: str, stream: str, group: str = "streammix",
                  consumer: str | None = None, start: str = "earliest", count: int = 1000,
                  poll: float = 1.0, max_backoff: float = 5.0,
-                 on_event: Callable[[str, str], None] | None = None):
+                 on_event: Callable[[str, str], None] | None = None,
+                 should_stop: Callable[[], bool] | None = None):
         try:
             import redis
         except ImportError:  # pragma: no cover - an extra of ours
@@ -66,6 +71,8 @@ class RedisStreamAdapter:
         # on_event(text, level): reconnects ('warning'), a group created ('info')
         self.on_event = on_event or (lambda text, level: _LOG.log(
             logging.INFO if level == "info" else logging.WARNING, text))
+        # checked between reconnect attempts: a stop request ends the wait for the broker
+        self.should_stop = should_stop or (lambda: False)
         self.client = redis.Redis.from_url(url, socket_connect_timeout=5,
                                            socket_timeout=max(10.0, 3 * poll),
                                            health_check_interval=0)
@@ -90,6 +97,9 @@ class RedisStreamAdapter:
                                   f"({type(exc).__name__}: {exc}); retrying with backoff",
                                   "warning")
                 self.client.connection_pool.disconnect()
+                if self.should_stop():
+                    raise StreamStopped(f"stopped while {what}: {self.describe()} is "
+                                        "unreachable") from None
                 time.sleep(pause)
                 pause = min(self.max_backoff, pause * 2)
                 self._group_ready = False
@@ -203,7 +213,8 @@ class RedisStreamAdapter:
                                                                      *part))
 
     def lag(self) -> int | None:
-        """Messages in the stream after the last one yielded (one XRANGE count: O(lag))."""
+        """Messages in the stream after the last one yielded, counted up to 10,000 (Redis
+        6 has no cheaper count: one XRANGE of at most that many; 10,000 means at least)."""
         try:
             if self._last is None:
                 return int(self.client.xlen(self.stream))
@@ -212,7 +223,7 @@ class RedisStreamAdapter:
             if id_key(last) <= id_key(self._last):
                 return 0
             return len(self.client.xrange(self.stream, min="(" + self._last, max="+",
-                                          count=100_000))
+                                          count=10_000))
         except (self._redis.RedisError, OSError):
             return None
 
