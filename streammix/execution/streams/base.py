@@ -127,3 +127,60 @@ class BatchReader:
         batch.X = np.concatenate(rows) if rows else np.empty((0, d))
         self.after = batch.last_id
         return batch
+
+
+class Prefetched:
+    """Batches produced by a background thread one or two ahead of the consumer, so that
+    reading and decoding the next batch overlap the update of the current one (the
+    kernels release the GIL). Order, errors and exactly once are unchanged: batches come
+    in order, an error is raised at the position it happened, and a prefetched batch that
+    is never committed is read again after a restart. ``close()`` stops the thread."""
+
+    _END = object()
+
+    def __init__(self, batches, depth: int = 2):
+        import queue
+        import threading
+
+        self._queue: "queue.Queue" = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._source = batches
+        self._thread = threading.Thread(target=self._run, name="streammix-prefetch",
+                                        daemon=True)
+        self._thread.start()
+
+    def _put(self, item) -> bool:
+        import queue
+
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _run(self) -> None:
+        try:
+            for batch in self._source:
+                if not self._put(("batch", batch)):
+                    return
+        except BaseException as exc:  # delivered to the consumer at this position
+            self._put(("error", exc))
+            return
+        self._put(("end", None))
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        kind, value = self._queue.get()
+        if kind == "batch":
+            return value
+        if kind == "error":
+            raise value
+        raise StopIteration
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
