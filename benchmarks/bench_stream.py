@@ -10,10 +10,12 @@ append-only file off (the broker's own disk is not what is measured); the stream
 filled before the timing.
 
 - "memory": ``OnlineGaussianMixture.partial_fit`` over the batches (10,000 rows).
-- "follower": what ``streammix update --follow`` does per batch: read the messages
-  (XREADGROUP), decode them, ``partial_fit``, and, on the cadence (every batch here,
-  with checkpoint_interval=1 s: at most one save a second), save the model with its
-  offset to a checkpoint and XACK; timed from the first read to the last batch.
+- "follower": what ``streammix update --follow`` does: read the messages (XREADGROUP),
+  decode them, ``partial_fit``, and, on the cadence (at most one save a second here),
+  save the model with its offset to a checkpoint, then XACK; timed from the first batch
+  to the last. (Reading the next batch in a background thread while the kernels run was
+  tried: on 2 cores, shared with redis-server and the kernels' own threads, it was not
+  faster.)
 - "read + decode": the reader alone, to show where the time goes.
 Medians of --repeats, interleaved (memory, follower, memory, follower...).
 
@@ -110,6 +112,7 @@ def time_follower(url: str, stream: str, group: str, n_rows: int, batch: int, co
     seen = first = 0
     t0 = None
     saves = 0
+    unacked: list = []
     try:
         for b in reader.batches(batch_size=batch, max_wait=0.5):
             if b.idle:
@@ -119,6 +122,7 @@ def time_follower(url: str, stream: str, group: str, n_rows: int, batch: int, co
             if t0 is None:
                 t0 = time.perf_counter()
                 first = b.n_rows
+            unacked.append(b)
             if learn:
                 m.partial_fit(b.X)
                 m.stream_cursor_ = {"last_id": b.last_id}
@@ -127,7 +131,11 @@ def time_follower(url: str, stream: str, group: str, n_rows: int, batch: int, co
                     writer.save(*model_to_payload(m))
                     cadence.saved(started)
                     saves += 1
-            reader.commit(b)
+                    reader.commit(unacked)  # XACK after the commit, as the follower does
+                    unacked = []
+            else:
+                reader.commit(unacked)
+                unacked = []
             seen += b.n_rows
             if seen >= n_rows:
                 break

@@ -83,7 +83,9 @@ class MessageDecoder:
         if values.size % d:
             raise BadMessage(message_id, f"{values.size} values is not a whole number of "
                              f"rows of {d}")
-        return values.astype(np.float64).reshape(-1, d)
+        # a view of the message's bytes (float32 is converted): the batch's concatenation
+        # makes the one copy
+        return values.astype(np.float64, copy=False).reshape(-1, d)
 
     def _json(self, message_id: str, raw) -> np.ndarray:
         try:
