@@ -181,6 +181,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return _dispatch(args, log)
     except Interrupted as exc:
+        if getattr(args, "follow", False):  # a service stopped while starting: nothing read
+            log.info(f"stopped by {exc} while starting; nothing was read",
+                     fields={"signal": str(exc)})
+            return EXIT_OK
         log.error(f"{exc}: stopped; the checkpoint holds the last saved state, rerun the "
                   "same command to continue", fields={"signal": str(exc)})
         return EXIT_ERROR
