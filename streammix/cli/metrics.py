@@ -19,7 +19,12 @@ class FollowerMetrics:
             return
         from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
 
+        from .config import ConfigError
+
         host, _, port = address.rpartition(":")
+        host = host.strip("[]")
+        if not port.isdigit() or not 0 < int(port) < 65536:
+            raise ConfigError(f"--metrics-port {address!r}: expected PORT or HOST:PORT")
         self.registry = CollectorRegistry()
         labels = {"registry": self.registry}
         self.rows = Counter("streammix_rows_consumed", "rows consumed", **labels)
@@ -39,8 +44,12 @@ class FollowerMetrics:
                              "(update) or model version used (score)", **labels)
         self.info = Gauge("streammix_up", "1 while the follower runs", ["command"], **labels)
         self.info.labels(command=command).set(1)
-        self.server, self.thread = start_http_server(int(port), addr=host or "0.0.0.0",
-                                                     registry=self.registry)
+        try:
+            self.server, self.thread = start_http_server(int(port), addr=host or "0.0.0.0",
+                                                         registry=self.registry)
+        except OSError as exc:
+            raise ConfigError(f"--metrics-port {address!r}: cannot serve metrics there "
+                              f"({exc})") from None
 
     def batch(self, rows: int, messages: int, skipped: int, loglik: float | None) -> None:
         if not self.enabled:

@@ -325,7 +325,8 @@ def test_crash_between_xadd_and_xack(tmp_path, redis_server):
     for mid, _ in sent[:40]:  # outputs of the first 40 written before the crash
         r.xadd("out", {"marker": "before the crash"}, id=mid)
     cfg = write_config(tmp_path, redis_server.url)
-    scorer = Scorer(tmp_path, cfg)
+    # restarted under the crashed scorer's name (a scorer's default name is stable)
+    scorer = Scorer(tmp_path, cfg, "--set", "source.consumer=dead")
     try:
         wait_outputs(r, 100, scorer)
         _wait(lambda: r.xpending("in", "scorer")["pending"] == 0, scorer)

@@ -73,9 +73,11 @@ def stream_from_config(cfg: Config, log, on_bad: str, stop: "StopFlag | None" = 
                        dtype=src.get("dtype") or "float64", n_features=src.get("n_features"),
                        start=src["start"], on_bad=on_bad,
                        poll=min(1.0, float(cfg.run["max_wait"])),
-                       on_event=lambda text, level: (log.info if level == "info"
-                                                     else log.warning)(text),
-                       should_stop=(lambda: bool(stop.signal)) if stop else None)
+                       on_event=lambda text, level: {"info": log.info,
+                                                     "error": log.error}.get(
+                                                         level, log.warning)(text),
+                       should_stop=(lambda: bool(stop.signal)) if stop else None,
+                       exclusive=True)
 
 
 def _check_cursor(cursor: dict | None, cfg: Config, ck: str) -> str | None:
@@ -122,6 +124,9 @@ def run(cfg: Config, opts, log, check_same_model) -> int:
                                                                  "skipped")}
             stream = stream_from_config(cfg, log, cfg.run["on_bad_batch"], stop=stop,
                                         identity=f"update {ck}")
+            if stream.decoder.n_features is None and hasattr(model, "n_features_in_"):
+                # rows as wide as the model's, not as the first message after a restart
+                stream.decoder = stream.decoder.with_features(model.n_features_in_)
             log.info(f"following {stream.adapter.describe()} into {ck} "
                      f"({'from the start' if after is None else f'after message {after}'}, "
                      f"{totals['rows']:,} rows so far)",

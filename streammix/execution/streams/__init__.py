@@ -33,19 +33,22 @@ class RedisStream:
     ``batches(after=offset)`` reads the messages after ``offset`` (the ``last_id`` of
     the last batch whose result you kept, e.g. saved with your model; None: from the
     group's start), so that a restarted consumer counts every message once; ``commit``
-    acknowledges a batch's messages to the group once its result is kept."""
+    acknowledges a batch's messages to the group once its result is kept. ``exclusive``:
+    refuse to start while another consumer of the group read within the last 15 s (one
+    reader per group: the services set it)."""
 
     def __init__(self, url: str, stream: str, group: str = "streammix",
                  consumer: str | None = None, format: str = "packed", field: str = "x",
                  columns: list[str] | None = None, dtype: str = "float64",
                  n_features: int | None = None, start: str = "earliest",
-                 on_bad: str = "error", poll: float = 1.0, on_event=None, should_stop=None):
+                 on_bad: str = "error", poll: float = 1.0, on_event=None, should_stop=None,
+                 exclusive: bool = False):
         self.decoder = MessageDecoder(format, field, tuple(columns) if columns else None,
                                       dtype, n_features)
         self.on_bad = on_bad
         self.adapter = RedisStreamAdapter(url, stream, group, consumer, start=start,
                                           poll=poll, on_event=on_event,
-                                          should_stop=should_stop)
+                                          should_stop=should_stop, exclusive=exclusive)
 
     def batches(self, batch_size: int = 10_000, max_wait: float = 1.0,
                 after: str | None = None) -> Iterator[StreamBatch]:

@@ -38,6 +38,9 @@ class MessageDecoder:
     columns: tuple[str, ...] | None = None
     dtype: str = "float64"
     n_features: int | None = None
+    #: the row length was learnt from a message (packed without n_features): every
+    #: message must then be exactly one row of it
+    one_row: bool = False
 
     def __post_init__(self):
         if self.format not in FORMATS:
@@ -48,7 +51,10 @@ class MessageDecoder:
             raise ValueError("columns are for the json format")
 
     def with_features(self, n_features: int) -> "MessageDecoder":
-        return MessageDecoder(self.format, self.field, self.columns, self.dtype, n_features)
+        """This decoder with a row length learnt from a message or a model (a packed
+        message then stays one row: several rows per message need n_features set)."""
+        return MessageDecoder(self.format, self.field, self.columns, self.dtype, n_features,
+                              one_row=self.format == "packed")
 
     def decode(self, message_id: str, fields: dict) -> np.ndarray:
         """(rows, n_features) float64, finite; BadMessage otherwise."""
@@ -79,6 +85,10 @@ class MessageDecoder:
             raise BadMessage(message_id, f"{len(raw)} bytes is not a whole number of "
                              f"{self.dtype} values")
         values = np.frombuffer(raw, dtype=np.dtype(self.dtype).newbyteorder("<"))
+        if self.one_row and values.size != self.n_features:
+            raise BadMessage(message_id, f"{values.size} values, but a message is one row "
+                             f"of {self.n_features} (set source.n_features for several rows "
+                             "per message)")
         d = self.n_features or values.size
         if values.size % d:
             raise BadMessage(message_id, f"{values.size} values is not a whole number of "
@@ -90,8 +100,9 @@ class MessageDecoder:
     def _json(self, message_id: str, raw) -> np.ndarray:
         try:
             doc = json.loads(raw)
-        except (ValueError, UnicodeDecodeError):
-            raise BadMessage(message_id, f"field {self.field!r} is not JSON") from None
+        except (ValueError, UnicodeDecodeError, RecursionError):
+            raise BadMessage(message_id, f"field {self.field!r} is not JSON (or nested "
+                             "too deeply)") from None
         if isinstance(doc, list) and doc and all(isinstance(r, list) for r in doc):
             rows = doc
         elif isinstance(doc, list):
@@ -103,7 +114,11 @@ class MessageDecoder:
         if len(width) != 1 or not kinds <= {int, float}:
             raise BadMessage(message_id, f"field {self.field!r} is not a list of numbers "
                              "(or of equal-length lists of numbers)")
-        return np.asarray(rows, dtype=np.float64).reshape(len(rows), -1)
+        try:
+            return np.asarray(rows, dtype=np.float64).reshape(len(rows), -1)
+        except OverflowError:  # an integer beyond float64
+            raise BadMessage(message_id, f"field {self.field!r} holds a number out of the "
+                             "float64 range") from None
 
     def _columns(self, message_id: str, fields: dict) -> np.ndarray:
         text = {_text(k): v for k, v in fields.items()}
@@ -113,11 +128,15 @@ class MessageDecoder:
                 raise BadMessage(message_id, f"no field {c!r}")
             try:
                 value = json.loads(text[c])
-            except (ValueError, UnicodeDecodeError):
+            except (ValueError, UnicodeDecodeError, RecursionError):
                 value = None
             if not _is_number(value):
                 raise BadMessage(message_id, f"field {c!r} is not a number")
-            row.append(float(value))
+            try:
+                row.append(float(value))
+            except OverflowError:
+                raise BadMessage(message_id, f"field {c!r} is out of the float64 range") \
+                    from None
         return np.asarray([row], dtype=np.float64)
 
 
@@ -127,7 +146,7 @@ def _is_number(v) -> bool:
 
 
 def _text(v) -> str:
-    return v.decode() if isinstance(v, bytes) else str(v)
+    return v.decode(errors="backslashreplace") if isinstance(v, bytes) else str(v)
 
 
 def encode_packed(rows: np.ndarray, dtype: str = "float64") -> bytes:

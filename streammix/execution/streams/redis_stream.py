@@ -20,7 +20,7 @@ import time
 from typing import Callable, Iterator
 from urllib.parse import urlsplit, urlunsplit
 
-from ...errors import InvalidInputError
+from ...errors import InvalidInputError, InvalidParameterError
 from .base import id_key
 
 _LOG = logging.getLogger("streammix.streams")
@@ -53,7 +53,7 @@ class RedisStreamAdapter:
                  consumer: str | None = None, start: str = "earliest", count: int = 1000,
                  poll: float = 1.0, max_backoff: float = 5.0,
                  on_event: Callable[[str, str], None] | None = None,
-                 should_stop: Callable[[], bool] | None = None):
+                 should_stop: Callable[[], bool] | None = None, exclusive: bool = False):
         try:
             import redis
         except ImportError:  # pragma: no cover - an extra of ours
@@ -73,9 +73,15 @@ class RedisStreamAdapter:
             logging.INFO if level == "info" else logging.WARNING, text))
         # checked between reconnect attempts: a stop request ends the wait for the broker
         self.should_stop = should_stop or (lambda: False)
-        self.client = redis.Redis.from_url(url, socket_connect_timeout=5,
-                                           socket_timeout=max(10.0, 3 * poll),
-                                           health_check_interval=0)
+        try:
+            self.client = redis.Redis.from_url(url, socket_connect_timeout=5,
+                                               socket_timeout=max(10.0, 3 * poll),
+                                               health_check_interval=0)
+        except ValueError as exc:
+            raise InvalidParameterError(f"source.url {redacted(url)!r} is not a Redis URL "
+                                        f"({exc}); expected redis://host:6379/0") from None
+        self.exclusive = exclusive  # refuse to start beside another active consumer
+        self.lost_to_trimming = 0  # messages deleted from the stream before they were read
         self._last: str | None = None
         self._group_ready = False
 
@@ -90,6 +96,21 @@ class RedisStreamAdapter:
         while True:
             try:
                 result = call()
+            except self._redis.AuthenticationError as exc:  # retrying cannot help
+                raise InvalidParameterError(f"{self.describe()}: authentication failed "
+                                            f"({exc}): check the password in the URL") from None
+            except self._redis.ResponseError as exc:
+                if "NOGROUP" not in str(exc):
+                    if "NOPERM" in str(exc) or "WRONGTYPE" in str(exc):
+                        raise InvalidParameterError(f"{self.describe()}: {exc}") from None
+                    raise
+                # the group (or the stream) was deleted under us: make it again, resync
+                self.on_event(f"consumer group {self.group!r} vanished while {what} ({exc}); "
+                              "recreating it and resuming after the last message read",
+                              "warning")
+                self._group_ready = False
+                failures += 1
+                continue
             except (self._redis.ConnectionError, self._redis.TimeoutError, OSError) as exc:
                 failures += 1
                 if failures == 1:
@@ -137,8 +158,12 @@ class RedisStreamAdapter:
         acknowledged) or, after a reconnect, the last id yielded (nothing acknowledged:
         only a commit does that)."""
         self._ensure_group()
+        if acknowledge and self.exclusive:
+            self._refuse_another_active_consumer()
         if after is not None and acknowledge:
             self._ack_pending_upto(after)
+        if after is not None:
+            self._check_not_trimmed(after)
         until = self._last_delivered()
         if until in (None, "0-0") or (after is not None and id_key(until) <= id_key(after)):
             return None, None
@@ -154,6 +179,36 @@ class RedisStreamAdapter:
                 return None, None
             return _text(summary["min"]), until
         return "-", until
+
+    #: a consumer of the group seen within this many ms is another follower at work
+    ACTIVE_MS = 15_000
+
+    def _refuse_another_active_consumer(self) -> None:
+        """One follower per group: a second one would split the new messages with the
+        first ('>' delivers each to one consumer) and replay the first's uncommitted
+        ones, so both would learn them."""
+        for c in self.client.xinfo_consumers(self.stream, self.group):
+            name, idle = _text(c.get("name")), int(c.get("idle", 0))
+            if name != self.consumer and idle < self.ACTIVE_MS:
+                raise InvalidParameterError(
+                    f"{self.describe()}: consumer {name!r} of the group read {idle} ms ago: "
+                    "another follower is using this group; give each follower its own "
+                    "source.group (a scorer beside an updater: --set source.group=scorer)")
+
+    def _check_not_trimmed(self, after: str) -> None:
+        """Say loudly when the stream was trimmed past the committed offset: the
+        messages between were deleted before they were read, and cannot be counted."""
+        info = self.client.xinfo_stream(self.stream)
+        first = info.get("first-entry")
+        if not first:
+            return
+        first_id = _text(first[0])
+        if id_key(first_id) > id_key(after):
+            gap = f"after {after} and before {first_id}"
+            self.lost_to_trimming += 1
+            self.on_event(f"{self.describe()} was trimmed past the committed offset: the "
+                          f"messages {gap} were deleted before they were read and are lost "
+                          "(keep the stream's MAXLEN above the followers' lag)", "error")
 
     def _ack_pending_upto(self, after: str) -> None:
         start = "-"
@@ -213,17 +268,21 @@ class RedisStreamAdapter:
                                                                      *part))
 
     def lag(self) -> int | None:
-        """Messages in the stream after the last one yielded, counted up to 10,000 (Redis
-        6 has no cheaper count: one XRANGE of at most that many; 10,000 means at least)."""
+        """Messages in the stream after the last one yielded: the group's lag where Redis
+        reports it (7.0+), else counted by one XRANGE of at most 1,000 messages (1,000
+        then means at least that many)."""
         try:
             if self._last is None:
                 return int(self.client.xlen(self.stream))
+            for g in self.client.xinfo_groups(self.stream):
+                if _text(g.get("name")) == self.group and g.get("lag") is not None:
+                    return int(g["lag"])
             info = self.client.xinfo_stream(self.stream)
             last = _text(info.get("last-generated-id"))
             if id_key(last) <= id_key(self._last):
                 return 0
             return len(self.client.xrange(self.stream, min="(" + self._last, max="+",
-                                          count=10_000))
+                                          count=1_000))
         except (self._redis.RedisError, OSError):
             return None
 
