@@ -95,6 +95,10 @@ class RedisStreamAdapter:
         pause, failures = 0.1, 0
         while True:
             try:
+                if not self._group_ready and failures:
+                    # the group vanished (or the server restarted empty): make it again
+                    # at the last message yielded, so that '>' delivers only what follows
+                    self._ensure_group(at=self._last)
                 result = call()
             except self._redis.AuthenticationError as exc:  # retrying cannot help
                 raise InvalidParameterError(f"{self.describe()}: authentication failed "
@@ -104,12 +108,20 @@ class RedisStreamAdapter:
                     if "NOPERM" in str(exc) or "WRONGTYPE" in str(exc):
                         raise InvalidParameterError(f"{self.describe()}: {exc}") from None
                     raise
-                # the group (or the stream) was deleted under us: make it again, resync
-                self.on_event(f"consumer group {self.group!r} vanished while {what} ({exc}); "
-                              "recreating it and resuming after the last message read",
-                              "warning")
-                self._group_ready = False
+                # the group (or the stream) was deleted under us: make it again (above, on
+                # the next pass), then the caller resyncs after the last message yielded
                 failures += 1
+                if failures == 1:
+                    self.on_event(f"consumer group {self.group!r} vanished while {what} "
+                                  f"({exc}); recreating it and resuming after the last "
+                                  "message read", "warning")
+                self._group_ready = False
+                if self.should_stop():
+                    raise StreamStopped(f"stopped while {what}: the consumer group of "
+                                        f"{self.describe()} vanished") from None
+                if failures > 1:  # recreating did not help at once: do not spin
+                    time.sleep(pause)
+                    pause = min(self.max_backoff, pause * 2)
                 continue
             except (self._redis.ConnectionError, self._redis.TimeoutError, OSError) as exc:
                 failures += 1
@@ -130,13 +142,15 @@ class RedisStreamAdapter:
                               "attempts", "warning")
             return result, failures > 0
 
-    def _ensure_group(self) -> None:
+    def _ensure_group(self, at: str | None = None) -> None:
+        """Create the group when missing: at ``at`` (the last id yielded, when one was),
+        else at the stream's start ('earliest') or end ('latest')."""
         if self._group_ready:
             return
+        if at is None:
+            at = "0" if self.start == "earliest" else "$"
         try:
-            self.client.xgroup_create(self.stream, self.group,
-                                      id="0" if self.start == "earliest" else "$",
-                                      mkstream=True)
+            self.client.xgroup_create(self.stream, self.group, id=at, mkstream=True)
             self.on_event(f"created consumer group {self.group!r} on stream {self.stream!r}",
                           "info")
         except self._redis.ResponseError as exc:
