@@ -487,3 +487,18 @@ def check_source_exists(cfg: Config) -> None:
         return
     if p is not None and not _is_url(p) and not os.path.exists(p):
         raise MissingDataError(f"{cfg.path}: source.path: {p!r} does not exist")
+
+
+def check_checkpoint_path(cfg: Config) -> None:
+    """run.checkpoint must not be, hold or lie inside source.path: the checkpoint's
+    versions would be written into the data (or the data read as a checkpoint). A config
+    error, exit code 2, before anything is created."""
+    from ..execution.outputs import is_inside
+
+    ck, src = cfg.run.get("checkpoint"), cfg.source.get("path")
+    if not ck or not src or cfg.source.get("type") == "redis":
+        return
+    if is_inside(ck, src) or is_inside(src, ck):
+        raise ConfigError(f"{cfg.path}: run.checkpoint {ck!r} overlaps source.path {src!r}: "
+                          "the checkpoint would be written into the data it reads; choose "
+                          "another run.checkpoint")

@@ -10,6 +10,7 @@ a warning.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import socket
@@ -18,6 +19,11 @@ import uuid
 import warnings
 
 from ..errors import CheckpointLockedError
+
+
+# os.link errors that mean "this file system has no hard links", not "cannot write here"
+_NO_HARD_LINKS = {errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EXDEV, errno.EMLINK,
+                  errno.ENOSYS}
 
 
 def _pid_alive(pid: int) -> bool:
@@ -70,28 +76,44 @@ class CheckpointLock:
         return f"{self.path}.{os.getpid()}.{self.token}.tmp"
 
     def _create(self) -> bool:
-        """Create the lock file complete, in one step; False if it exists already."""
+        """Create the lock file complete, in one step; False if it exists already. Any
+        other failure (a full disk, no permission) raises with nothing left behind."""
         tmp = self.temporary_name()
         try:
             with open(tmp, "w") as f:
                 json.dump(self._info(), f)
-            os.link(tmp, self.path)  # atomic, and fails if the lock exists
-            return True
-        except FileExistsError:
-            return False
-        except OSError:  # no hard links on this file system: exclusive create instead
             try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+                os.link(tmp, self.path)  # atomic, and fails if the lock exists
+                return True
             except FileExistsError:
                 return False
-            with os.fdopen(fd, "w") as f:
-                json.dump(self._info(), f)
-            return True
+            except OSError as exc:
+                if exc.errno not in _NO_HARD_LINKS:
+                    raise
+            return self._create_exclusive()  # no hard links on this file system
         finally:
             try:
                 os.remove(tmp)
             except OSError:
                 pass
+
+    def _create_exclusive(self) -> bool:
+        """The lock by an exclusive create (file systems without hard links); a lock
+        that could not be written whole is removed, never left empty."""
+        try:
+            fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            return False
+        try:
+            with os.fdopen(fd, "w") as f:
+                json.dump(self._info(), f)
+        except BaseException:
+            try:
+                os.remove(self.path)
+            except OSError:
+                pass
+            raise
+        return True
 
     def acquire(self) -> "CheckpointLock":
         for _ in range(3):

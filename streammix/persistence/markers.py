@@ -7,6 +7,15 @@ import os
 import re
 
 _VERSION_DIR = re.compile(r"^v\d{6,}$")
+# what a checkpoint's writers leave in its folder before it holds a version: the lock,
+# temporaries of the lock, the root group and the pointer, and the staging folder
+_WRITER_FILE = re.compile(r"^(LOCK|zarr\.json|CURRENT\.json|staging)(\..*\.tmp)?$")
+
+
+def foreign_entries(names) -> list[str]:
+    """The names in a folder that no checkpoint writer makes (a user's files): a
+    checkpoint is never started in a folder that holds any."""
+    return [n for n in names if not (_VERSION_DIR.match(n) or _WRITER_FILE.match(n))]
 
 
 def is_checkpoint(path) -> bool:

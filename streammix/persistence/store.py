@@ -40,6 +40,7 @@ from ..errors import (
 )
 from . import version_format as fmt
 from .lock import CheckpointLock, dead_temporary
+from .markers import foreign_entries, is_checkpoint
 from .storage import Storage
 
 FORMAT_VERSION = 2
@@ -131,7 +132,9 @@ class CheckpointWriter:
         self.storage = Storage(path)
         self.keep_last = keep_last
         self._made_root = self.storage.local and not os.path.exists(self.storage.root)
-        self._created = not self.storage.listdir()  # nothing of a checkpoint there yet
+        names = self.storage.listdir()
+        self._created = not names  # nothing of a checkpoint there yet
+        self._refuse_a_foreign_folder(path, names)
         self.committed: list[int] = []
         self.lock = None
         try:
@@ -149,6 +152,33 @@ class CheckpointWriter:
         except BaseException:
             self.close()
             raise
+
+    def _refuse_a_foreign_folder(self, path, names: list[str]) -> None:
+        """A checkpoint goes to a new or empty folder, or to a checkpoint: never into a
+        folder of someone else's files (its versions and pruning would mix with them,
+        and a report or predictions could no longer tell it from a checkpoint)."""
+        if not names or (self.storage.local and is_checkpoint(self.storage.root)):
+            return
+        others = foreign_entries(names)
+        if "zarr.json" in names and not self.storage.local:
+            others = [] if self._root_group_is_ours() else others or ["zarr.json"]
+        elif "zarr.json" in names and not is_checkpoint(self.storage.root):
+            others = others or ["zarr.json"]  # another Zarr group or array
+        if others:
+            shown = ", ".join(repr(n) for n in others[:3]) + (", ..." if len(others) > 3
+                                                              else "")
+            raise CheckpointError(
+                f"checkpoint {_shown(path)!r} is a folder holding files that are not a "
+                f"streammix checkpoint's ({shown}): refusing to write a checkpoint among "
+                "them; choose a new or empty folder")
+
+    def _root_group_is_ours(self) -> bool:
+        try:
+            doc = json.loads(self.storage.read_bytes("zarr.json") or b"{}")
+            mark = doc.get("attributes", {}).get("streammix")
+            return isinstance(mark, dict) and mark.get("kind") == "checkpoint"
+        except (ValueError, AttributeError):
+            return False
 
     def _still_holds(self) -> str:
         try:

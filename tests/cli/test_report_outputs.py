@@ -41,7 +41,7 @@ def test_bad_data_fails_before_any_png_is_written(ws, tmp_path, data, capsys):
 def test_bad_data_leaves_an_existing_report_as_it_was(ws, tmp_path):
     out = tmp_path / "report"
     assert report(ws / "ck", "--out", out, "--data", ws / "x.zarr", "--sample", 200) == 0
-    assert sorted(os.listdir(out)) == ["components.png", "loglik.png"]
+    assert sorted(os.listdir(out)) == [".streammix-report", "components.png", "loglik.png"]
     before = tree_digest(out)
     assert report(ws / "ck", "--out", out, "--data", ws / "x3.zarr") == 3
     assert tree_digest(out) == before
@@ -62,3 +62,20 @@ def test_out_may_not_be_an_existing_file(ws, tmp_path):
     out.write_bytes(b"mine")
     assert report(ws / "ck", "--out", out) == 2
     assert out.read_bytes() == b"mine"
+
+
+def test_a_users_folder_gets_the_pngs_beside_its_files_never_over_them(ws, tmp_path, capsys):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    assert report(ws / "ck", "--out", out, "--sample", 100) == 0  # added beside notes.txt
+    assert (out / "notes.txt").read_text() == "mine" and (out / "loglik.png").exists()
+    assert report(ws / "ck", "--out", out, "--sample", 100) == 0  # a rerun replaces ours
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    (theirs / "loglik.png").write_bytes(b"my own plot")
+    capsys.readouterr()
+    assert report(ws / "ck", "--out", theirs, "--sample", 100) == 2
+    assert "loglik.png, not written by `streammix report`" in capsys.readouterr().err
+    assert (theirs / "loglik.png").read_bytes() == b"my own plot"
+    assert sorted(os.listdir(theirs)) == ["loglik.png"]

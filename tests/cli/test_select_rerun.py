@@ -5,6 +5,7 @@ import json
 import os
 
 import numpy as np
+import pytest
 import zarr
 
 import streammix
@@ -63,3 +64,57 @@ def test_select_on_changed_data_saves_a_new_version(tmp_path, capsys):
     assert main(["--no-progress", "select", config]) == 0
     assert "saved the chosen model" in capsys.readouterr().err
     assert current_version(ck) == before + 1
+
+
+def _tree(path):
+    out = {}
+    for here, _, names in os.walk(path):
+        for n in names:
+            with open(os.path.join(here, n), "rb") as f:
+                out[os.path.relpath(os.path.join(here, n), path)] = f.read()
+    return out
+
+
+@pytest.mark.parametrize("plot, problem", [
+    ("x.zarr/zarr.json", "overlaps the data"),
+    ("models/selected/zarr.json", "overlaps the checkpoint"),
+    ("models", "overlaps the checkpoint"),
+    ("notes.txt", "is an existing file that is not a PNG"),
+    ("plots", "is a folder"),
+])
+def test_select_plot_never_replaces_data_a_checkpoint_or_a_users_file(tmp_path, capsys,
+                                                                       plot, problem):
+    config = _workspace(tmp_path)
+    assert main(["--no-progress", "select", config]) == 0  # a checkpoint to protect
+    (tmp_path / "notes.txt").write_text("mine")
+    (tmp_path / "plots").mkdir()
+    before = _tree(tmp_path)
+    capsys.readouterr()
+    assert main(["--no-progress", "select", config,
+                 "--set", f"select.plot={tmp_path / plot}"]) == 2
+    err = capsys.readouterr().err
+    assert "select.plot" in err and problem in err
+    assert _tree(tmp_path) == before  # nothing written, nothing replaced
+
+
+def test_a_checkpoint_inside_the_data_is_refused_before_anything_is_made(tmp_path, capsys):
+    config = _workspace(tmp_path)
+    before = _tree(tmp_path / "x.zarr")
+    assert main(["--no-progress", "select", config,
+                 "--set", f"run.checkpoint={tmp_path / 'x.zarr' / 'models'}"]) == 2
+    assert "overlaps source.path" in capsys.readouterr().err
+    assert _tree(tmp_path / "x.zarr") == before
+
+
+@pytest.mark.parametrize("command, estimator", [("fit", "GaussianMixture"),
+                                                ("update", "OnlineGaussianMixture")])
+def test_fit_and_update_refuse_a_checkpoint_inside_the_data(tmp_path, capsys, command,
+                                                            estimator):
+    _workspace(tmp_path)
+    config = tmp_path / f"{command}.yaml"
+    config.write_text(f"source:\n  type: zarr\n  path: x.zarr\nmodel:\n  estimator: "
+                      f"{estimator}\n  n_components: 2\nrun:\n  checkpoint: x.zarr/ck\n")
+    before = _tree(tmp_path / "x.zarr")
+    assert main(["--no-progress", command, str(config)]) == 2
+    assert "overlaps source.path" in capsys.readouterr().err
+    assert _tree(tmp_path / "x.zarr") == before

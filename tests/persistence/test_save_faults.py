@@ -706,3 +706,64 @@ def test_a_model_without_arrays_saves_and_loads(tmp_path):
         back = load(ck)
     assert isinstance(back, OnlineGaussianMixture) and not hasattr(back, "means_")
     assert staged(ck) == [] and tmp_files(ck) == []
+
+
+@pytest.mark.parametrize("link_error", [None, errno.EPERM])
+def test_enospc_while_taking_the_lock_leaves_no_lock(tmp_path, link_error):
+    """A full disk while the writer lock is written (through a temporary and a hard link,
+    or, where the file system has no hard links, an exclusive create) is a CheckpointError
+    that leaves neither the lock nor its temporary: the next writer finds the folder as
+    it was."""
+    first, second = two_models()
+    ck = tmp_path / "ck"
+    first.save(ck)
+    real_open, real_fdopen, real_link = builtins.open, os.fdopen, os.link
+
+    def full_open(path, mode="r", *a, **kw):
+        f = real_open(path, mode, *a, **kw)
+        if os.path.basename(os.fspath(path)).startswith("LOCK") and "w" in mode \
+                and link_error is None:
+            return FullFile(f)
+        return f
+
+    def full_fdopen(fd, mode="r", *a, **kw):
+        return FullFile(real_fdopen(fd, mode, *a, **kw))
+
+    def no_links(src, dst, *a, **kw):
+        if os.path.basename(os.fspath(dst)) == "LOCK":
+            raise OSError(link_error, os.strerror(link_error))
+        return real_link(src, dst, *a, **kw)
+
+    with pytest.MonkeyPatch.context() as mp:
+        import streammix.persistence.lock as lock_mod
+        mp.setattr(lock_mod, "open", full_open, raising=False)
+        if link_error is not None:
+            mp.setattr(os, "link", no_links)
+            mp.setattr(os, "fdopen", full_fdopen)
+        with pytest.raises(CheckpointError) as info:
+            second.save(ck)
+    assert "No space left" in str(info.value) and "version 1" in str(info.value)
+    assert not os.path.exists(os.path.join(ck, "LOCK"))
+    assert tmp_files(ck) == [] and current_version(ck) == 1
+    assert second.save(ck) == 2  # space again: the next writer takes the lock at once
+
+
+def test_a_checkpoint_is_never_started_in_a_folder_of_other_files(tmp_path):
+    first, _ = two_models()
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("mine")
+    with pytest.raises(CheckpointError, match="'notes.txt'.*choose a new or empty folder"):
+        first.save(folder)
+    assert os.listdir(folder) == ["notes.txt"]
+    X, _ = make_blobs(300, 3, 3, seed=3)
+    with pytest.raises(CheckpointError, match="not a streammix checkpoint"):
+        GaussianMixture(3, max_iter=2, random_state=0).fit(X, checkpoint=folder)
+    assert os.listdir(folder) == ["notes.txt"]
+    # a killed first writer's leftovers (a lock, a staging folder) are not a user's files
+    other = tmp_path / "leftovers"
+    (other / "staging").mkdir(parents=True)
+    (other / "LOCK").write_text('{"pid": 999999999, "host": "elsewhere", "heartbeat": 0}')
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # breaking the stale lock
+        assert first.save(other) == 1

@@ -10,7 +10,7 @@ import time
 from ...errors import CheckpointError, CheckpointMismatchError
 from ...persistence import current_version, list_versions, load, read_version
 from ..cluster import dask_client
-from ..config import Config, ConfigError, require
+from ..config import Config, ConfigError, check_checkpoint_path, require
 from ..console import Progress
 from ..sources import open_source, persisted
 
@@ -76,6 +76,7 @@ def run(cfg: Config, opts, log) -> int:
                           f"{cfg.estimator}")
     from ... import GaussianMixture
 
+    check_checkpoint_path(cfg)
     ck = cfg.run["checkpoint"]
     X = open_source(cfg)
     log.info(f"source {cfg.source['path']}: {X.shape[0]:,} rows x {X.shape[1]} features in "

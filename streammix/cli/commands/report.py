@@ -18,8 +18,11 @@ import numpy as np
 from ...errors import NotFittedError
 from ...persistence import load
 from ...persistence.storage import Storage
-from ..plotting import pyplot
+from ..plotting import REPORT_MARKER, pyplot
 from .select import SELECTION_FILE, plot_selection
+
+#: the files a report writes (a folder no report wrote must not hold any of them)
+REPORT_FILES = ("loglik.png", "components.png", "selection.png")
 
 
 def component_covariances(model) -> np.ndarray:
@@ -168,6 +171,13 @@ def check_report_dir(out: str, checkpoint: str, source: str | None) -> None:
         if p is not None and is_inside(out, p):
             raise ConfigError(f"--out {out!r} is or lies inside {what} {p!r}: the PNGs "
                               "would be written into it; choose another directory")
+    if os.path.isdir(out) and not os.path.exists(os.path.join(out, REPORT_MARKER)):
+        # a folder no report wrote: add our PNGs beside its files, never over them
+        taken = [n for n in REPORT_FILES if os.path.lexists(os.path.join(out, n))]
+        if taken:
+            raise ConfigError(f"--out {out!r} already holds {', '.join(taken)}, not written "
+                              "by `streammix report`: refusing to replace them; choose "
+                              "another directory")
 
 
 def render_report(model, checkpoint: str, data, sample: int) -> dict[str, bytes]:
@@ -220,6 +230,8 @@ def run(args, opts, log) -> int:
     check_report_dir(args.out, args.checkpoint, source)
     pngs = render_report(model, args.checkpoint, data, args.sample)
     os.makedirs(args.out, exist_ok=True)
+    with open(os.path.join(args.out, REPORT_MARKER), "a"):
+        pass  # this folder's PNGs are ours: a later report may replace them
     for name, png in pngs.items():
         path = os.path.join(args.out, name)
         _write_atomic(path, png)

@@ -18,7 +18,8 @@ from ...errors import CheckpointError
 from ...persistence import model_to_payload, read_version, save
 from ...persistence.storage import Storage
 from ..cluster import dask_client
-from ..config import Config, ConfigError, require
+from ..config import Config, ConfigError, check_checkpoint_path, require
+from ..plotting import check_png_target
 from ..sources import open_source, persisted
 
 SELECTION_FILE = "selection.json"
@@ -153,6 +154,12 @@ def run(cfg: Config, opts, log) -> int:
                           "GaussianMixture fits")
     sel, ck = cfg.select, cfg.run.get("checkpoint")
     criterion = sel["criterion"]
+    check_checkpoint_path(cfg)
+    plot = sel.get("plot") or os.path.join(os.path.dirname(os.path.abspath(cfg.path)),
+                                           "selection.png")
+    check_png_target(plot, {"the data": cfg.source.get("path"), "the checkpoint": ck,
+                            "the candidates' checkpoints": ck and candidates_dir(ck)},
+                     "select.plot")
     X = open_source(cfg)
     n, d = (int(s) for s in X.shape)
     results = []
@@ -187,8 +194,6 @@ def run(cfg: Config, opts, log) -> int:
     print(_table(results, chosen))
     print(f"chosen by {criterion.upper()}: {chosen['covariance_type']} covariances, "
           f"K={chosen['n_components']}")
-    plot = sel.get("plot") or os.path.join(os.path.dirname(os.path.abspath(cfg.path)),
-                                           "selection.png")
     os.makedirs(os.path.dirname(os.path.abspath(plot)), exist_ok=True)
     png = io.BytesIO()
     plot_selection(results, chosen, criterion, png)

@@ -16,7 +16,7 @@ from ...persistence import CheckpointWriter, current_version, list_versions
 from ...persistence.cadence import SaveCadence
 from ...persistence.serialize import model_from_payload, model_to_payload
 from ...validation import check_finite
-from ..config import Config, ConfigError, check_source_exists, require
+from ..config import Config, ConfigError, check_checkpoint_path, check_source_exists, require
 from ..console import Progress
 from ..sources import list_files, pending_batches
 
@@ -71,6 +71,7 @@ def run(cfg: Config, opts, log) -> int:
     wanted = OnlineGaussianMixture(**cfg.estimator_params())
     t0 = time.perf_counter()
     check_source_exists(cfg)  # before anything is created at run.checkpoint
+    check_checkpoint_path(cfg)
     if cfg.source["type"] == "directory" and os.path.isdir(cfg.source["path"]) and \
             not list_files(cfg.source["path"], cfg.source["pattern"]):
         log.warning(f"source.path {cfg.source['path']!r} holds no file matching "
