@@ -58,6 +58,10 @@ def unfinished_message(path, version: int, state: dict) -> str:
     """Why the model of a version is not a finished fit, and how to get one."""
     if not state.get("fitted"):
         what = "a model that is not fitted yet (an online model still buffering rows)"
+    elif state.get("fit_progress") is None:  # an online model's fit() over data
+        cursor = (state.get("online") or {}).get("cursor") or {}
+        what = (f"an online fit in progress or interrupted (pass {cursor.get('pass', 0) + 1}, "
+                f"after batch {cursor.get('batch')}): not a finished fit")
     else:
         prog = state.get("fit_progress") or {}
         what = (f"a fit in progress or interrupted (restart {prog.get('init', 0)}, iteration "

@@ -71,7 +71,12 @@ def is_finished_state(state: dict) -> bool:
     """Whether a version's state is a finished model: fitted, and not a batch fit whose
     progress says it is still running (or was interrupted)."""
     prog = state.get("fit_progress")
-    return bool(state.get("fitted")) and (prog is None or bool(prog.get("done")))
+    if not state.get("fitted") or (prog is not None and not prog.get("done")):
+        return False
+    # an online model's fit() over data marks its passes in the cursor (partial_fit
+    # updates and stream cursors carry no "pass": every update is a finished model)
+    cursor = (state.get("online") or {}).get("cursor")
+    return not (isinstance(cursor, dict) and "pass" in cursor and not cursor.get("done"))
 
 
 def list_versions(path) -> list[int]:

@@ -415,6 +415,11 @@ def test_unfinished_fit_warns_and_finished_true_gives_the_last_finished_model(tm
     with pytest.warns(UnfinishedModelWarning, match="finished=True"):
         iterate = load(ck)
     assert not iterate.converged_ and iterate.n_iter_ == 4  # saved before the stop
+    from streammix.cli.commands.inspect import as_text, summarise
+
+    summary = summarise(ck)
+    assert summary["finished"] is False and summary["in_progress"] is True
+    assert "in progress or interrupted" in as_text(summary)
     with warnings.catch_warnings():
         warnings.simplefilter("error", UnfinishedModelWarning)
         finished = load(ck, finished=True)
@@ -463,3 +468,42 @@ def test_a_save_is_durable_files_and_folders_are_synced(tmp_path, monkeypatch):
     assert sum("staging" in p for p in synced_files) == n_files
     assert any(p.endswith("/means") for p in synced_dirs)
     assert str(ck) in synced_dirs  # the rename into place and the pointer's replace
+
+
+def test_an_interrupted_online_fit_is_unfinished_in_load_and_inspect(tmp_path, capsys):
+    """OnlineGaussianMixture.fit stopped between batches: load() warns, load(finished=True)
+    refuses, `streammix inspect` says "in progress or interrupted" ("finished": false);
+    partial_fit models (no passes in their cursor) stay finished."""
+    import json
+
+    from streammix import OnlineGaussianMixture, UnfinishedModelWarning
+    from streammix.cli import main
+
+    X, _ = make_blobs(4000, 3, 3, seed=5)
+    ck = str(tmp_path / "ck")
+
+    def batches():
+        for i in range(4):
+            if i == 3:
+                raise KeyboardInterrupt  # the user stops the fit
+            yield X[i * 1000:(i + 1) * 1000]
+
+    model = OnlineGaussianMixture(3, random_state=0)
+    with pytest.raises(KeyboardInterrupt):
+        model.fit(batches(), checkpoint=ck, checkpoint_every=1, checkpoint_interval=None)
+    with pytest.warns(UnfinishedModelWarning, match="online fit in progress or interrupted"):
+        load(ck)
+    with pytest.raises(CheckpointCorruptError, match="no finished model"):
+        load(ck, finished=True)
+    assert main(["--no-progress", "inspect", ck, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["finished"] is False
+    assert main(["--no-progress", "inspect", ck]) == 0
+    assert "in progress or interrupted" in capsys.readouterr().out
+
+    streamed = OnlineGaussianMixture(3, random_state=0)
+    for i in range(3):
+        streamed.partial_fit(X[i * 1000:(i + 1) * 1000])
+    streamed.save(str(tmp_path / "streamed"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UnfinishedModelWarning)
+        load(str(tmp_path / "streamed"), finished=True)

@@ -96,6 +96,9 @@ def as_text(s: dict) -> str:
         step = "n/a" if s["last_step"] is None else f"{s['last_step']:.4g}"
         lines.append(f"stream      {s['n_updates']} updates, {s['n_samples_seen']:,.0f} rows "
                      f"seen, last step {step}, cursor {json.dumps(s['stream_cursor'])}")
+        if not s["finished"]:
+            lines.append("fit         an online fit() in progress or interrupted: not a "
+                         "finished fit (load(path, finished=True) for the last finished one)")
         lines.append(f"events      {s['n_events']} (births, deaths, splits)")
     hist = s["lower_bounds"]
     if hist:
