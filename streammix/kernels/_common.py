@@ -15,13 +15,15 @@ from llvmlite import ir
 from numba import njit, types
 from numba.extending import intrinsic
 
+from .jit import part
+
 # Reassociation lets LLVM vectorise the reductions over the rows of a block; results stay
 # deterministic for a given chunking (same binary, same order of blocks).
 FASTMATH = {"reassoc", "contract", "nsz"}
 LOG_2PI = math.log(2.0 * math.pi)
 
 
-@njit(cache=True)
+@part
 def block_rows(d: int) -> int:
     """Rows per block: keeps a d x block float64 buffer around 32 KiB (L1/L2-resident);
     measured best of 16/32/64 KiB at d = 16 and 64 for the full and diag kernels."""
@@ -33,7 +35,12 @@ def block_rows(d: int) -> int:
     return b
 
 
-@njit(nogil=True, cache=True)
+def rows_per_block(d: int) -> int:
+    """``block_rows`` for Python callers (no compile)."""
+    return int(block_rows.py_func(d))
+
+
+@part
 def load_block_t(X, start, b, XT):
     """Copy rows [start, start+b) of X, transposed and cast to float64, into XT[:, :b]."""
     d = X.shape[1]
@@ -45,7 +52,7 @@ def load_block_t(X, start, b, XT):
 _MAGNITUDE_BITS = np.int64(0x7FFF_FFFF_FFFF_FFFF)
 
 
-@njit(nogil=True, cache=True)
+@part
 def block_top_bits(block, n0, n1, top):
     """top[0] = max(top[0], largest |x| bit pattern of block[:n0, :n1]) for a float64
     C-ordered block: the statistics kernels' NaN/inf and magnitude check, on the block
@@ -121,7 +128,7 @@ def exp_nonpos(x):
     return p * _bits_to_float((n1 + 1023) << 52) * _bits_to_float((n2 + 1023) << 52)
 
 
-@njit(nogil=True, cache=True, fastmath=FASTMATH)
+@part(fastmath=FASTMATH)
 def normalise_block(LP, b, lse, m, s):
     """Log-sum-exp over components of LP[:, :b] into lse; LP becomes responsibilities.
 
@@ -160,7 +167,7 @@ def normalise_block(LP, b, lse, m, s):
                 LP[k, i] *= s[i]
 
 
-@njit(nogil=True, cache=True)
+@part
 def block_loglik(LP, b, sample_weight, has_weight, start, lse):
     """(sum of w log p(x), sum of w) over the block's rows; with weights, the
     responsibilities in LP are scaled by them too (see weigh_block)."""
@@ -175,7 +182,7 @@ def block_loglik(LP, b, sample_weight, has_weight, start, lse):
     return total, float(b)
 
 
-@njit(nogil=True, cache=True)
+@part
 def weigh_block(LP, b, sample_weight, start, lse):
     """Multiply responsibilities by the sample weights; return the weighted log-lik sum."""
     K = LP.shape[0]
@@ -193,7 +200,7 @@ def weigh_block(LP, b, sample_weight, start, lse):
     return total
 
 
-@njit(nogil=True, cache=True)
+@part
 def write_labels(LP, b, start, out_labels):
     """Arg-max over components of the weighted log-probabilities LP[:, :b] (before
     normalisation, as scikit-learn does, so ties resolve the same way)."""
@@ -208,7 +215,7 @@ def write_labels(LP, b, start, out_labels):
         out_labels[start + i] = best
 
 
-@njit(nogil=True, cache=True)
+@part
 def write_logprob_resp(LP, lse, b, start, out_logprob, out_resp, want_resp):
     """Write log p(x) and, if wanted, the responsibilities (LP after normalise_block)."""
     K = LP.shape[0]
@@ -219,7 +226,7 @@ def write_logprob_resp(LP, lse, b, start, out_logprob, out_resp, want_resp):
                 out_resp[start + i, k] = LP[k, i]
 
 
-@njit(nogil=True, cache=True)
+@part
 def store_chunk_row(F, c, s0, s1, s2, loglik, wsum):
     """Row c of F = (s0, s1, s2 flattened, loglik, wsum): one chunk's statistics as one
     flat row, so that a parallel driver's chunks sum row by row (``fold_rows_in_order``)."""
@@ -232,7 +239,7 @@ def store_chunk_row(F, c, s0, s1, s2, loglik, wsum):
     F[c, j + 1] = wsum
 
 
-@njit(nogil=True, cache=True)
+@part
 def fold_rows_in_order(F):
     """Sum the rows of F into row 0 by the tree of the thread pool's in-order fold
     (execution.threads._InOrderFold: pairs of equal level combine as they arrive, then

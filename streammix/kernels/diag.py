@@ -11,8 +11,9 @@ about the mixture mean and moved to each component's mean at the end of the chun
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
 
+from .jit import cached, entry, part
 from ._common import (
     claim_next,
     block_top_bits,
@@ -28,7 +29,7 @@ from ._common import (
 )
 
 
-@njit(nogil=True, cache=True, fastmath=FASTMATH)
+@part(fastmath=FASTMATH)
 def _block_log_prob(XT, b, centre, prec, pm, q, const, Y, Y2, A, C, LP):
     """Weighted log-probabilities LP[k, :b]; prec[k, j] is the precision 1/var.
 
@@ -54,8 +55,8 @@ def _block_log_prob(XT, b, centre, prec, pm, q, const, Y, Y2, A, C, LP):
             LP[k, i] = c - 0.5 * (A[k, i] - 2.0 * C[k, i] + qk)
 
 
-@njit(nogil=True, cache=True, fastmath=FASTMATH)
-def diag_stats(X, sample_weight, has_weight, top, means, centre, prec, pm, q, const):
+@part(fastmath=FASTMATH)
+def _diag_stats(X, sample_weight, has_weight, top, means, centre, prec, pm, q, const):
     """Statistics of chunk X: (s0 (K,), s1 (K,d), s2 (K,d) diagonal, loglik, wsum).
     top[0] is raised to X's largest |x| bit pattern (``block_top_bits``)."""
     n, d = X.shape
@@ -111,7 +112,7 @@ def diag_stats(X, sample_weight, has_weight, top, means, centre, prec, pm, q, co
     return s0, s1, s2, loglik, wsum
 
 
-@njit(nogil=True, cache=True, fastmath=FASTMATH)
+@cached(fastmath=FASTMATH)
 def diag_outputs(X, means, centre, prec, pm, q, const, out_logprob, out_labels, out_resp,
                  want_resp):
     """Per-sample log p(x), labels and (optionally) responsibilities for chunk X."""
@@ -136,8 +137,8 @@ def diag_outputs(X, means, centre, prec, pm, q, const, out_logprob, out_labels, 
         write_logprob_resp(LP, lse, b, start, out_logprob, out_resp, want_resp)
 
 
-@njit(nogil=True, cache=True, parallel=True)
-def diag_stats_chunks(X, sample_weight, has_weight, bounds, consts, F, top, n_threads):
+@part(parallel=True)
+def _diag_stats_chunks(X, sample_weight, has_weight, bounds, consts, F, top, n_threads):
     """``diag_stats``'s statistics of X's row chunks ``bounds[c] = (start, stop)`` in
     one parallel region (online updates, small data: no thread wake-up, numba's threads
     wait spinning between regions): each thread takes the next untaken chunk
@@ -156,7 +157,13 @@ def diag_stats_chunks(X, sample_weight, has_weight, bounds, consts, F, top, n_th
                 break
             start, stop = bounds[c, 0], bounds[c, 1]
             w = sample_weight[start:stop] if has_weight else sample_weight
-            r0, r1, r2, ll, n = diag_stats(X[start:stop], w, has_weight, top[c:c + 1],
+            r0, r1, r2, ll, n = _diag_stats(X[start:stop], w, has_weight, top[c:c + 1],
                                            *consts)
             store_chunk_row(F, c, r0, r1, r2, ll, n)
     fold_rows_in_order(F)
+
+
+#: the per-chunk kernel and the parallel driver as Python calls them (cached, complete
+#: units: see jit.py); kernels call the parts ``_diag_stats`` and ``_diag_stats_chunks``
+diag_stats = entry(_diag_stats)
+diag_stats_chunks = entry(_diag_stats_chunks)

@@ -14,10 +14,11 @@ these sizes, so dgemm it is. Callers hold BLAS at one thread while the kernels r
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
 
 FULL_BLOCK_ELEMS = 8192
 
+from .jit import cached, entry, part
 from ._common import (
     claim_next,
     block_top_bits,
@@ -31,7 +32,7 @@ from ._common import (
 )
 
 
-@njit(cache=True)
+@part
 def full_block_rows(d: int) -> int:
     """Rows per block for the BLAS kernel: larger than the hand-loop kernels' blocks,
     because dgemm's efficiency needs a few hundred rows (a 32 x 128 block ran at 9
@@ -44,7 +45,7 @@ def full_block_rows(d: int) -> int:
     return b
 
 
-@njit(nogil=True, cache=True)
+@part
 def load_block_rows(X, start, b, XB):
     """Copy rows [start, start+b) of X, cast to float64, into XB[:b] (C order)."""
     d = X.shape[1]
@@ -53,7 +54,7 @@ def load_block_rows(X, start, b, XB):
             XB[i, j] = X[start + i, j]
 
 
-@njit(nogil=True, cache=True, fastmath=FASTMATH)
+@part(fastmath=FASTMATH)
 def _centre_rows(XB, mu, b, Z):
     d = XB.shape[1]
     for i in range(b):
@@ -61,7 +62,7 @@ def _centre_rows(XB, mu, b, Z):
             Z[i, j] = XB[i, j] - mu[j]
 
 
-@njit(nogil=True, cache=True, fastmath=FASTMATH)
+@part(fastmath=FASTMATH)
 def _block_log_prob(XB, b, means, prec_chol, const, Z, Y, LP):
     """Weighted log-probabilities LP[k, :b] for the block held in XB[:b] (rows)."""
     K, d = means.shape
@@ -76,8 +77,8 @@ def _block_log_prob(XB, b, means, prec_chol, const, Z, Y, LP):
             LP[k, i] = c - 0.5 * m
 
 
-@njit(nogil=True, cache=True, fastmath=FASTMATH)
-def full_stats(X, sample_weight, has_weight, top, means, prec_chol, const):
+@part(fastmath=FASTMATH)
+def _full_stats(X, sample_weight, has_weight, top, means, prec_chol, const):
     """Statistics of chunk X: (s0 (K,), s1 (K,d), s2 (K,d,d), loglik, wsum).
 
     Moments are about the current means. ``const[k] = log w_k + log det U_k - d/2 log 2pi``.
@@ -141,7 +142,7 @@ def full_stats(X, sample_weight, has_weight, top, means, prec_chol, const):
     return s0, s1, s2, loglik, wsum
 
 
-@njit(nogil=True, cache=True, fastmath=FASTMATH)
+@cached(fastmath=FASTMATH)
 def full_outputs(X, means, prec_chol, const, out_logprob, out_labels, out_resp, want_resp):
     """Per-sample log p(x), labels and (optionally) responsibilities for chunk X."""
     n, d = X.shape
@@ -165,8 +166,8 @@ def full_outputs(X, means, prec_chol, const, out_logprob, out_labels, out_resp, 
         write_logprob_resp(LP, lse, b, start, out_logprob, out_resp, want_resp)
 
 
-@njit(nogil=True, cache=True, parallel=True)
-def full_stats_chunks(X, sample_weight, has_weight, bounds, consts, F, top, n_threads):
+@part(parallel=True)
+def _full_stats_chunks(X, sample_weight, has_weight, bounds, consts, F, top, n_threads):
     """``full_stats``'s statistics of X's row chunks ``bounds[c] = (start, stop)`` in
     one parallel region (online updates, small data: no thread wake-up, numba's threads
     wait spinning between regions): each thread takes the next untaken chunk
@@ -185,7 +186,13 @@ def full_stats_chunks(X, sample_weight, has_weight, bounds, consts, F, top, n_th
                 break
             start, stop = bounds[c, 0], bounds[c, 1]
             w = sample_weight[start:stop] if has_weight else sample_weight
-            r0, r1, r2, ll, n = full_stats(X[start:stop], w, has_weight, top[c:c + 1],
+            r0, r1, r2, ll, n = _full_stats(X[start:stop], w, has_weight, top[c:c + 1],
                                            *consts)
             store_chunk_row(F, c, r0, r1, r2, ll, n)
     fold_rows_in_order(F)
+
+
+#: the per-chunk kernel and the parallel driver as Python calls them (cached, complete
+#: units: see jit.py); kernels call the parts ``_full_stats`` and ``_full_stats_chunks``
+full_stats = entry(_full_stats)
+full_stats_chunks = entry(_full_stats_chunks)

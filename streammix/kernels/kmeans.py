@@ -8,12 +8,12 @@ and add the results; the initial Gaussian parameters come from ``hard_full_stats
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
 
 from ._common import FASTMATH, block_rows, load_block_t
+from .jit import cached, part
 
 
-@njit(nogil=True, cache=True, fastmath=FASTMATH)
+@part(fastmath=FASTMATH)
 def _nearest(XT, b, centres, dist, best, bestd):
     """best[i] = index of the nearest centre to row i of the block, bestd its sq. distance."""
     K, d = centres.shape
@@ -34,7 +34,7 @@ def _nearest(XT, b, centres, dist, best, bestd):
                 best[i] = k
 
 
-@njit(nogil=True, cache=True, fastmath=FASTMATH)
+@cached(fastmath=FASTMATH)
 def lloyd_stats(X, sample_weight, has_weight, centres):
     """(counts (K,), sums of x - centre (K,d), inertia) for the nearest-centre partition."""
     n, d = X.shape
@@ -61,7 +61,7 @@ def lloyd_stats(X, sample_weight, has_weight, centres):
     return counts, sums, inertia
 
 
-@njit(nogil=True, cache=True, fastmath=FASTMATH)
+@cached(fastmath=FASTMATH)
 def hard_full_stats(X, sample_weight, has_weight, centres):
     """Full Gaussian statistics (s0, s1, s2 about the centres) with one-hot
     responsibilities on the nearest centre."""
@@ -100,7 +100,7 @@ def hard_full_stats(X, sample_weight, has_weight, centres):
     return s0, s1, s2
 
 
-@njit(nogil=True, cache=True, fastmath=FASTMATH)
+@cached(fastmath=FASTMATH)
 def assign_nearest(X, centres, labels, sqdist):
     """Index of the nearest centre (into labels) and the squared distance to it (into
     sqdist) for every row of X."""

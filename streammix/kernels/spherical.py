@@ -8,8 +8,9 @@ more), so both passes cost about 3d flops per sample and component.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
 
+from .jit import cached, entry, part
 from ._common import (
     claim_next,
     block_top_bits,
@@ -25,7 +26,7 @@ from ._common import (
 )
 
 
-@njit(nogil=True, cache=True, fastmath=FASTMATH)
+@part(fastmath=FASTMATH)
 def _block_log_prob(XT, b, means, prec, const, maha, LP):
     """Weighted log-probabilities LP[k, :b]; prec[k] is the precision 1/var."""
     K, d = means.shape
@@ -43,8 +44,8 @@ def _block_log_prob(XT, b, means, prec, const, maha, LP):
             LP[k, i] = c - p * maha[i]
 
 
-@njit(nogil=True, cache=True, fastmath=FASTMATH)
-def spherical_stats(X, sample_weight, has_weight, top, means, prec, const):
+@part(fastmath=FASTMATH)
+def _spherical_stats(X, sample_weight, has_weight, top, means, prec, const):
     """Statistics of chunk X: (s0 (K,), s1 (K,d), s2 (K,) traces, loglik, wsum).
     top[0] is raised to X's largest |x| bit pattern (``block_top_bits``)."""
     n, d = X.shape
@@ -90,7 +91,7 @@ def spherical_stats(X, sample_weight, has_weight, top, means, prec, const):
     return s0, s1, s2, loglik, wsum
 
 
-@njit(nogil=True, cache=True, fastmath=FASTMATH)
+@cached(fastmath=FASTMATH)
 def spherical_outputs(X, means, prec, const, out_logprob, out_labels, out_resp, want_resp):
     """Per-sample log p(x), labels and (optionally) responsibilities for chunk X."""
     n, d = X.shape
@@ -110,8 +111,8 @@ def spherical_outputs(X, means, prec, const, out_logprob, out_labels, out_resp, 
         write_logprob_resp(LP, lse, b, start, out_logprob, out_resp, want_resp)
 
 
-@njit(nogil=True, cache=True, parallel=True)
-def spherical_stats_chunks(X, sample_weight, has_weight, bounds, consts, F, top, n_threads):
+@part(parallel=True)
+def _spherical_stats_chunks(X, sample_weight, has_weight, bounds, consts, F, top, n_threads):
     """``spherical_stats``'s statistics of X's row chunks ``bounds[c] = (start, stop)`` in
     one parallel region (online updates, small data: no thread wake-up, numba's threads
     wait spinning between regions): each thread takes the next untaken chunk
@@ -130,7 +131,13 @@ def spherical_stats_chunks(X, sample_weight, has_weight, bounds, consts, F, top,
                 break
             start, stop = bounds[c, 0], bounds[c, 1]
             w = sample_weight[start:stop] if has_weight else sample_weight
-            r0, r1, r2, ll, n = spherical_stats(X[start:stop], w, has_weight, top[c:c + 1],
+            r0, r1, r2, ll, n = _spherical_stats(X[start:stop], w, has_weight, top[c:c + 1],
                                                 *consts)
             store_chunk_row(F, c, r0, r1, r2, ll, n)
     fold_rows_in_order(F)
+
+
+#: the per-chunk kernel and the parallel driver as Python calls them (cached, complete
+#: units: see jit.py); kernels call the parts ``_spherical_stats`` and ``_spherical_stats_chunks``
+spherical_stats = entry(_spherical_stats)
+spherical_stats_chunks = entry(_spherical_stats_chunks)

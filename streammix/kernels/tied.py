@@ -9,8 +9,9 @@ one centre c (the mixture mean): sum_i w_i (x_i - c)(x_i - c)^T, again once per 
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
 
+from .jit import cached, entry, part
 from ._common import (
     claim_next,
     block_top_bits,
@@ -26,7 +27,7 @@ from ._common import (
 )
 
 
-@njit(nogil=True, cache=True, fastmath=FASTMATH)
+@part(fastmath=FASTMATH)
 def _block_log_prob(XT, b, centre, prec_chol, white_means, const, XC, W, maha, LP):
     """Weighted log-probabilities LP[k, :b]. XC gets x - c, W gets (x - c) U.
 
@@ -59,8 +60,8 @@ def _block_log_prob(XT, b, centre, prec_chol, white_means, const, XC, W, maha, L
             LP[k, i] = c - 0.5 * maha[i]
 
 
-@njit(nogil=True, cache=True, fastmath=FASTMATH)
-def tied_stats(X, sample_weight, has_weight, top, means, centre, prec_chol, white_means,
+@part(fastmath=FASTMATH)
+def _tied_stats(X, sample_weight, has_weight, top, means, centre, prec_chol, white_means,
                const):
     """Statistics of chunk X: (s0 (K,), s1 (K,d) about the means, s2 (d,d) about
     ``centre``, loglik, wsum). top[0] is raised to X's largest |x| bit pattern
@@ -118,7 +119,7 @@ def tied_stats(X, sample_weight, has_weight, top, means, centre, prec_chol, whit
     return s0, s1, s2, loglik, wsum
 
 
-@njit(nogil=True, cache=True, fastmath=FASTMATH)
+@cached(fastmath=FASTMATH)
 def tied_outputs(X, centre, prec_chol, white_means, const, out_logprob, out_labels,
                  out_resp, want_resp):
     """Per-sample log p(x), labels and (optionally) responsibilities for chunk X."""
@@ -141,8 +142,8 @@ def tied_outputs(X, centre, prec_chol, white_means, const, out_logprob, out_labe
         write_logprob_resp(LP, lse, b, start, out_logprob, out_resp, want_resp)
 
 
-@njit(nogil=True, cache=True, parallel=True)
-def tied_stats_chunks(X, sample_weight, has_weight, bounds, consts, F, top, n_threads):
+@part(parallel=True)
+def _tied_stats_chunks(X, sample_weight, has_weight, bounds, consts, F, top, n_threads):
     """``tied_stats``'s statistics of X's row chunks ``bounds[c] = (start, stop)`` in
     one parallel region (online updates, small data: no thread wake-up, numba's threads
     wait spinning between regions): each thread takes the next untaken chunk
@@ -161,7 +162,13 @@ def tied_stats_chunks(X, sample_weight, has_weight, bounds, consts, F, top, n_th
                 break
             start, stop = bounds[c, 0], bounds[c, 1]
             w = sample_weight[start:stop] if has_weight else sample_weight
-            r0, r1, r2, ll, n = tied_stats(X[start:stop], w, has_weight, top[c:c + 1],
+            r0, r1, r2, ll, n = _tied_stats(X[start:stop], w, has_weight, top[c:c + 1],
                                            *consts)
             store_chunk_row(F, c, r0, r1, r2, ll, n)
     fold_rows_in_order(F)
+
+
+#: the per-chunk kernel and the parallel driver as Python calls them (cached, complete
+#: units: see jit.py); kernels call the parts ``_tied_stats`` and ``_tied_stats_chunks``
+tied_stats = entry(_tied_stats)
+tied_stats_chunks = entry(_tied_stats_chunks)

@@ -20,7 +20,7 @@ import numpy as np
 import scipy.linalg
 
 from ...errors import DegenerateComponentWarning, InvalidParameterError
-from ...kernels._common import block_rows
+from ...kernels._common import rows_per_block
 from ...kernels.blas import single_threaded_blas
 from ..params import GaussianParams
 from ..stats import SufficientStats
@@ -310,7 +310,7 @@ class CovarianceType(ABC):
 
     def region_block_rows(self, n_features: int) -> int:
         """Rows per block of the statistics kernel (``region_chunks`` cuts whole blocks)."""
-        return int(block_rows(n_features))
+        return rows_per_block(n_features)
 
     def fused_online_step(self, X: np.ndarray, sample_weight: np.ndarray | None,
                           params: GaussianParams, running: SufficientStats, eta: float,

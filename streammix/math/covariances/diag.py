@@ -6,8 +6,9 @@ import numpy as np
 from numba import njit
 
 from ...kernels.blas import single_threaded_blas
-from ...kernels._common import block_rows
-from ...kernels.diag import diag_outputs, diag_stats, diag_stats_chunks
+from ...kernels.jit import cached
+from ...kernels._common import rows_per_block
+from ...kernels.diag import _diag_stats_chunks, diag_outputs, diag_stats, diag_stats_chunks
 from ..stats import _blend_rescale, _recentre_moments
 from ._base import (
     EPS10,
@@ -97,7 +98,7 @@ def _diag_stepwise_step(r0, r1, r2, b0, b1, b2, inv_n, keep, eta, n, centres, re
     return ok, nk, means, cov, prec_chol, m0, s1, s2
 
 
-@njit(nogil=True, cache=True)
+@cached
 def _diag_online_step(X, sw, has_w, chunks, n_threads, weights, means, prec_chol, r0, r1,
                       r2, rcentres, eta, reg_covar, eps, max_bits, F, top):
     """``CovarianceType.fused_online_step`` for 'diag': the kernel constants
@@ -107,7 +108,7 @@ def _diag_online_step(X, sw, has_w, chunks, n_threads, weights, means, prec_chol
     functions of the separate path, so the same bits. Returns (status: 0 stepped,
     1 not stepped, 2 a variance needs repair; then the step's arrays)."""
     centre, prec, pm, q, const = _diag_kernel_args(weights, means, prec_chol)
-    diag_stats_chunks(X, sw, has_w, chunks, (means, centre, prec, pm, q, const), F, top,
+    _diag_stats_chunks(X, sw, has_w, chunks, (means, centre, prec, pm, q, const), F, top,
                       n_threads)
     K, d = means.shape
     b0, b1, b2 = np.empty(K), np.empty((K, d)), np.empty((K, d))
@@ -139,7 +140,7 @@ class DiagCovariance(CovarianceType):
                                  reg_covar, EPS10, max_bits, F, top)
 
     def region_block_rows(self, n_features):
-        return block_rows(n_features)
+        return rows_per_block(n_features)
 
     def covariance_shape(self, n_components, n_features):
         return (n_components, n_features)

@@ -5,8 +5,10 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from ...kernels.full import full_block_rows, full_outputs, full_stats, full_stats_chunks
+from ...kernels.full import (_full_stats_chunks, full_block_rows, full_outputs, full_stats,
+                             full_stats_chunks)
 from ...kernels.blas import single_threaded_blas
+from ...kernels.jit import cached
 from ...kernels.linalg import batched_precision_cholesky
 from ..stats import _blend_rescale, _recentre_moments
 from ._base import (
@@ -62,7 +64,7 @@ def _full_stepwise_step(r0, r1, r2, b0, b1, b2, inv_n, keep, eta, n, centres, re
     return good.all(), nk, means, cov, prec_chol, m0, s1, s2
 
 
-@njit(nogil=True, cache=True)
+@cached
 def _full_online_step(X, sw, has_w, chunks, n_threads, means, prec_chol, const, r0, r1, r2,
                       rcentres, eta, reg_covar, eps, max_bits, F, top):
     """``CovarianceType.fused_online_step`` for 'full': the batch's statistics in one
@@ -70,7 +72,7 @@ def _full_online_step(X, sw, has_w, chunks, n_threads, means, prec_chol, const, 
     of range (top > max_bits) or the batch weighs nothing, ``_full_stepwise_step`` on
     them: the functions of the separate path, so the same bits. Returns (status:
     0 stepped, 1 not stepped, 2 a covariance needs repair; then the step's arrays)."""
-    full_stats_chunks(X, sw, has_w, chunks, (means, prec_chol, const), F, top, n_threads)
+    _full_stats_chunks(X, sw, has_w, chunks, (means, prec_chol, const), F, top, n_threads)
     K, d = means.shape
     b0, b1, b2 = np.empty(K), np.empty((K, d)), np.empty((K, d, d))
     o2 = K + K * d
@@ -100,7 +102,7 @@ class FullCovariance(CovarianceType):
                                  reg_covar, EPS10, max_bits, F, top)
 
     def region_block_rows(self, n_features):
-        return full_block_rows(n_features)
+        return int(full_block_rows.py_func(n_features))
 
     def covariance_shape(self, n_components, n_features):
         return (n_components, n_features, n_features)
