@@ -433,3 +433,96 @@ def _metrics(port: int, until: dict, timeout: float = 20.0) -> dict:
         if all(values.get(k) == v for k, v in until.items()) or time.monotonic() > deadline:
             return values
         time.sleep(0.1)
+
+
+class LiveProducer:
+    """A thread that XADDs 1-8 rows per message to 'in' every few ms, with explicit ids
+    (so a retry after a dropped connection cannot add a message twice), until stopped;
+    ``sent`` holds the (id, rows) of every message that is in the stream."""
+
+    def __init__(self, server, X):
+        import threading
+
+        self.server, self.X = server, X
+        self.sent: list[tuple[str, np.ndarray]] = []
+        self.stop = threading.Event()
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        import redis
+
+        client = self.server.client()
+        rng = np.random.default_rng(5)
+        i, seq = 0, 0
+        try:
+            while not self.stop.is_set() and i < len(self.X):
+                n = int(rng.integers(1, 9))
+                rows, seq = self.X[i:i + n], seq + 1
+                retried = False
+                while True:
+                    try:
+                        client.xadd("in", {"x": encode_packed(rows)}, id=f"{seq}-0")
+                        break
+                    except (redis.ConnectionError, redis.TimeoutError):
+                        retried = True
+                        time.sleep(0.02)
+                    except redis.ResponseError as exc:
+                        if retried and "equal or smaller" in str(exc):
+                            break  # added before the connection dropped
+                        raise
+                self.sent.append((f"{seq}-0", rows))
+                i += len(rows)
+                time.sleep(0.004)
+        except BaseException as exc:  # reported by the test
+            self.error = exc
+        finally:
+            client.close()
+
+    def finish(self) -> None:
+        self.stop.set()
+        self.thread.join(30)
+        assert self.error is None, self.error
+        assert not self.thread.is_alive()
+
+
+@pytest.mark.slow
+def test_a_live_producer_a_redis_restart_and_two_kills_no_output_lost_or_twice(
+        tmp_path, redis_server):
+    """The scorer beside a producer that keeps writing: killed twice (SIGKILL) at random
+    moments and the broker restarted once; every input message gets exactly one output,
+    with its id and the model's scores."""
+    X, _ = make_blobs(60_000, D, K, seed=21)
+    model = fitted_online(X[:3000])
+    model.save(str(tmp_path / "ck"))
+    cfg = write_config(tmp_path, redis_server.url, batch_size=50)
+    rng = np.random.default_rng(77)
+    producer = LiveProducer(redis_server, X[3000:])
+    r = redis_server.client()
+    try:
+        for run in range(2):
+            scorer = Scorer(tmp_path, cfg, name=f"killed{run}")
+            target = r.xlen("out") + 200
+            wait_outputs(r, target, scorer)
+            time.sleep(float(rng.uniform(0.05, 0.6)))
+            scorer.stop(signal.SIGKILL)
+        scorer = Scorer(tmp_path, cfg, name="last")
+        wait_outputs(r, r.xlen("out") + 100, scorer)
+        redis_server.restart(down_for=0.5)
+        r = redis_server.client()
+        wait_outputs(r, r.xlen("out") + 100, scorer, timeout=120)
+        time.sleep(float(rng.uniform(0.2, 0.8)))
+    finally:
+        producer.finish()
+    try:
+        wait_outputs(r, len(producer.sent), scorer, timeout=120)
+        _wait(lambda: r.xpending("in", "scorer")["pending"] == 0, scorer)
+        time.sleep(0.3)  # nothing more comes
+    finally:
+        assert scorer.stop() == 0, scorer.log()
+    assert r.xlen("in") == len(producer.sent)
+    ids = [mid.decode() for mid, _ in r.xrange("out")]
+    assert ids == [m for m, _ in producer.sent]  # none missing, none twice, in order
+    check_scores(outputs(r), producer.sent, model, version=1)
+    assert "reconnected" in scorer.log()

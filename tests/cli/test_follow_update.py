@@ -390,6 +390,14 @@ def test_metrics_endpoint_counts_the_rows_consumed(tmp_path, redis_server, follo
     assert current_version(ck) == 5  # one version per batch of 2000 rows
     assert _metric(text, 'streammix_up{command="update"}') == 1
     assert np.isfinite(_metric(text, "streammix_last_batch_log_likelihood"))
+    # all read: the lag gauge (refreshed every second) comes down to 0; the time since
+    # the last commit grows while nothing new arrives
+    _wait("the lag", lambda: _metric(_get_metrics(port), "streammix_consumer_lag") == 0,
+          proc, followers)
+    since = _metric(_get_metrics(port), "streammix_seconds_since_commit")
+    time.sleep(0.3)
+    later = _metric(_get_metrics(port), "streammix_seconds_since_commit")
+    assert 0 <= since < later < 60
     code, _ = followers.stop(proc)
     assert code == 0, followers.stderr(proc)
     with pytest.raises(OSError):  # served only while the follower runs

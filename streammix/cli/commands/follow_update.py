@@ -28,6 +28,8 @@ from ..metrics import FollowerMetrics
 MAX_UNACKED = 100_000
 #: seconds between refreshes of the checkpoint lock's heartbeat while no save comes
 HEARTBEAT_EVERY = 10.0
+#: seconds between refreshes of the consumer-lag gauge
+LAG_EVERY = 1.0
 
 
 class StopFlag:
@@ -154,6 +156,8 @@ class _Follower:
         self.last_beat = time.monotonic()
         self.rows_since_log = 0
         self.version = current_version(cfg.run["checkpoint"])
+        self.lag: int | None = None
+        self.last_lag = -LAG_EVERY
 
     def commit(self) -> None:
         """Save the model with its offset, then acknowledge what it covers."""
@@ -202,6 +206,7 @@ class _Follower:
                 if due or len(self.unacked) >= MAX_UNACKED:
                     self.commit()
                 self._heartbeat()
+                self._refresh_lag()
                 self._progress()
                 if stop.signal:
                     break
@@ -234,12 +239,21 @@ class _Follower:
     def model_cursor(self, key: str):
         return (getattr(self.model, "stream_cursor_", None) or {}).get(key)
 
+    def _refresh_lag(self) -> None:
+        """The consumer-lag gauge, at most every LAG_EVERY seconds (one small Redis
+        call): scrapers see a backlog grow within seconds, not at the next log line."""
+        now = time.monotonic()
+        if now - self.last_lag < LAG_EVERY:
+            return
+        self.lag = self.stream.lag()
+        self.metrics.set_lag(self.lag)
+        self.last_lag = now
+
     def _progress(self) -> None:
         now = time.monotonic()
         if now - self.last_log < 10.0:
             return
-        lag = self.stream.lag()
-        self.metrics.set_lag(lag)
+        lag = self.lag
         rate = self.rows_since_log / (now - self.last_log)
         self.log.info(f"{self.totals['rows']:,} rows from {self.totals['messages']:,} "
                       f"messages, {rate:,.0f} rows/s, lag {lag if lag is not None else '?'} "
