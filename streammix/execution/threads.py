@@ -70,14 +70,15 @@ def numba_regions_usable() -> bool:
     sleeping worker took 0.1-0.3 ms to start on each small batch, and ran its first
     part on the caller's core. Used only when numba's threading layer is 'omp' or
     'tbb' (both accept launches from several threads at once; 'workqueue' does not),
-    numba has threads enough, streammix runs more than one thread, the process is not
+    numba has threads enough (one thread too: the same chunks in the same order, so
+    the same bits whatever the thread count), the process is not
     a child forked after GNU OpenMP started (its threads do not survive a fork), and
     STREAMMIX_NUMBA_REGIONS is not "0"."""
     global _region_layer, _region_pid
     if os.environ.get("STREAMMIX_NUMBA_REGIONS", "1") == "0":
         return False
     n = default_n_threads()
-    if n < 2 or numba.config.NUMBA_NUM_THREADS < n:
+    if numba.config.NUMBA_NUM_THREADS < n:
         return False
     if _region_layer is None:  # probed once per process, under the lock
         with _lock:

@@ -262,3 +262,25 @@ def test_changed_parameters_are_checked_again():
     o.set_params(alpha=0.6, n_components=True)
     with pytest.raises(InvalidParameterError, match="n_components"):
         o.partial_fit(X[2500:3000])
+
+
+@pytest.mark.parametrize("cov_type", ["diag", "full"])
+def test_partial_fit_gives_the_same_bits_on_one_thread_and_on_two(cov_type, monkeypatch):
+    """An online batch runs in one numba region whatever the thread count (its chunks
+    depend on the rows only), so STREAMMIX_NUM_THREADS=1 and 2 give the same bits."""
+    import numba
+
+    from streammix.execution.threads import numba_regions_usable
+
+    if numba.config.NUMBA_NUM_THREADS < 2 or not numba_regions_usable():
+        pytest.skip("needs numba regions and 2 threads")
+    X = make_blobs(12_000, 4, 3, seed=8)[0]
+    runs = []
+    for threads in ("1", "2"):
+        monkeypatch.setenv("STREAMMIX_NUM_THREADS", threads)
+        m = OnlineGaussianMixture(3, covariance_type=cov_type, random_state=0)
+        for a in range(0, len(X), 3000):
+            m.partial_fit(X[a:a + 3000])
+        runs.append(m)
+    for name in ("means_", "covariances_", "weights_", "precisions_cholesky_"):
+        np.testing.assert_array_equal(getattr(runs[0], name), getattr(runs[1], name))
