@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import time
 import warnings
@@ -48,9 +49,18 @@ def write_dataset(path: str, n: int, d: int, truth, chunk_rows: int, seed: int) 
         z[start : start + m] = means[labels] + np.einsum("nij,nj->ni", chol[labels], eps)
 
 
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter,
+                     argparse.ArgumentDefaultsHelpFormatter):
+    """The module docstring as written, and every option's default in --help."""
+
+
+def _silent(*args, **kwargs) -> None:
+    """``print`` under --quiet."""
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="streammix demo", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+                                 formatter_class=_HelpFormatter)
     ap.add_argument("--n", type=int, default=3_000_000, help="rows to generate")
     ap.add_argument("--d", type=int, default=8, help="features")
     ap.add_argument("--k", type=int, default=6, help="components")
@@ -60,7 +70,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--fresh", action="store_true",
                     help="delete the previous run's checkpoint first")
+    # the global options of every streammix command, before or after "demo"
+    ap.add_argument("--scheduler", metavar="ADDRESS", default=None,
+                    help="fit on a running Dask scheduler instead of a local cluster")
+    ap.add_argument("-q", "--quiet", action="store_true",
+                    help="print nothing but warnings and errors")
+    ap.add_argument("--no-progress", action="store_true",
+                    help="no line per EM iteration")
+    ap.add_argument("-v", "--verbose", action="count", default=0,
+                    help="accepted for symmetry: the demo already prints every iteration")
+    ap.add_argument("--log-format", choices=("text",), default="text",
+                    help="the demo prints a walkthrough as text (JSON logs are for the job "
+                         "commands)")
     args = ap.parse_args(argv)
+    say = _silent if args.quiet else print  # the walkthrough; warnings and errors always
 
     from distributed import Client, LocalCluster
 
@@ -78,49 +101,57 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     write_dataset(data_path, args.n, args.d, truth, chunk_rows=100_000, seed=args.seed)
     size_mib = args.n * args.d * 8 / 2**20
-    print(f"[1/4] wrote {args.n:,} x {args.d} rows ({size_mib:,.0f} MiB) from a "
+    say(f"[1/4] wrote {args.n:,} x {args.d} rows ({size_mib:,.0f} MiB) from a "
           f"{args.k}-component mixture to {data_path} in {time.perf_counter() - t0:.1f} s")
 
-    with LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True,
-                      host="127.0.0.1", dashboard_address=":0") as cluster, \
-            Client(cluster) as client:
-        print(f"[2/4] local Dask cluster: {args.workers} worker processes at "
-              f"{cluster.scheduler_address}; dashboard {client.dashboard_link}")
+    with contextlib.ExitStack() as stack:
+        if args.scheduler:
+            client = stack.enter_context(Client(args.scheduler))
+            say(f"[2/4] Dask scheduler at {args.scheduler}; dashboard "
+                f"{client.dashboard_link}")
+        else:
+            cluster = stack.enter_context(LocalCluster(
+                n_workers=args.workers, threads_per_worker=1, processes=True,
+                host="127.0.0.1", dashboard_address=":0"))
+            client = stack.enter_context(Client(cluster))
+            say(f"[2/4] local Dask cluster: {args.workers} worker processes at "
+                f"{cluster.scheduler_address}; dashboard {client.dashboard_link}")
+        quiet_fit = args.quiet or args.no_progress
         gmm = GaussianMixture(args.k, covariance_type=args.covariance_type, tol=1e-6,
-                              max_iter=200, random_state=args.seed, verbose=2,
-                              verbose_interval=1)
-        print(f"[3/4] fitting {gmm!r} from {data_path}, checkpoint {ck_path}")
+                              max_iter=200, random_state=args.seed,
+                              verbose=0 if quiet_fit else 2, verbose_interval=1)
+        say(f"[3/4] fitting {gmm!r} from {data_path}, checkpoint {ck_path}")
         if current_version(ck_path) is not None:
-            print(f"      a checkpoint exists (version {current_version(ck_path)}): resuming "
+            say(f"      a checkpoint exists (version {current_version(ck_path)}): resuming "
                   "from it (use --fresh to start over)")
         t0 = time.perf_counter()
         with warnings.catch_warnings():
             warnings.simplefilter("default")
             gmm.fit(data_path, checkpoint=ck_path, checkpoint_every=1)
         fit_s = time.perf_counter() - t0
-        print(f"      checkpoint versions on disk: {list_versions(ck_path)} (current "
+        say(f"      checkpoint versions on disk: {list_versions(ck_path)} (current "
               f"{current_version(ck_path)}); streammix.load({ck_path!r}) gives the model")
-        print(f"      {gmm.n_iter_} iterations, converged={gmm.converged_}, {fit_s:.1f} s "
+        say(f"      {gmm.n_iter_} iterations, converged={gmm.converged_}, {fit_s:.1f} s "
               f"(k-means|| initialisation included), mean log-likelihood "
               f"{gmm.lower_bound_:.6f}")
 
         w_true, m_true, _ = truth
-        print("\n        k   weight  true w.  |mean - true mean|  mean (first 3 coordinates)")
+        say("\n        k   weight  true w.  |mean - true mean|  mean (first 3 coordinates)")
         for k in np.argsort(-gmm.weights_):
             j = int(np.argmin(np.linalg.norm(m_true - gmm.means_[k], axis=1)))
             err = np.linalg.norm(m_true[j] - gmm.means_[k])
             head = ", ".join(f"{v:7.3f}" for v in gmm.means_[k][:3])
-            print(f"      {k:3d}   {gmm.weights_[k]:.4f}   {w_true[j]:.4f}   {err:17.4f}   "
+            say(f"      {k:3d}   {gmm.weights_[k]:.4f}   {w_true[j]:.4f}   {err:17.4f}   "
                   f"[{head}, ...]")
 
         pred_path = os.path.join(args.dir, "predictions.zarr")
         t0 = time.perf_counter()
         group = write_predictions(gmm, data_path, pred_path, overwrite=True)
         counts = np.bincount(group["labels"][:], minlength=args.k)
-        print(f"\n[4/4] wrote labels, responsibilities and log-density for every row to "
+        say(f"\n[4/4] wrote labels, responsibilities and log-density for every row to "
               f"{pred_path} in {time.perf_counter() - t0:.1f} s; rows per component: "
               f"{counts.tolist()}")
-        print(f"      BIC {gmm.bic(data_path):,.1f}   mean log-likelihood "
+        say(f"      BIC {gmm.bic(data_path):,.1f}   mean log-likelihood "
               f"{gmm.score(data_path):.6f}")
     return 0
 

@@ -121,9 +121,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "--config's source, else samples drawn from the model)")
     p.add_argument("--config", default=None, metavar="CONFIG",
                    help="take the data from this config's source")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
-    p.add_argument("--sample", type=int, default=5000, help="points in the scatter plot")
-    p.add_argument("--version", dest="version", type=int, default=None)
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="with --config: override one of its keys (repeatable)")
+    p.add_argument("--sample", type=int, default=5000,
+                   help="points in the scatter plot (default: 5000)")
+    p.add_argument("--version", dest="version", type=int, default=None,
+                   help="plot a checkpoint version other than the current one")
     _add_global_options(p, top=False)
     p = sub.add_parser("repair", help="point a checkpoint at its newest version that "
                        "verifies (after exit code 4: damaged version, lost pointer)",
@@ -162,13 +165,25 @@ def _raise_on_signals():
     return restore
 
 
+def _only_options(args: list[str]) -> bool:
+    """Whether ``args`` (what comes before a command name) are global options only."""
+    takes_value = {"--scheduler", "--workers", "--log-format"}
+    i = 0
+    while i < len(args):
+        if not args[i].startswith("-"):
+            return False
+        i += 2 if args[i] in takes_value else 1
+    return True
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run one command; returns its exit code (never raises for expected errors)."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    if "demo" in argv and all(a.startswith("-") for a in argv[:argv.index("demo")]):
+    if "demo" in argv and _only_options(argv[:argv.index("demo")]):
         from ..demo import main as demo_main  # the demo has its own options
 
-        return demo_main(argv[argv.index("demo") + 1:])
+        i = argv.index("demo")  # global options go before or after the command
+        return demo_main(argv[:i] + argv[i + 1:])
     args = build_parser().parse_args(argv)  # usage errors exit with code 2
     from ..errors import CheckpointCorruptError, InvalidDtypeError
     from .cluster import ClusterError
