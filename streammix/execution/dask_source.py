@@ -1,10 +1,18 @@
 """A Dask array (in memory on a cluster, or read from Zarr on every pass) as a chunk
 source: kernels run where the chunks are, and only statistics travel back.
 
-Each pass builds one graph: a task per row-chunk that runs a kernel on the chunk, then a
-tree of ``combine`` tasks with fan-in ``split_every`` (the shape of dask.array's own
-reductions), so the client receives one small result. Parameters enter the graph as one
-key, shipped to each worker once per pass, never once per task.
+Each pass builds one graph. Chunk files of a Zarr array (read by the tasks themselves)
+and chunks already in memory (numpy, persisted on threads) are taken by *work units*:
+one task per aligned run of 2**k consecutive chunks, which runs the kernel on them in a
+loop, so a pass costs a task per unit, not per chunk (about 1 ms of scheduling on
+threads and 4 ms on a cluster each). Chunks that are tasks of their own (a dask array
+computed in the pass, or persisted on a cluster, whose chunks lie on many workers) keep
+a task each. Either way the results are summed by the binary-counter fold of the
+in-memory thread pool (``threads._InOrderFold``): units hand over their partial folds,
+so the sum's order depends on the number of chunks only, not on the unit size, the
+number of workers or which one ran what, and equals the in-memory source's with the
+same chunks, bit for bit. Parameters enter the graph as one key, shipped to each worker
+once per pass, never once per task.
 """
 
 from __future__ import annotations
@@ -17,8 +25,10 @@ import numpy as np
 from dask.base import tokenize
 from dask.delayed import Delayed
 
+from ..errors import InvalidInputError
 from ..math.stats import tree_sum
 from ..validation import check_finite
+from .threads import _InOrderFold, default_n_threads
 from .base import ChunkSource, fingerprint_digest, fingerprint_rows
 from .zarr_chunks import ChunkFile, direct_chunks
 
@@ -79,37 +89,99 @@ def _run_chunk(X, sw, index, start, check, indexed, fn, *shared):
     return fn(X, sw, index, *shared) if indexed else fn(X, sw, *shared)
 
 
-def _tree_layer(name: str, keys: list, combine: Callable, split_every: int) -> tuple:
-    """Tasks summing ``keys`` by a tree of ``combine`` calls with fan-in ``split_every``
-    (the shape of dask.array's reductions), and the key of its root."""
-    layer, level, depth = {}, list(keys), 1
-    while True:  # at least one combine, so a single chunk is finished like many
-        nxt = []
-        for j in range(0, len(level), split_every):
-            key = (name, depth, j // split_every)
-            layer[key] = (combine, level[j : j + split_every])
-            nxt.append(key)
-        level, depth = nxt, depth + 1
-        if len(level) == 1:
-            return layer, level[0]
+def _data_blocks(X) -> bool:
+    """Whether every chunk of the dask array X is data in its graph (numpy arrays made
+    by from_array or persist on the threaded scheduler), not a task to compute."""
+    from dask.core import istask
+
+    graph = X.__dask_graph__()
+    keys = [k for row in X.__dask_keys__() for k in row]
+    return all(k in graph and not istask(graph[k]) for k in keys)
+
+
+class _BadChunk:
+    """A chunk's InvalidInputError (NaN/inf...), handed to ``_finish_fold`` instead of
+    raised on the worker, so that the error reported is the first bad chunk's in row
+    order, whichever unit failed first."""
+
+    def __init__(self, error: Exception):
+        self.error = error
+
+
+def _run_chunk_checked(X, sw, index, start, check, indexed, fn, *shared):
+    """``_run_chunk``, its input error as a _BadChunk."""
+    try:
+        return _run_chunk(X, sw, index, start, check, indexed, fn, *shared)
+    except InvalidInputError as exc:
+        return _BadChunk(exc)
+
+
+def _run_unit(blocks, sws, first, starts, check, indexed, fn, combine, *shared):
+    """One work unit: ``fn`` over consecutive chunks (``first`` is the first's index),
+    folded as the in-memory pool folds them; returns the fold's stack of (level,
+    partial sum) nodes, which ``_finish_fold`` continues (or the first bad chunk)."""
+    fold = _InOrderFold(combine)
+    for j, (blk, sw) in enumerate(zip(blocks, sws)):
+        result = _run_chunk_checked(blk, sw, first + j, starts[j], check, indexed, fn,
+                                    *shared)
+        if isinstance(result, _BadChunk):
+            return result
+        fold.push(result)
+    return fold.stack
+
+
+def _finish_fold(parts: list, combine: Callable, per_chunk: bool):
+    """The pool's binary-counter fold over every chunk: of the chunks' results
+    (``per_chunk``) or continued from the units' stacks, in chunk order. Each unit
+    starts at a multiple of its size, a power of two, so its nodes are exactly the
+    nodes the fold over single chunks makes."""
+    for part in parts:
+        if isinstance(part, _BadChunk):
+            raise part.error
+    fold = _InOrderFold(combine)
+    for part in parts:
+        if per_chunk:
+            fold.push(part)
+        else:
+            for level, value in part:
+                fold.push_node(level, value)
+    return fold.result()
+
+
+def unit_size(n_chunks: int, n_threads: int, units_per_thread: int = 4) -> int:
+    """Chunks per work unit: the largest power of two that still gives every thread
+    ``units_per_thread`` units (so a slow or lost worker holds up a small share, and
+    the others take over its queued units). The bits do not depend on it."""
+    size = 1
+    while -(-n_chunks // (2 * size)) >= max(1, n_threads) * units_per_thread:
+        size *= 2
+    return size
+
+
+#: work units per thread of the scheduler or cluster (a pass's units: 2**k chunks each)
+UNITS_PER_THREAD = 4
 
 
 class DaskSource(ChunkSource):
     """A validated 2-D float dask array (one chunk across the columns) and optional
     sample weights (a numpy or dask vector), computed on ``client`` or threads."""
 
-    def __init__(self, X, sample_weight=None, client=None, split_every: int = 8):
+    def __init__(self, X, sample_weight=None, client=None,
+                 units_per_thread: int | None = None):
         self.X = X
         self.n_samples, self.n_features = (int(s) for s in X.shape)
         self.dtype = X.dtype
         self.client = client
-        self.split_every = split_every
+        self.units_per_thread = units_per_thread or UNITS_PER_THREAD
         self.row_chunks = tuple(int(c) for c in X.chunks[0])
         self.starts = np.concatenate([[0], np.cumsum(self.row_chunks)[:-1]]).astype(int)
         # chunk files of an unmodified Zarr array are read inside the kernel's task (one
         # task per chunk, not a read task plus a kernel task: half the scheduling)
         files = direct_chunks(X)
         self.blocks = files if files is not None else list(X.to_delayed()[:, 0])
+        # chunk files, or chunks held as data by the threaded scheduler: a work unit
+        # reads or takes them one at a time where it runs
+        self._chunks_in_place = files is not None or (client is None and _data_blocks(X))
         self.sample_weight = sample_weight
         if sample_weight is None:
             self.sw_blocks = [None] * len(self.blocks)
@@ -133,34 +205,64 @@ class DaskSource(ChunkSource):
         return len(self.blocks)
 
     def _pass(self, fn, shared, indexed, combine):
-        """One pass as a Delayed: a task per chunk (reading it first when it is a chunk
-        file) and the tree of combines. Written as plain tasks under one name (one
-        tokenize per pass: building it through dask.delayed's per-call tokenizing took
-        ~100 ms per pass for 40 chunks, the workers idle meanwhile). Chunks that are
-        Delayed (a dask array's blocks, perhaps persisted futures) go through
-        dask.delayed, which tracks them, with the same key names. ``shared`` values are
-        graph keys of their own, shipped once to each worker that needs them."""
+        """One pass as a Delayed: a task per work unit (or per chunk, for chunks that
+        are tasks), then one task finishing the fold. Written as plain tasks under one
+        name (one tokenize per pass: building it through dask.delayed's per-call
+        tokenizing took ~100 ms per pass for 40 chunks, the workers idle meanwhile).
+        Chunks that are Delayed go through dask.delayed, which tracks them, with the
+        same key names. ``shared`` values are graph keys of their own, shipped once to
+        each worker that needs them."""
         from dask.highlevelgraph import HighLevelGraph
 
         shared_d = [dask.delayed(s, pure=True) for s in shared]
         shared_keys = [d.key for d in shared_d]
         check = not self.checked
+        size = self.unit_size()
         name = "streammix-pass-" + tokenize(self._token, fn, combine, shared_keys, check,
-                                            indexed, self.split_every)
+                                            indexed, size)
         layer, parts, keys = {}, [], []
-        for i, (blk, sw) in enumerate(zip(self.blocks, self.sw_blocks)):
-            key = (name, 0, i)
-            args = (i, int(self.starts[i]), check, indexed, fn)
-            if isinstance(blk, Delayed) or isinstance(sw, Delayed):
-                parts.append(dask.delayed(_run_chunk, pure=True)(
-                    blk, sw, *args, *shared_d, dask_key_name=key))
-            else:  # a ChunkFile (or numpy weights): literals, no dependency
-                layer[key] = (_run_chunk, blk, sw, *args, *shared_keys)
+        for u, first in enumerate(range(0, self.n_chunks, size)):
+            key = (name, 0, u)
+            blks = self.blocks[first:first + size]
+            sws = self.sw_blocks[first:first + size]
+            starts = [int(x) for x in self.starts[first:first + size]]
+            if size == 1:
+                blk, sw = blks[0], sws[0]
+                args = (first, starts[0], check, indexed, fn)
+                if isinstance(blk, Delayed) or isinstance(sw, Delayed):
+                    parts.append(dask.delayed(_run_chunk_checked, pure=True)(
+                        blk, sw, *args, *shared_d, dask_key_name=key))
+                else:
+                    layer[key] = (_run_chunk_checked, blk, sw, *args, *shared_keys)
+                keys.append(key)
+                continue
+            args = (first, starts, check, indexed, fn, combine)
+            if any(isinstance(b, Delayed) for b in blks + sws):
+                parts.append(dask.delayed(_run_unit, pure=True)(
+                    blks, sws, *args, *shared_d, dask_key_name=key))
+            else:
+                layer[key] = (_run_unit, blks, sws, *args, *shared_keys)
             keys.append(key)
-        tree, root = _tree_layer(name, keys, combine, self.split_every)
-        layer.update(tree)
+        root = (name, 1, 0)
+        layer[root] = (_finish_fold, keys, combine, size == 1)
         graph = HighLevelGraph.from_collections(name, layer, dependencies=shared_d + parts)
         return Delayed(root, graph, layer=name)
+
+    def unit_size(self) -> int:
+        """Chunks per work unit: 1 while any chunk is a task of its own (a unit would
+        hold all its chunks in memory at once, or pull them from other workers), else
+        ``unit_size`` for the threads that run the pass."""
+        if not self._chunks_in_place:
+            return 1
+        return unit_size(self.n_chunks, self._n_threads(), self.units_per_thread)
+
+    def _n_threads(self) -> int:
+        if self.client is None:
+            return default_n_threads()
+        try:
+            return max(1, sum(self.client.nthreads().values()))
+        except Exception:  # a client that cannot tell: as many units as chunks allow
+            return self.n_chunks
 
     def map_reduce(self, fn: Callable, combine: Callable | None = None, shared: tuple = (),
                    indexed: bool = False):

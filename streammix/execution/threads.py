@@ -157,7 +157,11 @@ class _InOrderFold:
         self.stack: list[tuple[int, object]] = []
 
     def push(self, value) -> None:
-        level = 0
+        self.push_node(0, value)
+
+    def push_node(self, level: int, value) -> None:
+        """Push a partial sum of 2**level consecutive results (a node of this same fold
+        made elsewhere, e.g. by a work unit on a Dask worker)."""
         while self.stack and self.stack[-1][0] == level:
             _, left = self.stack.pop()
             value = self.combine([left, value])

@@ -51,8 +51,8 @@ def test_small_sources_run_in_one_region(two_threads, monkeypatch):
     monkeypatch.setenv("STREAMMIX_NUMBA_REGIONS", "0")
     assert not NumpySource(X, None, 2000).runs_in_one_region()
     monkeypatch.setenv("STREAMMIX_NUMBA_REGIONS", "1")
-    monkeypatch.setenv("STREAMMIX_NUM_THREADS", "1")  # nothing to share out
-    assert not NumpySource(X, None, 2000).runs_in_one_region()
+    monkeypatch.setenv("STREAMMIX_NUM_THREADS", "1")  # one thread too: the bits of two
+    assert NumpySource(X, None, 2000).runs_in_one_region()
 
 
 @needs_regions

@@ -1,0 +1,104 @@
+"""Work units: a pass over many chunks is a task per unit of 2**k consecutive chunks, and
+its sum is the in-memory pool's fold over the chunks, whatever the unit size, the number
+of workers or which one ran what (issue: cost independent of the chunk count)."""
+
+import os
+
+import dask.array as da
+import numpy as np
+import pytest
+import zarr
+
+from streammix import GaussianMixture
+from streammix.engines.em import statistics
+from streammix.execution.dask_source import DaskSource, unit_size
+from streammix.execution.numpy_source import NumpySource
+from streammix import read_zarr
+from streammix.math.covariances import get_covariance_type
+from tests.conftest import make_blobs
+from tests.kernels.test_kernels import random_params
+
+N, D, ROWS = 61_000, 4, 100  # 610 chunks
+
+
+@pytest.fixture(scope="module")
+def many_chunks(tmp_path_factory):
+    X = make_blobs(N, D, 3, seed=12)[0]
+    path = str(tmp_path_factory.mktemp("units") / "x.zarr")
+    zarr.create_array(path, data=X, chunks=(ROWS, D), compressors=None)
+    return X, path
+
+
+def _same(a, b):
+    for f in ("s0", "s1", "s2"):
+        np.testing.assert_array_equal(getattr(a, f), getattr(b, f))
+    assert (a.loglik, a.n) == (b.loglik, b.n)
+
+
+@pytest.mark.parametrize("cov_type", ["diag", "full"])
+def test_any_unit_size_gives_the_bits_of_the_in_memory_fold(many_chunks, cov_type):
+    X, path = many_chunks
+    cov, params = get_covariance_type(cov_type), random_params(cov_type, 3, D)
+    memory = statistics(NumpySource(X, None, ROWS), cov, params)
+    for per_thread in (4, 1, 10_000):  # units of 32, 256 and 1 chunk(s) on 2 threads
+        src = DaskSource(read_zarr(path), units_per_thread=per_thread)
+        assert src.n_chunks == 610
+        _same(statistics(src, cov, params), memory)
+
+
+def test_a_pass_is_a_task_per_unit_not_per_chunk(many_chunks):
+    _, path = many_chunks
+    src = DaskSource(read_zarr(path))
+    cov, params = get_covariance_type("diag"), random_params("diag", 3, D)
+    from streammix.engines.em import _chunk_stats
+
+    graph = dict(src._pass(_chunk_stats, (cov, params), False, lambda p: p[0]).dask)
+    size = src.unit_size()
+    assert size > 1 and size & (size - 1) == 0
+    units = -(-610 // size)
+    assert len(graph) == units + 1 + 2  # the units, the fold, the two shared values
+    assert unit_size(610, 2) == 64 and unit_size(610, 200) == 1 and unit_size(5, 1) == 1
+
+
+def test_in_memory_chunks_on_threads_are_units_too_computed_ones_are_not():
+    X = make_blobs(20_000, D, 3, seed=1)[0]
+    assert DaskSource(da.from_array(X, chunks=(100, D))).unit_size() > 1
+    assert DaskSource(da.from_array(X, chunks=(100, D)).persist()).unit_size() > 1
+    computed = da.from_array(X, chunks=(100, D)) * 1.0  # each chunk a task of its own
+    assert DaskSource(computed).unit_size() == 1
+
+
+def test_the_first_bad_chunk_in_row_order_is_reported(tmp_path):
+    X = np.random.default_rng(0).normal(size=(20_000, 3))
+    X[12_345, 1] = np.nan
+    X[19_000, 2] = np.inf  # a later unit, perhaps finished first
+    path = str(tmp_path / "bad.zarr")
+    zarr.create_array(path, data=X, chunks=(100, 3), compressors=None)
+    for _ in range(3):
+        with pytest.raises(Exception) as err:
+            GaussianMixture(2, random_state=0).fit(path)
+        assert "row 12345" in str(err.value) and "chunk 123" in str(err.value)
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore::streammix.ConvergenceWarning")
+def test_bits_do_not_depend_on_the_number_of_workers(many_chunks):
+    """The same fit on the threaded scheduler and on clusters of 1 and 2 worker
+    processes (units placed by Dask): the same bits as in memory."""
+    from distributed import Client, LocalCluster
+
+    X, path = many_chunks
+    rng = np.random.default_rng(4)
+    kw = dict(n_components=3, covariance_type="full", max_iter=4, tol=0.0,
+              means_init=X[rng.choice(len(X), 3, replace=False)],
+              weights_init=np.full(3, 1 / 3), precisions_init=np.tile(np.eye(D), (3, 1, 1)))
+    ref = GaussianMixture(**kw, chunk_size=ROWS).fit(X)
+    fits = [GaussianMixture(**kw).fit(path)]
+    for workers in (1, 2):
+        with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                          dashboard_address=":0") as cluster, Client(cluster) as client:
+            fits.append(GaussianMixture(**kw, client=client).fit(path))
+    for fit in fits:
+        for name in ("means_", "covariances_", "weights_"):
+            np.testing.assert_array_equal(getattr(fit, name), getattr(ref, name))
+        assert fit.lower_bounds_ == ref.lower_bounds_
