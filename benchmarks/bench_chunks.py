@@ -114,40 +114,43 @@ def main() -> int:
         return run
 
     systems = {"units": 4, "per chunk": 10**9}
-    clients = [("threads", None)]
-    cluster = None
-    if args.cluster:
-        from distributed import Client, LocalCluster
-
-        cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                               dashboard_address=":0")
-        clients.append(("cluster", Client(cluster)))
+    wheres = ["threads"] + (["cluster"] if args.cluster else [])
     mem_fit = fitter(X)
     mem_fit(2)  # warm-up: kernels compiled or loaded
     samples: dict = {}
     sched_cpu: dict = {}
-    for where, client in clients:
-        for c in counts:
-            for name, per_thread in systems.items():
-                if name == "per chunk" and c > args.baseline_max_chunks:
-                    continue
-                with_units(per_thread, fitter(paths[c], client))(2)  # warm-up
-    for r in range(args.repeats):
-        samples.setdefault("in-memory", []).append(per_iteration(mem_fit, args.iters))
-        for where, client in clients:
-            for c in counts:
-                for name, per_thread in systems.items():
-                    if name == "per chunk" and c > args.baseline_max_chunks:
-                        continue
-                    fit = with_units(per_thread, fitter(paths[c], client))
-                    cpu0 = client.run_on_scheduler(time.process_time) if client else 0.0
-                    s = per_iteration(fit, args.iters)
-                    if client is not None:
-                        cpu = client.run_on_scheduler(time.process_time) - cpu0
-                        sched_cpu.setdefault((where, c, name), []).append(
-                            cpu / (2 + 2 * args.iters))  # iterations in the two fits
-                    samples.setdefault((where, c, name), []).append(s)
-        log(f"repeat {r + 1}/{args.repeats} done")
+    clients = []
+    for where in wheres:
+        # the threaded runs first, with no cluster in this process (its scheduler's event
+        # loop would compete for the GIL with the per-chunk Python)
+        client = cluster = None
+        if where == "cluster":
+            from distributed import Client, LocalCluster
+
+            cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                   dashboard_address=":0")
+            client = Client(cluster)
+        clients.append((where, client))
+        runs = [(c, name, per_thread) for c in counts for name, per_thread in systems.items()
+                if not (name == "per chunk" and c > args.baseline_max_chunks)]
+        for c, name, per_thread in runs:
+            with_units(per_thread, fitter(paths[c], client))(2)  # warm-up
+        for r in range(args.repeats):
+            if where == "threads":
+                samples.setdefault("in-memory", []).append(per_iteration(mem_fit, args.iters))
+            for c, name, per_thread in runs:
+                fit = with_units(per_thread, fitter(paths[c], client))
+                cpu0 = client.run_on_scheduler(time.process_time) if client else 0.0
+                s = per_iteration(fit, args.iters)
+                if client is not None:
+                    cpu = client.run_on_scheduler(time.process_time) - cpu0
+                    sched_cpu.setdefault((where, c, name), []).append(
+                        cpu / (2 + 2 * args.iters))  # iterations in the two fits
+                samples.setdefault((where, c, name), []).append(s)
+            log(f"{where}: repeat {r + 1}/{args.repeats} done")
+        if client is not None:
+            client.close()
+            cluster.close()
     floor = median(samples["in-memory"])
     rows = []
     for where, client in clients:
@@ -166,9 +169,6 @@ def main() -> int:
           f"{floor:.3f} s per iteration; medians of {args.repeats}\n")
     print(markdown_table(["scheduler", "chunks", "pass", "s per iteration", "/ in-memory",
                           f"/ {counts[0]} chunks", "scheduler CPU s per iteration"], rows))
-    if cluster is not None:
-        clients[-1][1].close()
-        cluster.close()
     return 0
 
 

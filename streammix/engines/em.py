@@ -56,6 +56,16 @@ def _chunk_stats(X, sw, cov: CovarianceType, params: GaussianParams) -> Sufficie
     return cov.chunk_stats(X, sw, params)
 
 
+def _unit_kernel(cov: CovarianceType, params: GaussianParams):
+    """``_chunk_stats`` for a work unit's many chunks: the kernel's constants derived
+    from the parameters once per unit, not once per chunk (the same numbers)."""
+    kernel = cov.stats_kernel(params)
+    return lambda X, sw: kernel(X, sw)
+
+
+_chunk_stats.for_unit = _unit_kernel  # see execution.dask_source._run_unit
+
+
 def m_step(cov: CovarianceType, stats: SufficientStats, reg_covar: float) -> GaussianParams:
     """Parameters from summed statistics (degenerate components repaired with a warning)."""
     weights, means, covariances = cov.m_step(stats, reg_covar)
