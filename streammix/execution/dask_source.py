@@ -157,22 +157,57 @@ def _run_unit_of(blocks: list, sws: list, *args):
     return _run_unit(_Items(blocks), _Items(sws), *args)
 
 
-def _finish_fold(parts: list, combine: Callable, per_chunk: bool):
-    """The pool's binary-counter fold over every chunk: of the chunks' results
-    (``per_chunk``) or continued from the units' stacks, in chunk order. Each unit
-    starts at a multiple of its size, a power of two, so its nodes are exactly the
-    nodes the fold over single chunks makes."""
+#: fan-in of the fold's task tree above the units (or chunks): no task gathers more
+#: than this many partial sums (statistics of K x d x d, or reservoir samples)
+FOLD_FAN_IN = 8
+
+
+def _fold_group(parts: list, combine: Callable, leaves: bool) -> list:
+    """One task of the fold's tree: the chunks' results (``leaves``) or the stacks of
+    the groups below, in chunk order, folded on; returns the fold's stack. A group
+    covers an aligned run of 8**j leaves, a power of two, so its nodes are exactly the
+    nodes the fold over single chunks makes (and likewise a unit's)."""
     for part in parts:
         if isinstance(part, _BadChunk):
-            raise part.error
+            return part
     fold = _InOrderFold(combine)
     for part in parts:
-        if per_chunk:
+        if leaves:
             fold.push(part)
         else:
             for level, value in part:
                 fold.push_node(level, value)
+    return fold.stack
+
+
+def _finish_fold(stack, combine: Callable, n_leaves: int):
+    """The fold's result from the last group's stack (the first bad chunk raised). A
+    single chunk is still passed through ``combine``, as the in-memory pool does."""
+    if isinstance(stack, _BadChunk):
+        raise stack.error
+    fold = _InOrderFold(combine)
+    fold.stack = list(stack)
+    if n_leaves == 1:
+        return combine([fold.stack[0][1]])
     return fold.result()
+
+
+def _fold_tree(name: str, keys: list, combine: Callable, leaves: bool, n_leaves: int
+               ) -> tuple[dict, tuple]:
+    """Tasks folding ``keys`` (chunk results, or unit stacks) by groups of FOLD_FAN_IN,
+    level by level, and the key of the result."""
+    layer, level, depth = {}, list(keys), 1
+    while True:
+        nxt = []
+        for j in range(0, len(level), FOLD_FAN_IN):
+            key = (name, depth, j // FOLD_FAN_IN)
+            layer[key] = (_fold_group, level[j:j + FOLD_FAN_IN], combine, leaves)
+            nxt.append(key)
+        level, depth, leaves = nxt, depth + 1, False
+        if len(level) == 1:
+            root = (name, depth, 0)
+            layer[root] = (_finish_fold, level[0], combine, n_leaves)
+            return layer, root
 
 
 def unit_size(n_chunks: int, n_threads: int, units_per_thread: int = 4) -> int:
@@ -180,7 +215,8 @@ def unit_size(n_chunks: int, n_threads: int, units_per_thread: int = 4) -> int:
     ``units_per_thread`` units (so a slow or lost worker holds up a small share, and
     the others take over its queued units). The bits do not depend on it."""
     size = 1
-    while -(-n_chunks // (2 * size)) >= max(1, n_threads) * units_per_thread:
+    while 2 * size <= n_chunks and \
+            -(-n_chunks // (2 * size)) >= max(1, n_threads) * max(1, units_per_thread):
         size *= 2
     return size
 
@@ -270,8 +306,8 @@ class DaskSource(ChunkSource):
             else:
                 layer[key] = (_run_unit, _Items(blks), _Items(sws), *args, *shared_keys)
             keys.append(key)
-        root = (name, 1, 0)
-        layer[root] = (_finish_fold, keys, combine, size == 1)
+        tree, root = _fold_tree(name, keys, combine, size == 1, self.n_chunks)
+        layer.update(tree)
         graph = HighLevelGraph.from_collections(name, layer, dependencies=shared_d + parts)
         return Delayed(root, graph, layer=name)
 

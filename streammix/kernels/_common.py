@@ -37,7 +37,7 @@ def block_rows(d: int) -> int:
 
 def rows_per_block(d: int) -> int:
     """``block_rows`` for Python callers (no compile)."""
-    return int(block_rows.py_func(d))
+    return int(getattr(block_rows, "py_func", block_rows)(d))
 
 
 @part

@@ -23,6 +23,8 @@ scans) round the same however they are compiled and stay plain ``njit(cache=True
 
 from __future__ import annotations
 
+import time
+
 from numba import njit
 from numba.core import sigutils
 from numba.core.compiler_lock import global_compiler_lock
@@ -41,7 +43,8 @@ def cached(fn=None, **options):
 
     def wrap(f):
         dispatcher = njit(cache=True, **options)(f)
-        _run_cached_code(dispatcher, f, options)
+        if hasattr(dispatcher, "compile"):  # not under NUMBA_DISABLE_JIT=1
+            _run_cached_code(dispatcher, f, options)
         return dispatcher
 
     return wrap if fn is None else wrap(fn)
@@ -50,6 +53,8 @@ def cached(fn=None, **options):
 def entry(fn, **options):
     """The cached dispatcher (``cached``) of the part ``fn``'s Python function, with its
     options, for calls from Python."""
+    if not hasattr(fn, "py_func"):  # NUMBA_DISABLE_JIT=1: plain Python functions
+        return fn
     opts = {k: v for k, v in fn.targetoptions.items() if k != "nopython"}
     opts.update(options)
     return cached(fn.py_func, **opts)
@@ -69,7 +74,11 @@ def _run_cached_code(dispatcher, py_func, options) -> None:
                 return existing.entry_point
             cres = dispatcher._cache.load_overload(sig, dispatcher.targetctx)
             if cres is None and _compile_in_a_child(py_func, options, tuple(args)):
-                cres = dispatcher._cache.load_overload(sig, dispatcher.targetctx)
+                for pause in (0.0, 0.05, 0.2, 0.5):  # another process may be rewriting
+                    time.sleep(pause)                # the cache's index at this moment
+                    cres = dispatcher._cache.load_overload(sig, dispatcher.targetctx)
+                    if cres is not None:
+                        break
             if cres is None:  # no cache, or no child process here: the fresh code
                 return fresh_compile(sig)
             if not cres.objectmode:
@@ -93,15 +102,17 @@ def _compile_in_a_child(py_func, options, args) -> bool:
     import subprocess
     import sys
 
-    if os.environ.get(_CHILD_ENV) or os.environ.get("NUMBA_DISABLE_JIT") == "1":
+    if os.environ.get(_CHILD_ENV) or not sys.executable:
         return False
-    job = pickle.dumps((py_func.__module__, py_func.__qualname__, options, args))
     try:
-        done = subprocess.run([sys.executable, "-c", "from streammix.kernels.jit import "
-                               "compile_for_parent; compile_for_parent()"], input=job,
-                              capture_output=True, env={**os.environ, _CHILD_ENV: "1"},
-                              timeout=600)
-    except (OSError, subprocess.SubprocessError):
+        job = pickle.dumps((py_func.__module__, py_func.__qualname__, options, args))
+        # the child imports this very streammix: this process's module path, first
+        env = {**os.environ, _CHILD_ENV: "1", "PYTHONPATH": os.pathsep.join(
+            p for p in sys.path if p)}
+        done = subprocess.run([sys.executable, "-P", "-c", "from streammix.kernels.jit "
+                               "import compile_for_parent; compile_for_parent()"],
+                              input=job, capture_output=True, env=env, timeout=600)
+    except Exception:  # noqa: BLE001 - no child here: compile in this process
         return False
     return done.returncode == 0
 

@@ -22,8 +22,10 @@ from ..errors import CheckpointLockedError
 
 
 # os.link errors that mean "this file system has no hard links", not "cannot write here"
+# (EACCES: some CIFS/FUSE mounts refuse links so; where it means "no permission", the
+# exclusive create below raises it again)
 _NO_HARD_LINKS = {errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EXDEV, errno.EMLINK,
-                  errno.ENOSYS}
+                  errno.ENOSYS, errno.EACCES}
 
 
 def _pid_alive(pid: int) -> bool:

@@ -12,10 +12,15 @@ _VERSION_DIR = re.compile(r"^v\d{6,}$")
 _WRITER_FILE = re.compile(r"^(LOCK|zarr\.json|CURRENT\.json|staging)(\..*\.tmp)?$")
 
 
+# what operating systems put into any folder (nobody's data)
+_SYSTEM_FILES = {".DS_Store", "Thumbs.db", "desktop.ini", "lost+found"}
+
+
 def foreign_entries(names) -> list[str]:
     """The names in a folder that no checkpoint writer makes (a user's files): a
     checkpoint is never started in a folder that holds any."""
-    return [n for n in names if not (_VERSION_DIR.match(n) or _WRITER_FILE.match(n))]
+    return [n for n in names if not (_VERSION_DIR.match(n) or _WRITER_FILE.match(n)
+                                     or n in _SYSTEM_FILES)]
 
 
 def is_checkpoint(path) -> bool:

@@ -103,3 +103,27 @@ def test_a_group_deleted_while_reading_is_recreated(redis_server):
         seen += b.X[:, 0].tolist()
     assert seen == [0.0, 1.0, 2.0, 3.0, 4.0]  # nothing twice, nothing lost
     assert any("vanished" in t for _, t in said)
+
+
+def test_a_stream_deleted_while_reading_is_followed_again(redis_server):
+    """DEL of the stream key (or FLUSHDB) while a read blocks on it: Redis answers
+    UNBLOCKED (7.0+) or NOGROUP; the group is made again and the new messages are read."""
+    r = redis_server.client()
+    for i in range(3):
+        r.xadd("s", {"x": encode_packed(np.full((1, 2), float(i)))})
+    said, on_event = _events()
+    stream = RedisStream(redis_server.url, "s", n_features=2, poll=0.1, on_event=on_event)
+    seen, deleted = [], False
+    for b in stream.batches(batch_size=1, max_wait=0.1):
+        if b.idle:
+            if len(seen) >= 5:
+                break
+            if len(seen) == 3 and not deleted:
+                r.delete("s")
+                deleted = True
+                for i in range(3, 5):
+                    r.xadd("s", {"x": encode_packed(np.full((1, 2), float(i)))})
+            continue
+        seen += b.X[:, 0].tolist()
+    assert seen == [0.0, 1.0, 2.0, 3.0, 4.0]
+    assert any("vanished" in t for _, t in said)

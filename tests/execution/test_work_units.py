@@ -55,9 +55,35 @@ def test_a_pass_is_a_task_per_unit_not_per_chunk(many_chunks):
     graph = dict(src._pass(_chunk_stats, (cov, params), False, lambda p: p[0]).dask)
     size = src.unit_size()
     assert size > 1 and size & (size - 1) == 0
-    units = -(-610 // size)
-    assert len(graph) == units + 1 + 2  # the units, the fold, the two shared values
+    tasks, level = 0, -(-610 // size)  # the units, then the fold's groups of 8
+    while True:
+        tasks += level
+        if level == 1:
+            break
+        level = -(-level // 8)
+    assert len(graph) == tasks + 1 + 2  # + the fold's result and the two shared values
     assert unit_size(610, 2) == 64 and unit_size(610, 200) == 1 and unit_size(5, 1) == 1
+    assert unit_size(3, 1, 1) == 2 and unit_size(1, 1, 1) == 1  # (this one never returned)
+
+
+def test_no_task_gathers_more_than_eight_partial_sums():
+    """A task per chunk (chunks computed in the pass) is folded by a tree of groups of
+    8, never by one task holding every chunk's result; one chunk still goes through
+    combine, as in memory."""
+    from streammix.engines.em import _chunk_stats
+    from streammix.execution.dask_source import _finish_fold
+
+    X = make_blobs(50_000, D, 3, seed=2)[0]
+    computed = da.from_array(X, chunks=(100, D)) * 1.0  # 500 chunks, a task each
+    src = DaskSource(computed)
+    cov, params = get_covariance_type("diag"), random_params("diag", 3, D)
+    graph = dict(src._pass(_chunk_stats, (cov, params), False, lambda p: p[0]).dask)
+    widths = [len(t[1]) for t in graph.values()
+              if isinstance(t, tuple) and getattr(t[0], "__name__", "") == "_fold_group"]
+    assert widths and max(widths) <= 8
+    _same(statistics(src, cov, params), statistics(NumpySource(X, None, 100), cov, params))
+    assert _finish_fold([(0, "x")], lambda parts: ("combined", parts), 1) == \
+        ("combined", ["x"])
 
 
 def test_in_memory_chunks_on_threads_are_units_too_computed_ones_are_not():

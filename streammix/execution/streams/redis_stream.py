@@ -104,7 +104,9 @@ class RedisStreamAdapter:
                 raise InvalidParameterError(f"{self.describe()}: authentication failed "
                                             f"({exc}): check the password in the URL") from None
             except self._redis.ResponseError as exc:
-                if "NOGROUP" not in str(exc):
+                # NOGROUP: the group was deleted; UNBLOCKED: the stream key was deleted
+                # (or the database flushed) while a read was blocked on it
+                if "NOGROUP" not in str(exc) and "UNBLOCKED" not in str(exc):
                     if "NOPERM" in str(exc) or "WRONGTYPE" in str(exc):
                         raise InvalidParameterError(f"{self.describe()}: {exc}") from None
                     raise

@@ -102,7 +102,7 @@ class FullCovariance(CovarianceType):
                                  reg_covar, EPS10, max_bits, F, top)
 
     def region_block_rows(self, n_features):
-        return int(full_block_rows.py_func(n_features))
+        return int(getattr(full_block_rows, "py_func", full_block_rows)(n_features))
 
     def covariance_shape(self, n_components, n_features):
         return (n_components, n_features, n_features)
