@@ -128,3 +128,42 @@ def test_bits_do_not_depend_on_the_number_of_workers(many_chunks):
         for name in ("means_", "covariances_", "weights_"):
             np.testing.assert_array_equal(getattr(fit, name), getattr(ref, name))
         assert fit.lower_bounds_ == ref.lower_bounds_
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore::streammix.ConvergenceWarning")
+def test_a_worker_killed_mid_fit_changes_no_bit_at_610_chunks(many_chunks):
+    """SIGKILL one of two worker processes while units run: Dask reruns its units on the
+    other (or on the restarted) worker, and the fit ends with the in-memory bits."""
+    import signal
+    import threading
+    import time
+
+    from distributed import Client, LocalCluster
+
+    X, path = many_chunks
+    rng = np.random.default_rng(4)
+    kw = dict(n_components=3, covariance_type="full", max_iter=30, tol=0.0,
+              means_init=X[rng.choice(len(X), 3, replace=False)],
+              weights_init=np.full(3, 1 / 3), precisions_init=np.tile(np.eye(D), (3, 1, 1)))
+    ref = GaussianMixture(**kw, chunk_size=ROWS).fit(X)
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                      dashboard_address=None) as cluster, \
+            Client(cluster, set_as_default=False) as client:
+        victim = sorted(client.run(os.getpid).values())[0]
+        result = {}
+        fit = threading.Thread(target=lambda: result.update(
+            model=GaussianMixture(**kw, client=client).fit(path)))
+        fit.start()
+        deadline = time.time() + 60
+        while time.time() < deadline and not any(client.processing().values()):
+            time.sleep(0.01)
+        time.sleep(0.5)  # a few iterations in
+        os.kill(victim, signal.SIGKILL)
+        fit.join(timeout=300)
+        assert not fit.is_alive()
+        assert victim not in client.run(os.getpid).values()  # it died and was replaced
+    got = result["model"]
+    for name in ("means_", "covariances_", "weights_"):
+        np.testing.assert_array_equal(getattr(got, name), getattr(ref, name))
+    assert got.lower_bounds_ == ref.lower_bounds_
