@@ -56,14 +56,10 @@ def _chunk_stats(X, sw, cov: CovarianceType, params: GaussianParams) -> Sufficie
     return cov.chunk_stats(X, sw, params)
 
 
-def _unit_kernel(cov: CovarianceType, params: GaussianParams):
-    """``_chunk_stats`` for a work unit's many chunks: the kernel's constants derived
-    from the parameters once per unit, not once per chunk (the same numbers)."""
-    kernel = cov.stats_kernel(params)
-    return lambda X, sw: kernel(X, sw)
-
-
-_chunk_stats.for_unit = _unit_kernel  # see execution.dask_source._run_unit
+# a work unit's many chunks: ``_chunk_stats`` as fn(X, sw), the kernel's constants derived
+# from the parameters once per unit, not once per chunk (the same numbers); see
+# execution.dask_source._run_unit
+_chunk_stats.for_unit = lambda cov, params: cov.stats_kernel(params)
 
 
 def m_step(cov: CovarianceType, stats: SufficientStats, reg_covar: float) -> GaussianParams:

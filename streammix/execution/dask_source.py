@@ -99,16 +99,6 @@ def _data_blocks(X) -> bool:
     return all(k in graph and not istask(graph[k]) for k in keys)
 
 
-class _AsChunkFn:
-    """A prepared fn(X, sw) in the place of fn(X, sw, *shared)."""
-
-    def __init__(self, call):
-        self.call = call
-
-    def __call__(self, X, sw):
-        return self.call(X, sw)
-
-
 class _Items:
     """A unit's chunk files (or weights) as one opaque task argument: Dask does not walk
     it (walking lists of thousands of chunk files cost ~5 us each per pass)."""
@@ -141,7 +131,7 @@ def _run_unit(blocks, sws, first, starts, check, indexed, fn, combine, *shared):
     blocks, sws = blocks.items, sws.items
     per_unit = getattr(fn, "for_unit", None)  # a kernel prepared once for all chunks
     if per_unit is not None and not indexed:
-        fn, shared = _AsChunkFn(per_unit(*shared)), ()
+        fn, shared = per_unit(*shared), ()
     fold = _InOrderFold(combine)
     for j, (blk, sw) in enumerate(zip(blocks, sws)):
         result = _run_chunk_checked(blk, sw, first + j, starts[j], check, indexed, fn,
@@ -238,8 +228,8 @@ class DaskSource(ChunkSource):
         self.units_per_thread = units_per_thread or UNITS_PER_THREAD
         self.row_chunks = tuple(int(c) for c in X.chunks[0])
         self.starts = np.concatenate([[0], np.cumsum(self.row_chunks)[:-1]]).astype(int)
-        # chunk files of an unmodified Zarr array are read inside the kernel's task (one
-        # task per chunk, not a read task plus a kernel task: half the scheduling)
+        # chunk files of an unmodified Zarr array are read inside the kernel's task (no
+        # read tasks: half the scheduling)
         files = direct_chunks(X)
         self.blocks = files if files is not None else list(X.to_delayed()[:, 0])
         # chunk files, or chunks held as data by the threaded scheduler: a work unit
@@ -269,7 +259,7 @@ class DaskSource(ChunkSource):
 
     def _pass(self, fn, shared, indexed, combine):
         """One pass as a Delayed: a task per work unit (or per chunk, for chunks that
-        are tasks), then one task finishing the fold. Written as plain tasks under one
+        are tasks), then the fold's tree of groups of FOLD_FAN_IN. Written as plain tasks under one
         name (one tokenize per pass: building it through dask.delayed's per-call
         tokenizing took ~100 ms per pass for 40 chunks, the workers idle meanwhile).
         Chunks that are Delayed go through dask.delayed, which tracks them, with the

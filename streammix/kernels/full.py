@@ -16,8 +16,6 @@ from __future__ import annotations
 import numpy as np
 from numba import prange
 
-FULL_BLOCK_ELEMS = 8192
-
 from .jit import cached, entry, part
 from ._common import (
     claim_next,
@@ -30,6 +28,8 @@ from ._common import (
     write_labels,
     write_logprob_resp,
 )
+
+FULL_BLOCK_ELEMS = 8192
 
 
 @part

@@ -33,14 +33,27 @@ def is_checkpoint(path) -> bool:
         names = os.listdir(path)
     except OSError:
         return False
-    if "CURRENT.json" in names or any(_VERSION_DIR.match(n) for n in names):
+    if lists_a_checkpoint(names):
         return True
     try:
-        with open(os.path.join(path, "zarr.json")) as f:
-            attrs = json.load(f).get("attributes", {})
+        with open(os.path.join(path, "zarr.json"), "rb") as f:
+            return is_checkpoint_root_group(f.read())
+    except OSError:
+        return False
+
+
+def lists_a_checkpoint(names) -> bool:
+    """Whether a folder's listing holds a checkpoint's pointer or version folders."""
+    return "CURRENT.json" in names or any(_VERSION_DIR.match(n) for n in names)
+
+
+def is_checkpoint_root_group(zarr_json: bytes | None) -> bool:
+    """Whether a root ``zarr.json`` is a checkpoint's (its attributes say so)."""
+    try:
+        attrs = json.loads(zarr_json or b"{}").get("attributes", {})
         return isinstance(attrs.get("streammix"), dict) and \
             attrs["streammix"].get("kind") == "checkpoint"
-    except (OSError, ValueError, AttributeError):
+    except (ValueError, AttributeError):
         return False
 
 

@@ -40,7 +40,7 @@ from ..errors import (
 )
 from . import version_format as fmt
 from .lock import CheckpointLock, dead_temporary
-from .markers import foreign_entries, is_checkpoint
+from .markers import foreign_entries, is_checkpoint_root_group, lists_a_checkpoint
 from .storage import Storage
 
 FORMAT_VERSION = 2
@@ -162,13 +162,13 @@ class CheckpointWriter:
         """A checkpoint goes to a new or empty folder, or to a checkpoint: never into a
         folder of someone else's files (its versions and pruning would mix with them,
         and a report or predictions could no longer tell it from a checkpoint)."""
-        if not names or (self.storage.local and is_checkpoint(self.storage.root)):
+        if not names or lists_a_checkpoint(names):
             return
+        if "zarr.json" in names:
+            if is_checkpoint_root_group(self.storage.read_bytes("zarr.json")):
+                return  # a checkpoint that holds no version yet
+            names = [*names, "zarr.json (another Zarr group or array)"]
         others = foreign_entries(names)
-        if "zarr.json" in names and not self.storage.local:
-            others = [] if self._root_group_is_ours() else others or ["zarr.json"]
-        elif "zarr.json" in names and not is_checkpoint(self.storage.root):
-            others = others or ["zarr.json"]  # another Zarr group or array
         if others:
             shown = ", ".join(repr(n) for n in others[:3]) + (", ..." if len(others) > 3
                                                               else "")
@@ -176,14 +176,6 @@ class CheckpointWriter:
                 f"checkpoint {_shown(path)!r} is a folder holding files that are not a "
                 f"streammix checkpoint's ({shown}): refusing to write a checkpoint among "
                 "them; choose a new or empty folder")
-
-    def _root_group_is_ours(self) -> bool:
-        try:
-            doc = json.loads(self.storage.read_bytes("zarr.json") or b"{}")
-            mark = doc.get("attributes", {}).get("streammix")
-            return isinstance(mark, dict) and mark.get("kind") == "checkpoint"
-        except (ValueError, AttributeError):
-            return False
 
     def _still_holds(self) -> str:
         try:

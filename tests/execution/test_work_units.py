@@ -29,6 +29,16 @@ def many_chunks(tmp_path_factory):
     return X, path
 
 
+def _fixed_fit(X, max_iter: int) -> dict:
+    """GaussianMixture parameters with a fixed initialisation (no sampling of the rows,
+    which differs between in-memory and Dask sources), full covariances, tol 0."""
+    rng = np.random.default_rng(4)
+    return dict(n_components=3, covariance_type="full", max_iter=max_iter, tol=0.0,
+                means_init=X[rng.choice(len(X), 3, replace=False)],
+                weights_init=np.full(3, 1 / 3),
+                precisions_init=np.tile(np.eye(D), (3, 1, 1)))
+
+
 def _same(a, b):
     for f in ("s0", "s1", "s2"):
         np.testing.assert_array_equal(getattr(a, f), getattr(b, f))
@@ -114,10 +124,7 @@ def test_bits_do_not_depend_on_the_number_of_workers(many_chunks):
     from distributed import Client, LocalCluster
 
     X, path = many_chunks
-    rng = np.random.default_rng(4)
-    kw = dict(n_components=3, covariance_type="full", max_iter=4, tol=0.0,
-              means_init=X[rng.choice(len(X), 3, replace=False)],
-              weights_init=np.full(3, 1 / 3), precisions_init=np.tile(np.eye(D), (3, 1, 1)))
+    kw = _fixed_fit(X, max_iter=4)
     ref = GaussianMixture(**kw, chunk_size=ROWS).fit(X)
     fits = [GaussianMixture(**kw).fit(path)]
     for workers in (1, 2):
@@ -142,10 +149,7 @@ def test_a_worker_killed_mid_fit_changes_no_bit_at_610_chunks(many_chunks):
     from distributed import Client, LocalCluster
 
     X, path = many_chunks
-    rng = np.random.default_rng(4)
-    kw = dict(n_components=3, covariance_type="full", max_iter=30, tol=0.0,
-              means_init=X[rng.choice(len(X), 3, replace=False)],
-              weights_init=np.full(3, 1 / 3), precisions_init=np.tile(np.eye(D), (3, 1, 1)))
+    kw = _fixed_fit(X, max_iter=30)
     ref = GaussianMixture(**kw, chunk_size=ROWS).fit(X)
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
                       dashboard_address=None) as cluster, \
