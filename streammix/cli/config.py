@@ -113,6 +113,9 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "dtype": Field(STR, "cast the data to this dtype when read (e.g. integer data); "
                             "redis packed: the values' type (little-endian)",
                        choices=("float32", "float64")),
+        "storage_options": Field(DICT, "zarr at a URL: options of its filesystem "
+                                       "(s3: endpoint_url, key, secret, ...), passed "
+                                       "to every worker with the array"),
         "persist": Field(BOOL, "keep the decoded chunks in (cluster) memory for the EM "
                                "passes instead of re-reading them", default=False),
     },

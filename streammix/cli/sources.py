@@ -118,7 +118,8 @@ def _open_source(cfg: Config):
         if os.path.isfile(path):
             raise InvalidInputError(f"{cfg.path}: source.path {path!r} is a file, not a Zarr "
                                     "array (a directory); for a .npy file set source.type: npy")
-        return as_dask_array(path, what=f"source.path {path!r}")
+        return as_dask_array(path, what=f"source.path {path!r}",
+                             storage_options=src.get("storage_options"))
     if kind == "npy":
         return npy_dask_array(path, rows)
     if kind == "parquet":

@@ -27,13 +27,21 @@ def is_lazy_input(X) -> bool:
     return _is_dask_array(X) or _is_zarr_array(X) or isinstance(X, (str, os.PathLike))
 
 
-def open_zarr_array(path, what: str = "X"):
-    """Open a Zarr array read-only from a local path or any fsspec URL zarr can open."""
+def open_zarr_array(path, what: str = "X", storage_options: dict | None = None):
+    """Open a Zarr array read-only from a local path or any fsspec URL zarr can open
+    (``s3://``, ``gs://``, ``http(s)://``...); ``storage_options`` go to the URL's
+    filesystem (an S3 endpoint_url, key and secret...) and travel with the array to the
+    workers, so every worker reads the store the way the client opened it."""
     import zarr
 
+    path = os.fspath(path) if isinstance(path, os.PathLike) else path
+    if storage_options and "://" not in str(path):
+        raise InvalidInputError(f"{what}: storage_options apply to a URL (s3://, http://...); "
+                                f"{str(path)!r} is a local path")
     try:
-        arr = zarr.open_array(store=os.fspath(path) if isinstance(path, os.PathLike) else path,
-                              mode="r")
+        arr = zarr.open_array(store=path, mode="r",
+                              **({"storage_options": storage_options} if storage_options
+                                 else {}))
     except FileNotFoundError:
         raise InvalidInputError(f"{what}: no Zarr array at {str(path)!r} (path not found)") from None
     except Exception as exc:  # a group, a non-zarr directory, a bad URL...
@@ -43,23 +51,26 @@ def open_zarr_array(path, what: str = "X"):
     return arr
 
 
-def read_zarr(source, what: str = "X"):
+def read_zarr(source, what: str = "X", storage_options: dict | None = None):
     """A Zarr array (a path, an fsspec URL or a ``zarr.Array``) as a dask array with one
     task per chunk, read the way ``fit`` reads it: local chunk files directly (mapped when
     uncompressed, decoded once into their buffer otherwise), anything else through
-    ``dask.array.from_zarr``. Use it to persist or transform data before ``fit``."""
-    z = open_zarr_array(source, what) if isinstance(source, (str, os.PathLike)) else source
+    ``dask.array.from_zarr``. Use it to persist or transform data before ``fit``, or to
+    pass ``storage_options`` for a URL (``fit`` takes a plain URL too)."""
+    z = (open_zarr_array(source, what, storage_options)
+         if isinstance(source, (str, os.PathLike)) else source)
     if not _is_zarr_array(z):
         raise InvalidInputError(f"{what}: expected a path, URL or zarr.Array; got "
                                 f"{type(source).__name__}")
     return zarr_to_dask(z)
 
 
-def as_dask_array(X, what: str = "X", chunk_size: int | None = None):
+def as_dask_array(X, what: str = "X", chunk_size: int | None = None,
+                  storage_options: dict | None = None):
     """A validated 2-D float dask array (one chunk across columns) from a dask array,
     a zarr array or a path/URL; errors name the shape, dtype or chunk problem."""
     if isinstance(X, (str, os.PathLike)):
-        X = open_zarr_array(X, what)
+        X = open_zarr_array(X, what, storage_options)
     if _is_zarr_array(X):
         if len(X.shape) != 2:
             raise InvalidInputError(

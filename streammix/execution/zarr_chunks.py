@@ -8,7 +8,8 @@ but an optional compressor) the chunk file is the array's bytes: an uncompressed
 memory-mapped (copy-on-write, pages taken from the OS cache, no copy: ~2 ms), a
 compressed one is decoded once, from a mapping of its file, straight into its output
 buffer. Any other layout, or a remote store, goes through ``dask.array.from_zarr``
-unchanged. DaskSource recognises an unmodified array made here (``direct_chunks``) and
+unchanged. The workers must see the local path too (shared storage): a chunk file that
+existed where the array was opened but is missing on a worker is an error, never zeros. DaskSource recognises an unmodified array made here (``direct_chunks``) and
 lets each statistics task read its own chunk: one task per chunk instead of two.
 
 zarr writes chunk files atomically (a new file renamed over the old), so a chunk that is
@@ -75,7 +76,14 @@ def read_chunk(ref: ChunkFile, reuse: bool = False) -> np.ndarray:
     path, shape = ref.path, (ref.chunk_rows, ref.n_features)
     try:
         fd = os.open(path, os.O_RDONLY)
-    except FileNotFoundError:  # never written: zarr's fill value
+    except FileNotFoundError:
+        if ref.stamp is not None:  # it was there where the array was opened
+            raise InvalidInputError(
+                f"Zarr chunk file {path!r} is not on {_this_host()}, but it was where the "
+                "array was opened: every Dask worker must see the array at the same path "
+                "(shared storage), or open it by a URL every worker can reach (s3://, "
+                "http://...)") from None
+        # never written: zarr's fill value
         return np.full((ref.rows, ref.n_features), ref.fill_value, dtype=ref.dtype)
     try:
         size = os.fstat(fd).st_size
@@ -105,6 +113,18 @@ def read_chunk(ref: ChunkFile, reuse: bool = False) -> np.ndarray:
     finally:
         os.close(fd)
     return out if ref.rows == shape[0] else out[: ref.rows]
+
+
+def _this_host() -> str:
+    """This Dask worker's address (or this machine's name outside a worker), for errors."""
+    try:
+        from distributed import get_worker
+
+        return f"the worker at {get_worker().address}"
+    except (ImportError, ValueError):
+        import socket
+
+        return f"host {socket.gethostname()}"
 
 
 @lru_cache(maxsize=None)
