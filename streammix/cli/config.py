@@ -174,6 +174,14 @@ CLUSTER_KEYS: dict[str, Field] = {
     "workers": Field(INT, "local worker processes to start", check=_positive),
     "threads_per_worker": Field(INT, "threads per local worker", default=1,
                                 check=_positive),
+    "tls": Field(DICT, "TLS for a tls:// scheduler: {ca_file, cert, key} (PEM files)"),
+}
+TLS_KEYS: dict[str, Field] = {
+    "ca_file": Field(STR, "the certificate authority that signed the cluster's "
+                          "certificates", is_path=True),
+    "cert": Field(STR, "this client's certificate", is_path=True),
+    "key": Field(STR, "this client's private key (may be the cert file itself)",
+                 is_path=True),
 }
 ANOMALY_KEYS: dict[str, Field] = {
     "threshold": Field(FLOAT, "flag rows whose log-density is below this"),
@@ -449,8 +457,10 @@ def load_config(path: str, overrides: list[str] | None = None) -> Config:
                                                        ks.get("step", 1)))
     cluster = checked["run"].get("cluster")
     if cluster is not None:
-        checked["run"]["cluster"] = _check_fields(cluster, CLUSTER_KEYS, "run.cluster", path,
-                                                  overridden)
+        cluster = _check_fields(cluster, CLUSTER_KEYS, "run.cluster", path, overridden)
+        if cluster.get("tls") is not None:
+            cluster["tls"] = _check_tls(cluster["tls"], path, overridden)
+        checked["run"]["cluster"] = cluster
     anomaly = checked["outputs"].get("anomaly")
     if anomaly is not None:
         anomaly = _check_fields(anomaly, ANOMALY_KEYS, "outputs.anomaly", path, overridden)
@@ -471,6 +481,22 @@ def load_config(path: str, overrides: list[str] | None = None) -> Config:
     cfg = Config(path=path, **checked)
     check_params(cfg)
     return cfg
+
+
+def _check_tls(tls: dict, path: str, overridden: set[str]) -> dict:
+    """run.cluster.tls: all three files, relative to the config's directory, existing
+    (a missing certificate is a config error, not a connection failure later)."""
+    tls = _check_fields(tls, TLS_KEYS, "run.cluster.tls", path, overridden)
+    missing = [k for k in TLS_KEYS if not tls.get(k)]
+    if missing:
+        raise ConfigError(f"{path}: run.cluster.tls needs ca_file, cert and key; missing "
+                          f"{missing}")
+    base = os.path.dirname(os.path.abspath(path))
+    for key in TLS_KEYS:
+        tls[key] = _resolve(tls[key], base)
+        if not os.path.isfile(tls[key]):
+            raise ConfigError(f"{path}: run.cluster.tls.{key}: {tls[key]!r} is not a file")
+    return tls
 
 
 def require(cfg: Config, *keys: str, command: str) -> None:

@@ -16,7 +16,7 @@ import zarr
 
 from streammix import GaussianMixture
 from tests.conftest import make_blobs
-from tests.netns_hosts import DaskCluster, Network, unavailable
+from tests.netns_hosts import DaskCluster, Network, need_hosts
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 
@@ -24,15 +24,6 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 TYPES = ("full", "tied", "diag", "spherical")
 K = 4
 S3_OPTIONS = {"key": "testing", "secret": "testing"}
-
-
-def need_hosts() -> None:
-    """Skip (or fail under CI) where namespaced hosts cannot be made."""
-    why = unavailable()
-    if why is not None:
-        if os.environ.get("CI"):
-            pytest.fail(f"CI must run the cluster-across-hosts tests: {why}")
-        pytest.skip(why)
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +76,7 @@ def data(tmp_path_factory):
 def fit_from_client(net, cluster, data, source: str, options: dict | None = None,
                     upload: bool = False, types=TYPES) -> dict:
     """Run tests/cluster_fit.py on the client host; its results."""
-    out = os.path.join(net.workdir, f"out-{abs(hash(source))}.npz")
+    out = os.path.join(net.workdir, f"out-{abs(hash((source, cluster.address)))}.npz")
     argv = [sys.executable, "-m", "tests.cluster_fit", "--scheduler", cluster.address,
             "--source", source, "--init", data["init"], "--out", out,
             "--types", ",".join(types), "--storage-options", json.dumps(options or {})]
