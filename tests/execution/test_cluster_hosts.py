@@ -174,3 +174,64 @@ def wait_port(net, address: str, port: int, timeout: float = 30) -> None:
              "sys.exit(1)\n" % (timeout, address, port))
     assert net.hosts["client"].run([sys.executable, "-c", probe]).returncode == 0, \
         f"{address}:{port} never accepted a connection"
+
+
+def _peak_rss_mb(proc) -> float:
+    """The largest peak resident set (VmHWM) among the processes of ``proc``'s session
+    (`dask worker`'s nanny and its worker process)."""
+    peaks = []
+    for pid in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                session = int(f.read().rsplit(")", 1)[1].split()[3])
+            if session != proc.pid:
+                continue
+            with open(f"/proc/{pid}/status") as f:
+                peaks += [int(line.split()[1]) / 1024 for line in f if line.startswith("VmHWM")]
+        except (OSError, ValueError, IndexError):
+            pass
+    return max(peaks)
+
+
+@pytest.mark.slow
+def test_workers_limited_to_400mb_fit_a_2gb_array(net, tmp_path):
+    """Only statistics travel and a task holds one chunk at a time: workers with a
+    400 MB limit fit 2 GB without pausing (80%), spilling (70%) or a nanny restart."""
+    n, d, rows = 16_000_000, 16, 125_000
+    path = str(tmp_path / "big.zarr")
+    z = zarr.create_array(store=path, shape=(n, d), chunks=(rows, d), dtype="float64",
+                          compressors=None)
+    rng = np.random.default_rng(5)
+    centres = rng.normal(0, 6, (K, d))
+    for a in range(0, n, 8 * rows):
+        m = min(8 * rows, n - a)
+        z[a:a + m] = centres[rng.integers(0, K, m)] + rng.standard_normal((m, d))
+    assert z.nbytes >= 2 * 10**9
+    sample = np.asarray(z[:50_000])
+    g0 = GaussianMixture(K, covariance_type="diag", random_state=0, max_iter=1).fit(sample)
+    init = str(tmp_path / "init.npz")
+    np.savez(init, diag_weights=g0.weights_, diag_means=g0.means_,
+             diag_precisions=g0.precisions_)
+    limited = DaskCluster(net, net.hosts["scheduler"], port=8791)
+    try:
+        limited.start_scheduler()
+        for name in ("worker1", "worker2"):
+            limited.start_worker(net.hosts[name], "--memory-limit", "400MB")
+        limited.wait_workers(2)
+        out = str(tmp_path / "out.npz")
+        done = net.hosts["client"].run(
+            [sys.executable, "-m", "tests.cluster_fit", "--scheduler", limited.address,
+             "--source", path, "--init", init, "--out", out, "--types", "diag",
+             "--max-iter", "2"], cwd=ROOT, timeout=900)
+        assert done.returncode == 0, done.stderr[-3000:]
+        peaks = {name: _peak_rss_mb(limited.workers[name]) for name in ("worker1", "worker2")}
+        logs = {name: limited.worker_log(name) for name in ("worker1", "worker2")}
+    finally:
+        limited.stop()
+    assert int(np.load(out)["diag_n_iter"]) == 2
+    for name, log in logs.items():
+        for sign in ("Pausing worker", "Unmanaged memory use is high",
+                     "exceeded 95% memory budget", "Restarting worker", "was killed by"):
+            assert sign not in log, (name, log[-3000:])
+    print("peak worker RSS (MB):", peaks)
+    assert max(peaks.values()) < 0.8 * 400 * 10**6 / 2**20, peaks
