@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench clean
+.PHONY: demo test bench clean system-tools
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,8 +16,17 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(VENV)/bin/streammix demo
 
-test: $(STAMP)
+test: $(STAMP) system-tools
 	$(PY) -m pytest -q
+
+# The cluster tests build network hosts with iproute2 (`ip netns`) and drop packets with
+# nftables; as root, install what is missing (elsewhere those tests skip and say why).
+system-tools:
+	@if [ "$$(id -u)" = 0 ] && ! command -v nft >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing nftables and iproute2 for the cluster tests"; \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nftables iproute2 >/dev/null) \
+			|| echo "could not install nftables: the packet-loss test will say so"; \
+	fi
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_em.py

@@ -82,6 +82,23 @@ class Host:
         would: packets are dropped silently, no connection is closed."""
         _ip("link", "set", "eth0", "up" if up else "down", ns=self.ns)
 
+    def drop_randomly(self, percent: int) -> None:
+        """Drop ``percent``% of the packets this host receives and of those it sends,
+        at random (nftables; 0 removes the rule)."""
+        nft = ["ip", "netns", "exec", self.ns, "nft"]
+        subprocess.run(nft + ["delete", "table", "inet", "streammix_loss"],
+                       capture_output=True)
+        if percent <= 0:
+            return
+        rules = (f"table inet streammix_loss {{\n"
+                 f" chain in {{ type filter hook input priority 0; "
+                 f"numgen random mod 100 < {percent} drop; }}\n"
+                 f" chain out {{ type filter hook output priority 0; "
+                 f"numgen random mod 100 < {percent} drop; }}\n}}\n")
+        done = subprocess.run(nft + ["-f", "-"], input=rules, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise RuntimeError(f"nft: {done.stderr.strip()}")
+
     def counters(self) -> tuple[int, int, int, int]:
         """(rx_bytes, tx_bytes, rx_packets, tx_packets) of this host's link."""
         out = subprocess.run(["ip", "netns", "exec", self.ns, "cat",
