@@ -9,10 +9,12 @@ every host sees (bench_em's seeded blob mixture, n x d float64). Both systems st
 the same weights_init / means_init / precisions_init with tol=0. Per iteration =
 (T(1 + m iterations) - T(1 iteration)) / m, medians of --repeats; bytes and packets are
 the sum over every host's link of what it sent, per iteration, measured the same way.
-They must not grow with n: only statistics and parameters travel.
+They must not grow with n: only statistics and parameters travel. Latency is added by a
+relay in front of every listener that delays each direction (tests/delay_relay.py; this
+machine's kernel has no netem qdisc).
 
     .venv/bin/python benchmarks/bench_cluster.py
-    .venv/bin/python benchmarks/bench_cluster.py --n 10000000,2500000 --types diag,full
+    .venv/bin/python benchmarks/bench_cluster.py --n 10000000,2500000 --latency-ms 0,5
 """
 
 from __future__ import annotations
@@ -88,6 +90,8 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--types", default="diag,full")
     ap.add_argument("--chunk-rows", type=int, default=131_072)
+    ap.add_argument("--latency-ms", default="0,5",
+                    help="added one-way latencies between hosts, comma-separated")
     ap.add_argument("--iters", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--workdir", default=None)
@@ -150,31 +154,34 @@ def main() -> int:
             results[("threads", n, t)] = (median(per), None, None)
             log(f"threads n={n:,} {t}: {median(per):.3f} s per iteration")
 
+    latencies = [float(x) for x in args.latency_ms.split(",")]
     net = Network(os.path.join(workdir, "bench-hosts"))
     try:
         hosts = {name: net.add(name) for name in ("scheduler", "worker1", "worker2",
                                                   "client")}
-        cluster = DaskCluster(net, hosts["scheduler"])
-        cluster.start_scheduler()
-        cluster.start_worker(hosts["worker1"])
-        cluster.start_worker(hosts["worker2"])
-        cluster.wait_workers(2)
         namespaces = ",".join(h.ns for h in hosts.values())
-        for n in sizes:
-            for t in types:
-                done = hosts["client"].run(
-                    [sys.executable, os.path.abspath(__file__), "--driver", "--scheduler",
-                     cluster.address, "--data", paths[n], "--init", inits[t], "--cov", t,
-                     "--namespaces", namespaces, "--iters", str(args.iters), "--repeats",
-                     str(args.repeats)], cwd=ROOT, timeout=3600)
-                if done.returncode != 0:
-                    raise RuntimeError(done.stderr[-3000:])
-                runs = json.loads(done.stdout.strip().splitlines()[-1])
-                per = median([r[0] for r in runs])
-                results[("cluster", n, t)] = (per, median([r[1] for r in runs]),
-                                              median([r[2] for r in runs]))
-                log(f"cluster n={n:,} {t}: {per:.3f} s per iteration")
-        cluster.stop()
+        for i, lat in enumerate(latencies):
+            cluster = DaskCluster(net, hosts["scheduler"], port=8786 + i, delay_ms=lat)
+            cluster.start_scheduler()
+            cluster.start_worker(hosts["worker1"])
+            cluster.start_worker(hosts["worker2"])
+            cluster.wait_workers(2)
+            for n in sizes:
+                for t in types:
+                    done = hosts["client"].run(
+                        [sys.executable, os.path.abspath(__file__), "--driver",
+                         "--scheduler", cluster.address, "--data", paths[n], "--init",
+                         inits[t], "--cov", t, "--namespaces", namespaces, "--iters",
+                         str(args.iters), "--repeats", str(args.repeats)], cwd=ROOT,
+                        timeout=3600)
+                    if done.returncode != 0:
+                        raise RuntimeError(done.stderr[-3000:])
+                    runs = json.loads(done.stdout.strip().splitlines()[-1])
+                    per = median([r[0] for r in runs])
+                    results[("cluster", lat, n, t)] = (per, median([r[1] for r in runs]),
+                                                       median([r[2] for r in runs]))
+                    log(f"cluster +{lat:g} ms n={n:,} {t}: {per:.3f} s per iteration")
+            cluster.stop()
     finally:
         net.close()
 
@@ -182,17 +189,19 @@ def main() -> int:
     for n in sizes:
         for t in types:
             base = results[("threads", n, t)][0]
-            per, nbytes, packets = results[("cluster", n, t)]
-            rows.append([f"{n:,}", t, f"{base:.3f}", f"{per:.3f}",
-                         f"{(per / base - 1) * 100:+.0f}%", f"{nbytes / 1024:,.0f}",
-                         f"{packets:,.0f}"])
+            for lat in latencies:
+                per, nbytes, packets = results[("cluster", lat, n, t)]
+                rows.append([f"{n:,}", t, f"{base:.3f}", f"{lat:g}", f"{per:.3f}",
+                             f"{(per / base - 1) * 100:+.0f}%", f"{per - base:+.3f}",
+                             f"{nbytes / 1024:,.0f}", f"{packets:,.0f}"])
     print(f"d = {args.d}, K = {args.k}, chunks of {args.chunk_rows:,} rows (uncompressed "
           f"Zarr on a shared path); 2 worker hosts x 1 thread against the threaded "
-          f"scheduler (2 threads) in one process; 0 ms added latency; medians of "
+          f"scheduler (2 threads) in one process; latency added by a relay delaying each "
+          f"direction in front of every listener (tests/delay_relay.py); medians of "
           f"{args.repeats}\n")
-    print(markdown_table(["n", "type", "threaded s/iter", "cluster s/iter", "cluster over "
-                          "threaded", "KiB across hosts per iter", "packets per iter"],
-                         rows))
+    print(markdown_table(["n", "type", "threaded s/iter", "added one-way ms",
+                          "cluster s/iter", "cluster over threaded", "s added",
+                          "KiB across hosts per iter", "packets per iter"], rows))
     print(f"\nTotal wall time {time.perf_counter() - t_start:.1f} s.")
     return 0
 

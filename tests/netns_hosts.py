@@ -203,11 +203,15 @@ class DaskCluster:
     on tls:// with those files."""
 
     def __init__(self, net: Network, scheduler: Host, port: int = 8786,
-                 env: dict | None = None, tls: dict | None = None):
+                 env: dict | None = None, tls: dict | None = None, delay_ms: float = 0):
         self.net, self.host, self.port = net, scheduler, port
         self.env, self.tls = dict(env or {}), tls
+        # latency: every listener (scheduler, workers) sits on loopback behind a relay
+        # on the host's address that delays each direction by delay_ms (tests/delay_relay)
+        self.delay_ms = delay_ms
         self.scheduler: subprocess.Popen | None = None
         self.workers: dict[str, subprocess.Popen] = {}
+        self.relays: list[subprocess.Popen] = []
         self._starts = 0
         self.scheduler_log = ""
 
@@ -224,8 +228,12 @@ class DaskCluster:
         self._starts += 1
         self.scheduler_log = os.path.join(self.net.workdir,
                                           f"scheduler-{self.port}-{self._starts}.log")
-        argv = [dask_program(), "scheduler", "--host", self.host.address, "--port",
-                str(self.port), "--no-dashboard", "--no-show"]
+        if self.delay_ms:
+            self.relay(self.host, self.port, self.port + 10000)
+        argv = [dask_program(), "scheduler", "--host",
+                "127.0.0.1" if self.delay_ms else self.host.address, "--port",
+                str(self.port + 10000 if self.delay_ms else self.port), "--no-dashboard",
+                "--no-show"]
         if self.tls:
             argv += ["--protocol", "tls", *self._tls_args(self.tls)]
         self.scheduler = self.host.popen(argv, log=self.scheduler_log, env=self.env)
@@ -238,12 +246,29 @@ class DaskCluster:
         certificates, or other files; ``wrap``: a command line the worker runs under."""
         log = os.path.join(self.net.workdir, f"worker-{host.name}-{self.port}.log")
         files = self.tls if tls is True else (tls or None)
-        argv = [dask_program(), "worker", self.address, "--nthreads", "1", "--host",
-                host.address, "--no-dashboard", "--name", host.name,
-                *self._tls_args(files), *extra]
+        if self.delay_ms:
+            inner = self.port + 1000
+            self.relay(host, inner + 1, inner)
+            where = ["--listen-address", f"tcp://127.0.0.1:{inner}", "--contact-address",
+                     f"tcp://{host.address}:{inner + 1}"]
+        else:
+            where = ["--host", host.address]
+        argv = [dask_program(), "worker", self.address, "--nthreads", "1", *where,
+                "--no-dashboard", "--name", host.name, *self._tls_args(files), *extra]
         proc = host.popen((wrap or []) + argv, log=log, env=self.env)
         self.workers[host.name] = proc
         return proc
+
+    def relay(self, host: Host, port: int, inner: int) -> None:
+        """A delaying relay on host.address:port to 127.0.0.1:inner."""
+        repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        log = os.path.join(self.net.workdir, f"relay-{host.name}-{port}.log")
+        self.relays.append(host.popen(
+            [sys.executable, "-m", "tests.delay_relay", "--listen", f"{host.address}:{port}",
+             "--to", f"127.0.0.1:{inner}", "--delay-ms", str(self.delay_ms)], log=log,
+            cwd=repo))
+        self._wait(lambda text: "relaying" in text, log, 30, "the relay",
+                   self.relays[-1])
 
     def worker_log(self, name: str) -> str:
         with open(os.path.join(self.net.workdir, f"worker-{name}-{self.port}.log")) as f:
@@ -277,7 +302,8 @@ class DaskCluster:
         Network.stop(self.scheduler, signal.SIGKILL)
 
     def stop(self) -> None:
-        for proc in list(self.workers.values()) + [self.scheduler]:
+        for proc in list(self.workers.values()) + [self.scheduler] + self.relays:
             if proc is not None:
                 Network.stop(proc, timeout=5)
         self.workers.clear()
+        self.relays.clear()
