@@ -10,13 +10,17 @@ K components, from the same weights_init / means_init / precisions_init with tol
   per chunk  the previous design: a task per chunk (UNITS_PER_THREAD set so high that a
              unit is one chunk), summed by the same fold
 
-on Dask's threaded scheduler and, with --cluster, on a LocalCluster of 2 worker
+(--persisted: a dask array read from them once and persisted in memory, on the
+cluster regrouped into units held where their chunks are) on Dask's threaded scheduler
+and, with --cluster, on a LocalCluster of 2 worker
 processes (1 thread each). The in-memory kernel on the same rows is the floor. Per
 iteration = (T(1 + m iterations) - T(1 iteration)) / m, medians of --repeats,
 interleaved; on the cluster also the scheduler process's CPU seconds per iteration.
 
     .venv/bin/python benchmarks/bench_chunks.py --cluster
     .venv/bin/python benchmarks/bench_chunks.py --n 1000000 --chunks 20,200,2000,20000
+    .venv/bin/python benchmarks/bench_chunks.py --cluster --persisted --n 2000000 \
+        --chunks 20,200,2000    # the issue's table: a persisted dask array
 """
 
 from __future__ import annotations
@@ -74,6 +78,9 @@ def main() -> int:
     ap.add_argument("--iters", type=int, default=3)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--cluster", action="store_true", help="also a 2-worker LocalCluster")
+    ap.add_argument("--persisted", action="store_true",
+                    help="fit a dask array persisted in (cluster) memory, read from the "
+                         "Zarr arrays once, instead of the Zarr arrays themselves")
     ap.add_argument("--baseline-max-chunks", type=int, default=2000,
                     help="time the per-chunk design up to this many chunks only (at 20,000 "
                          "chunks on a cluster one of its iterations takes over a minute)")
@@ -133,13 +140,22 @@ def main() -> int:
         clients.append((where, client))
         runs = [(c, name, per_thread) for c in counts for name, per_thread in systems.items()
                 if not (name == "per chunk" and c > args.baseline_max_chunks)]
+        data = dict(paths)
+        if args.persisted:
+            for c in counts:
+                X_c = streammix.read_zarr(paths[c])
+                data[c] = client.persist(X_c) if client is not None else X_c.persist()
+                if client is not None:
+                    from distributed import futures_of, wait
+
+                    wait(futures_of(data[c]))
         for c, name, per_thread in runs:
-            with_units(per_thread, fitter(paths[c], client))(2)  # warm-up
+            with_units(per_thread, fitter(data[c], client))(2)  # warm-up
         for r in range(args.repeats):
             if where == "threads":
                 samples.setdefault("in-memory", []).append(per_iteration(mem_fit, args.iters))
             for c, name, per_thread in runs:
-                fit = with_units(per_thread, fitter(paths[c], client))
+                fit = with_units(per_thread, fitter(data[c], client))
                 cpu0 = client.run_on_scheduler(time.process_time) if client else 0.0
                 s = per_iteration(fit, args.iters)
                 if client is not None:
@@ -165,7 +181,8 @@ def main() -> int:
                 rows.append([where, f"{c:,}", name, f"{s:.3f}", f"{s / floor:.2f}x",
                              f"{s / base[name]:.2f}x",
                              f"{median(cpu):.3f}" if cpu else "-"])
-    print(f"n = {args.n:,} x {args.d}, diag, K = {args.k}; in-memory kernel "
+    print(f"{'persisted dask arrays' if args.persisted else 'uncompressed Zarr arrays'}; "
+          f"n = {args.n:,} x {args.d}, diag, K = {args.k}; in-memory kernel "
           f"{floor:.3f} s per iteration; medians of {args.repeats}\n")
     print(markdown_table(["scheduler", "chunks", "pass", "s per iteration", "/ in-memory",
                           f"/ {counts[0]} chunks", "scheduler CPU s per iteration"], rows))

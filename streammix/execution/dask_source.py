@@ -5,9 +5,11 @@ Each pass builds one graph. Chunk files of a Zarr array (read by the tasks thems
 and chunks already in memory (numpy, persisted on threads) are taken by *work units*:
 one task per aligned run of 2**k consecutive chunks, which runs the kernel on them in a
 loop, so a pass costs a task per unit, not per chunk (about 1 ms of scheduling on
-threads and 4 ms on a cluster each). Chunks that are tasks of their own (a dask array
-computed in the pass, or persisted on a cluster, whose chunks lie on many workers) keep
-a task each. Either way the results are summed by the binary-counter fold of the
+threads and 4 ms on a cluster each). Chunks persisted on a cluster, which lie on many
+workers, are regrouped once into units held where most of their chunks are
+(``_hold_units``), so later passes run each unit where its data is. Chunks that are tasks
+of their own (a dask array computed in the pass) keep a task each. Either way the
+results are summed by the binary-counter fold of the
 in-memory thread pool (``threads._InOrderFold``): units hand over their partial folds,
 so the sum's order depends on the number of chunks only, not on the unit size, the
 number of workers or which one ran what, and equals the in-memory source's with the
@@ -235,6 +237,12 @@ class DaskSource(ChunkSource):
         # chunk files, or chunks held as data by the threaded scheduler: a work unit
         # reads or takes them one at a time where it runs
         self._chunks_in_place = files is not None or (client is None and _data_blocks(X))
+        # chunks persisted on a cluster: regrouped once into units held where most of
+        # their chunks are (see _hold_units); None until the first pass
+        self._persisted = None if files is not None or client is None \
+            else _persisted_chunks(X, client)
+        self._held: list | None = None
+        self._held_size = 0
         self.sample_weight = sample_weight
         if sample_weight is None:
             self.sw_blocks = [None] * len(self.blocks)
@@ -271,6 +279,7 @@ class DaskSource(ChunkSource):
         shared_keys = [d.key for d in shared_d]
         check = not self.checked
         size = self.unit_size()
+        held = self._held_units(size)
         name = "streammix-pass-" + tokenize(self._token, fn, combine, shared_keys, check,
                                             indexed, size)
         layer, parts, keys = {}, [], []
@@ -290,7 +299,10 @@ class DaskSource(ChunkSource):
                 keys.append(key)
                 continue
             args = (first, starts, check, indexed, fn, combine)
-            if any(isinstance(b, Delayed) for b in blks + sws):
+            if held is not None:  # the unit's chunks, held together where it runs
+                parts.append(dask.delayed(_run_unit, pure=True)(
+                    held[u], _Items(sws), *args, *shared_d, dask_key_name=key))
+            elif any(isinstance(b, Delayed) for b in blks + sws):
                 parts.append(dask.delayed(_run_unit_of, pure=True)(
                     blks, sws, *args, *shared_d, dask_key_name=key))
             else:
@@ -301,13 +313,52 @@ class DaskSource(ChunkSource):
         graph = HighLevelGraph.from_collections(name, layer, dependencies=shared_d + parts)
         return Delayed(root, graph, layer=name)
 
+    def unit_tasks(self, fn: Callable, *shared):
+        """A Delayed of the list of ``fn(blocks, first, starts, *shared)`` over the work
+        units (``blocks``: the unit's chunks as an _Items of ChunkFiles or arrays,
+        ``first`` its first chunk's index, ``starts`` its chunks' first rows), in unit
+        order; None when the chunks are tasks of their own (no units)."""
+        size = self.unit_size()
+        if size == 1 and not (self._chunks_in_place or self._persisted):
+            return None
+        held = self._held_units(size)
+        shared_d = [dask.delayed(s, pure=True) for s in shared]
+        name = "streammix-units-" + tokenize(self._token, fn, [d.key for d in shared_d],
+                                             size)
+        parts = []
+        for u, first in enumerate(range(0, self.n_chunks, size)):
+            starts = [int(x) for x in self.starts[first:first + size]]
+            run = self.blocks[first:first + size]
+            if held is not None:
+                blocks = held[u]
+            elif any(isinstance(b, Delayed) for b in run):  # chunks Dask hands over
+                blocks = dask.delayed(_Items, pure=True)(run)
+            else:
+                blocks = _Items(run)
+            parts.append(dask.delayed(fn, pure=True)(blocks, first, starts, *shared_d,
+                                                     dask_key_name=(name, u)))
+        return dask.delayed(list, pure=True)(parts, dask_key_name=name)
+
     def unit_size(self) -> int:
         """Chunks per work unit: 1 while any chunk is a task of its own (a unit would
         hold all its chunks in memory at once, or pull them from other workers), else
-        ``unit_size`` for the threads that run the pass."""
-        if not self._chunks_in_place:
+        ``unit_size`` for the threads that run the pass. Units held on a cluster keep the
+        size they were made with (the bits do not depend on it)."""
+        if self._held is not None:
+            return self._held_size
+        if not (self._chunks_in_place or self._persisted):
             return 1
         return unit_size(self.n_chunks, self._n_threads(), self.units_per_thread)
+
+    def _held_units(self, size: int) -> list | None:
+        """For chunks persisted on the cluster: one future per unit holding its chunks
+        (made on the first pass, kept for the source's life), else None."""
+        if not self._persisted or size == 1:
+            return None
+        if self._held is None:
+            self._held = _hold_units(self.client, self._persisted, size)
+            self._held_size = size
+        return self._held
 
     def _n_threads(self) -> int:
         if self.client is None:
@@ -364,6 +415,52 @@ class DaskSource(ChunkSource):
         return {"shape": [self.n_samples, self.n_features], "dtype": self.dtype.name,
                 "chunks": fingerprint_digest(np.asarray(self.row_chunks)),
                 "sample": fingerprint_digest(rows, sw)}
+
+
+def _persisted_chunks(X, client) -> list | None:
+    """The futures of X's chunks, in row order, when X is persisted on ``client``'s
+    cluster and nothing else is in its graph; else None."""
+    try:
+        from distributed import futures_of
+    except ImportError:  # pragma: no cover - distributed is a dependency
+        return None
+    keys = [row[0] for row in X.__dask_keys__()]
+    futures = {f.key: f for f in futures_of(X)}
+    if len(futures) != len(keys) or any(k not in futures for k in keys):
+        return None
+    if any(getattr(futures[k], "client", None) is not client for k in keys):
+        return None
+    return [futures[k] for k in keys]
+
+
+def _hold(*chunks) -> _Items:
+    """A unit's chunks as one object on the worker that runs it: the arrays themselves
+    (no copy of those already there), opaque to Dask's size accounting, which counts
+    them under their own keys."""
+    return _Items([np.asarray(c) for c in chunks])
+
+
+def _hold_units(client, chunks: list, size: int) -> list:
+    """Regroup persisted chunks into units of ``size`` consecutive chunks, each held on
+    the worker that has most of them (ties: the one given fewest units so far), so each
+    pass runs a task per unit where its data is. The chunks a unit's worker lacks are
+    copied to it once, here, not on every pass."""
+    who_has = client.who_has(chunks)
+    load: dict = {}
+    held = []
+    for first in range(0, len(chunks), size):
+        run = chunks[first:first + size]
+        votes: dict = {}
+        for f in run:
+            for w in who_has.get(f.key, ()):
+                votes[w] = votes.get(w, 0) + 1
+        worker = min(votes, key=lambda w: (-votes[w], load.get(w, 0), w)) if votes else None
+        if worker is not None:
+            load[worker] = load.get(worker, 0) + 1
+        held.append(client.submit(_hold, *run, workers=None if worker is None else [worker],
+                                  allow_other_workers=True, pure=False,
+                                  key=f"streammix-unit-{tokenize(run)}"))
+    return held
 
 
 def _reservoir_chunk(X, sw, index, seed, size):

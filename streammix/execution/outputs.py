@@ -327,10 +327,51 @@ def write_predictions(model, X, store, outputs=OUTPUT_NAMES, *, overwrite: bool 
         targets.append(group.create_array("proba", shape=(n, K), chunks=(rows, K),
                                           dtype="float64"))
         sources.append(packed[:, 2 : 2 + K])
-    # one graph: each chunk of X is read once and feeds every output
-    sources = [s.rechunk({0: rows}) for s in sources]
-    stored = da.store(sources, targets, lock=False, compute=False)
     with client_scope(client if client is not None else getattr(model, "client", None)
                       ) as resolved:
-        compute(stored, resolved)
+        units = None
+        if all(c == rows for c in Xd.chunks[0][:-1]) and Xd.chunks[0][-1] <= rows:
+            # a task per work unit, each writing its chunks' rows (one output chunk per
+            # input chunk: units never share an output chunk)
+            from .dask_source import DaskSource
+
+            units = DaskSource(Xd, client=resolved).unit_tasks(
+                _write_unit, params, tuple(outputs), target,
+                [t.path for t in targets])
+        if units is not None:
+            written = sum(compute(units, resolved))
+            if written != n:  # pragma: no cover - a unit that skipped rows
+                raise RuntimeError(f"wrote {written} rows of {n}")
+        else:
+            # one graph: each chunk of X is read once and feeds every output
+            sources = [s.rechunk({0: rows}) for s in sources]
+            compute(da.store(sources, targets, lock=False, compute=False), resolved)
     return group
+
+
+def _write_unit(blocks, first: int, starts: list[int], params: GaussianParams,
+                outputs: tuple, store, names: list[str]) -> int:
+    """One work unit of write_predictions: each chunk read once, its outputs computed
+    and written to the same rows of every output array; returns the rows written."""
+    import zarr
+
+    from .zarr_chunks import ChunkFile
+
+    group = zarr.open_group(store=store, mode="r+")
+    arrays = {name: group[name] for name in names}
+    want_resp = "proba" in outputs
+    cov = get_covariance_type(params.covariance_type)
+    written = 0
+    for blk, start in zip(blocks.items, starts):
+        X = blk.read(reuse=True) if isinstance(blk, ChunkFile) else np.asarray(blk)
+        check_finite(X, what=f"chunk starting at row {start}", row_offset=start)
+        logprob, labels, resp = cov.chunk_outputs(X, params, want_resp)
+        stop = start + X.shape[0]
+        if "labels" in arrays:
+            arrays["labels"][start:stop] = labels.astype(np.int64)
+        if "log_density" in arrays:
+            arrays["log_density"][start:stop] = logprob
+        if "proba" in arrays:
+            arrays["proba"][start:stop] = resp
+        written += X.shape[0]
+    return written

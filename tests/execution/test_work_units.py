@@ -171,3 +171,68 @@ def test_a_worker_killed_mid_fit_changes_no_bit_at_610_chunks(many_chunks):
     for name in ("means_", "covariances_", "weights_"):
         np.testing.assert_array_equal(getattr(got, name), getattr(ref, name))
     assert got.lower_bounds_ == ref.lower_bounds_
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore::streammix.ConvergenceWarning")
+def test_persisted_on_clusters_of_1_2_3_workers_units_not_chunks_same_bits(many_chunks,
+                                                                            tmp_path):
+    """An array persisted on a cluster (610 chunks spread over the workers) is regrouped
+    once into units held where most of their chunks are; every pass is then a task per
+    unit, and the fit has the in-memory bits for 1, 2 and 3 workers."""
+    import time
+
+    from distributed import Client, LocalCluster, futures_of, get_task_stream
+
+    from streammix import write_predictions
+
+    X, _ = many_chunks
+    kw = _fixed_fit(X, max_iter=3)
+    ref = GaussianMixture(**kw, chunk_size=ROWS).fit(X)
+    for workers in (1, 2, 3):
+        with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                          host="127.0.0.1", dashboard_address=None) as cluster, \
+                Client(cluster, set_as_default=False) as client:
+            Xp = client.persist(da.from_array(X, chunks=(ROWS, D)))
+            while any(f.status != "finished" for f in futures_of(Xp)):
+                time.sleep(0.01)  # in worker memory before the fit
+            src = DaskSource(Xp, client=client)
+            size = src.unit_size()
+            assert size > 1
+            with get_task_stream(client=client) as stream:
+                got = GaussianMixture(**kw, client=client).fit(Xp)
+            passes = [t for t in stream.data if "streammix-pass-" in str(t["key"])]
+            units = [t for t in passes if ", 0," in str(t["key"])]
+            n_passes = len({str(t["key"]).split(",")[0] for t in passes})
+            assert n_passes >= 3 and len(units) == n_passes * -(-610 // size)
+            if workers == 3:  # predictions from the held units: the same labels
+                out = str(tmp_path / "pred.zarr")
+                group = write_predictions(got, Xp, out, outputs=("labels",), client=client)
+                np.testing.assert_array_equal(group["labels"][:], ref.predict(X))
+        for name in ("means_", "covariances_", "weights_"):
+            np.testing.assert_array_equal(getattr(got, name), getattr(ref, name))
+        assert got.lower_bounds_ == ref.lower_bounds_
+
+
+@pytest.mark.filterwarnings("ignore::streammix.ConvergenceWarning")
+def test_write_predictions_is_a_task_per_unit_not_per_chunk(many_chunks, tmp_path):
+    from dask.callbacks import Callback
+
+    from streammix import write_predictions
+
+    X, path = many_chunks
+    model = GaussianMixture(**_fixed_fit(X, max_iter=2)).fit(X)
+    graphs = []
+
+    class Graphs(Callback):
+        def _start(self, dsk):
+            graphs.append(len(dsk))
+
+    with Graphs():
+        group = write_predictions(model, path, str(tmp_path / "pred.zarr"))
+    size = DaskSource(read_zarr(path)).unit_size()
+    assert graphs and max(graphs) <= -(-610 // size) + 8  # units, their list, the shared
+    np.testing.assert_array_equal(group["labels"][:], model.predict(X))
+    np.testing.assert_allclose(group["proba"][:], model.predict_proba(X), rtol=1e-12)
+    np.testing.assert_allclose(group["log_density"][:], model.score_samples(X), rtol=1e-12)
+    assert group["labels"].chunks == (ROWS,)
