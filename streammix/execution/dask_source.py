@@ -8,7 +8,10 @@ loop, so a pass costs a task per unit, not per chunk (about 1 ms of scheduling o
 threads and 4 ms on a cluster each). Chunks persisted on a cluster, which lie on many
 workers, are regrouped once into units held where most of their chunks are
 (``_hold_units``), so later passes run each unit where its data is. Chunks that are tasks
-of their own (a dask array computed in the pass) keep a task each. Either way the
+of their own (a dask array computed in the pass: ``from_zarr``, ``map_blocks``...) are
+run by units too, each chunk's tasks executed inside its unit (``_chunk_graphs``), unless
+two chunks share a task or the array holds futures: those keep a task per chunk. Either
+way the
 results are summed by the binary-counter fold of the
 in-memory thread pool (``threads._InOrderFold``): units hand over their partial folds,
 so the sum's order depends on the number of chunks only, not on the unit size, the
@@ -83,7 +86,12 @@ def _run_chunk(X, sw, index, start, check, indexed, fn, *shared):
     ``indexed``)."""
     # every fn returns statistics or copies, never a view of X: the chunk may be decoded
     # into this thread's reused buffer
-    X = X.read(reuse=True) if isinstance(X, ChunkFile) else np.asarray(X)
+    if isinstance(X, ChunkFile):
+        X = X.read(reuse=True)
+    elif isinstance(X, _ChunkGraph):
+        X = X.read()
+    else:
+        X = np.asarray(X)
     if check:
         check_finite(X, what=f"chunk {index} (rows {start} to {start + X.shape[0] - 1})",
                      row_offset=start)
@@ -99,6 +107,69 @@ def _data_blocks(X) -> bool:
     graph = X.__dask_graph__()
     keys = [k for row in X.__dask_keys__() for k in row]
     return all(k in graph and not istask(graph[k]) for k in keys)
+
+
+def _data_value(node):
+    """The data a graph holds under a key (a raw value, or a DataNode's)."""
+    return node.value if type(node).__name__ == "DataNode" else node
+
+
+class _ChunkGraph:
+    """The tasks that compute one chunk of a dask array (its own, none shared with
+    another chunk's but data), run inside a work unit instead of as tasks of the pass:
+    ``read()`` executes them in dependency order and returns the chunk."""
+
+    def __init__(self, key, nodes: dict, order: list):
+        self.key, self.nodes, self.order = key, nodes, order
+
+    def read(self) -> np.ndarray:
+        cache: dict = {}
+        for k in self.order:
+            cache[k] = self.nodes[k](cache)
+        return np.asarray(cache[self.key])
+
+
+def _chunk_graphs(X) -> list[_ChunkGraph] | None:
+    """One _ChunkGraph per row chunk of X when the chunks' tasks are independent (no
+    task shared by two chunks: a shared task would be redone by every unit) and X holds
+    no futures; else None (each chunk stays a task of the pass)."""
+    try:
+        from dask._task_spec import DataNode, GraphNode, convert_legacy_graph
+    except ImportError:  # an older dask: keep a task per chunk
+        return None
+    try:
+        from distributed import futures_of
+
+        if futures_of(X):
+            return None
+    except ImportError:  # pragma: no cover - distributed is a dependency
+        pass
+    graph = convert_legacy_graph(dict(X.__dask_graph__()))
+    if not all(isinstance(n, GraphNode) for n in graph.values()):
+        return None
+    owner: dict = {}
+    out = []
+    for row in X.__dask_keys__():
+        key = row[0]
+        order, seen, stack = [], set(), [(key, False)]
+        while stack:  # depth-first, each node after its dependencies
+            k, expanded = stack.pop()
+            if expanded:
+                order.append(k)
+                continue
+            if k in seen:
+                continue
+            if k not in graph:
+                return None
+            seen.add(k)
+            stack.append((k, True))
+            stack.extend((d, False) for d in graph[k].dependencies if d not in seen)
+        for k in order:
+            if not isinstance(graph[k], DataNode):
+                if owner.setdefault(k, key) != key:
+                    return None  # a task two chunks need
+        out.append(_ChunkGraph(key, {k: graph[k] for k in order}, order))
+    return out
 
 
 class _Items:
@@ -237,10 +308,21 @@ class DaskSource(ChunkSource):
         # chunk files, or chunks held as data by the threaded scheduler: a work unit
         # reads or takes them one at a time where it runs
         self._chunks_in_place = files is not None or (client is None and _data_blocks(X))
+        if files is None and self._chunks_in_place:
+            # the arrays themselves, out of the graph: a key each would cost the
+            # threaded scheduler ~0.2 ms per chunk per pass
+            graph = X.__dask_graph__()
+            self.blocks = [_data_value(graph[row[0]]) for row in X.__dask_keys__()]
         # chunks persisted on a cluster: regrouped once into units held where most of
         # their chunks are (see _hold_units); None until the first pass
         self._persisted = None if files is not None or client is None \
             else _persisted_chunks(X, client)
+        if not (self._chunks_in_place or self._persisted) and (
+                sample_weight is None or isinstance(sample_weight, np.ndarray)):
+            # chunks computed in the pass, each by tasks of its own: a unit runs them
+            graphs = _chunk_graphs(X)
+            if graphs is not None:
+                self.blocks, self._chunks_in_place = graphs, True
         self._held: list | None = None
         self._held_size = 0
         self.sample_weight = sample_weight
@@ -376,7 +458,8 @@ class DaskSource(ChunkSource):
 
     def iter_chunks(self):
         for blk, sw in zip(self.blocks, self.sw_blocks):
-            X = blk.read() if isinstance(blk, ChunkFile) else np.asarray(compute(blk, self.client))
+            X = blk.read() if isinstance(blk, (ChunkFile, _ChunkGraph)) \
+                else np.asarray(compute(blk, self.client))
             yield X, (None if sw is None else np.asarray(compute(sw, self.client)
                                                          if hasattr(sw, "compute") else sw))
 

@@ -355,6 +355,7 @@ def _write_unit(blocks, first: int, starts: list[int], params: GaussianParams,
     and written to the same rows of every output array; returns the rows written."""
     import zarr
 
+    from .dask_source import _ChunkGraph
     from .zarr_chunks import ChunkFile
 
     group = zarr.open_group(store=store, mode="r+")
@@ -363,7 +364,10 @@ def _write_unit(blocks, first: int, starts: list[int], params: GaussianParams,
     cov = get_covariance_type(params.covariance_type)
     written = 0
     for blk, start in zip(blocks.items, starts):
-        X = blk.read(reuse=True) if isinstance(blk, ChunkFile) else np.asarray(blk)
+        if isinstance(blk, ChunkFile):
+            X = blk.read(reuse=True)
+        else:
+            X = blk.read() if isinstance(blk, _ChunkGraph) else np.asarray(blk)
         check_finite(X, what=f"chunk starting at row {start}", row_offset=start)
         logprob, labels, resp = cov.chunk_outputs(X, params, want_resp)
         stop = start + X.shape[0]

@@ -84,8 +84,10 @@ def test_no_task_gathers_more_than_eight_partial_sums():
     from streammix.execution.dask_source import _finish_fold
 
     X = make_blobs(50_000, D, 3, seed=2)[0]
-    computed = da.from_array(X, chunks=(100, D)) * 1.0  # 500 chunks, a task each
+    # 500 chunks, a task each: they all need one shared task (the zeros' chunk)
+    computed = da.from_array(X, chunks=(100, D)) + da.zeros(D, chunks=D)
     src = DaskSource(computed)
+    assert src.unit_size() == 1
     cov, params = get_covariance_type("diag"), random_params("diag", 3, D)
     graph = dict(src._pass(_chunk_stats, (cov, params), False, lambda p: p[0]).dask)
     widths = [len(t[1]) for t in graph.values()
@@ -96,12 +98,21 @@ def test_no_task_gathers_more_than_eight_partial_sums():
         ("combined", ["x"])
 
 
-def test_in_memory_chunks_on_threads_are_units_too_computed_ones_are_not():
+def test_in_memory_and_computed_chunks_are_units_unless_chunks_share_a_task():
     X = make_blobs(20_000, D, 3, seed=1)[0]
+    cov, params = get_covariance_type("diag"), random_params("diag", 3, D)
+    memory = statistics(NumpySource(X, None, 100), cov, params)
     assert DaskSource(da.from_array(X, chunks=(100, D))).unit_size() > 1
     assert DaskSource(da.from_array(X, chunks=(100, D)).persist()).unit_size() > 1
-    computed = da.from_array(X, chunks=(100, D)) * 1.0  # each chunk a task of its own
-    assert DaskSource(computed).unit_size() == 1
+    # each chunk computed by tasks of its own (from_array, then a multiply): run inside
+    # the units, with the same bits
+    computed = da.from_array(X, chunks=(100, D)) * 1.0
+    src = DaskSource(computed)
+    assert src.unit_size() > 1
+    _same(statistics(src, cov, params), memory)
+    shared = da.from_array(X, chunks=(100, D)) + da.zeros(D, chunks=D)
+    assert DaskSource(shared).unit_size() == 1
+    _same(statistics(DaskSource(shared), cov, params), memory)
 
 
 def test_the_first_bad_chunk_in_row_order_is_reported(tmp_path):
@@ -236,3 +247,32 @@ def test_write_predictions_is_a_task_per_unit_not_per_chunk(many_chunks, tmp_pat
     np.testing.assert_allclose(group["proba"][:], model.predict_proba(X), rtol=1e-12)
     np.testing.assert_allclose(group["log_density"][:], model.score_samples(X), rtol=1e-12)
     assert group["labels"].chunks == (ROWS,)
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore::streammix.ConvergenceWarning")
+def test_a_computed_array_on_a_cluster_is_a_task_per_unit_with_the_in_memory_bits(
+        many_chunks):
+    """dask.array.from_zarr (zarr's own reader, then a cast): 610 chunks computed in the
+    pass, each by tasks of its own, run inside the units on the workers."""
+    from distributed import Client, LocalCluster, get_task_stream
+
+    X, path = many_chunks
+    kw = _fixed_fit(X, max_iter=3)
+    ref = GaussianMixture(**kw, chunk_size=ROWS).fit(X)
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                      dashboard_address=None) as cluster, \
+            Client(cluster, set_as_default=False) as client:
+        computed = da.from_zarr(zarr.open_array(path, mode="r")).astype("float64") * 1.0
+        size = DaskSource(computed, client=client).unit_size()
+        assert size > 1
+        with get_task_stream(client=client) as stream:
+            got = GaussianMixture(**kw, client=client).fit(computed)
+        passes = [t for t in stream.data if "streammix-pass-" in str(t["key"])]
+        units = [t for t in passes if ", 0," in str(t["key"])]
+        n_passes = len({str(t["key"]).split(",")[0] for t in passes})
+        assert n_passes >= 3 and len(units) == n_passes * -(-610 // size)
+        assert len(stream.data) < 20 * n_passes  # no task per chunk anywhere
+    for name in ("means_", "covariances_", "weights_"):
+        np.testing.assert_array_equal(getattr(got, name), getattr(ref, name))
+    assert got.lower_bounds_ == ref.lower_bounds_
