@@ -5,7 +5,8 @@ pipeline, a copy of the decoded chunk into the output selection) costs 35-60 ms 
 32 MB chunk here, as much as the diag kernel itself (44 ms). For the common layout (a
 local store, rows chunked, one chunk across the columns, little-endian floats, no codec
 but an optional compressor) the chunk file is the array's bytes: an uncompressed chunk is
-memory-mapped (copy-on-write, pages taken from the OS cache, no copy: ~2 ms), a
+memory-mapped (copy-on-write, pages taken from the OS cache, no copy: ~2 ms) when the
+reader drops it before its next read (a pass), read into an array otherwise; a
 compressed one is decoded once, from a mapping of its file, straight into its output
 buffer. Any other layout, or a remote store, goes through ``dask.array.from_zarr``
 unchanged. The workers must see the local path too (shared storage): a chunk file that
@@ -50,9 +51,10 @@ class ChunkFile:
         return self.chunk_rows * self.n_features * np.dtype(self.dtype).itemsize
 
     def read(self, reuse: bool = False) -> np.ndarray:
-        """The chunk's rows: mapped when uncompressed, decoded once otherwise.
-        ``reuse``: decode into this thread's scratch buffer, which its next
-        ``read(reuse=True)`` overwrites (for a task that drops the chunk before that)."""
+        """The chunk's rows, for a caller that may keep them (read or decoded into
+        an array of their own). ``reuse=True``, for a task that drops the chunk before
+        its thread's next read: uncompressed, the file mapped (no copy); compressed,
+        decoded into this thread's scratch buffer, which the next read overwrites."""
         return read_chunk(self, reuse)
 
 
@@ -93,11 +95,22 @@ def read_chunk(ref: ChunkFile, reuse: bool = False) -> np.ndarray:
                     f"Zarr chunk file {path!r} holds {size} bytes; an uncompressed "
                     f"{shape[0]} x {shape[1]} {ref.dtype} chunk holds {ref.nbytes}: the "
                     "file is truncated or not this array's")
-            # private and writable: pages come from the OS cache on first touch and
-            # are copied only if written (MAP_POPULATE here would copy them all)
-            buf = mmap.mmap(fd, size, flags=mmap.MAP_PRIVATE,
-                            prot=mmap.PROT_READ | mmap.PROT_WRITE)
-            out = np.frombuffer(buf, dtype=ref.dtype).reshape(shape)
+            if reuse:
+                # private and writable: pages come from the OS cache on first touch and
+                # are copied only if written (MAP_POPULATE here would copy them all)
+                buf = mmap.mmap(fd, size, flags=mmap.MAP_PRIVATE,
+                                prot=mmap.PROT_READ | mmap.PROT_WRITE)
+                out = np.frombuffer(buf, dtype=ref.dtype).reshape(shape)
+            else:
+                # a chunk that may be kept (persisted...) is read into its own array: a
+                # mapping holds a file descriptor while it lives, and 20,000 persisted
+                # mapped chunks would use up the process's descriptors
+                out = np.empty(shape, dtype=ref.dtype)
+                with open(fd, "rb", closefd=False) as f:
+                    got = f.readinto(memoryview(out).cast("B"))
+                if got != size:
+                    raise InvalidInputError(f"Zarr chunk file {path!r}: read {got} of "
+                                            f"{size} bytes (changed while read?)")
         else:
             out = _scratch(shape, ref.dtype) if reuse else np.empty(shape, dtype=ref.dtype)
             # decoded from a read-only mapping of the file (unmapped when the last

@@ -74,7 +74,7 @@ def test_rewritten_chunk_keeps_mapped_contents_and_changes_the_graph_name(tmp_pa
     path = make(tmp_path, "x", X, compressors=None)
     z = zarr.open_array(path, mode="r")
     before = zarr_to_dask(z)
-    chunk = chunk_files(z)[1].read()
+    chunk = chunk_files(z)[1].read(reuse=True)  # mapped
     zarr.open_array(path, mode="r+")[100:200] = 7.0  # zarr writes a new file, renamed
     np.testing.assert_array_equal(chunk, X[100:200])
     after = zarr_to_dask(zarr.open_array(path, mode="r"))
@@ -182,3 +182,17 @@ def test_reuse_decodes_into_one_buffer_per_thread(tmp_path, X):
     own = refs[2].read()
     assert not np.shares_memory(own, second)
     np.testing.assert_array_equal(refs[10].read(reuse=True), X[1000:])  # edge chunk
+
+
+def test_persisted_uncompressed_chunks_hold_no_file_descriptors(tmp_path):
+    """A mapping keeps a descriptor open while it lives: chunks that may be kept (a
+    persisted array) are read into arrays of their own, so 3,000 of them do not use up
+    the process's descriptors; a pass still maps each chunk for the time it is used."""
+    from streammix import read_zarr
+
+    data = np.random.default_rng(3).normal(size=(30_000, 2))
+    path = make(tmp_path, "many", data, chunks=(10, 2), compressors=None)
+    before = len(os.listdir("/proc/self/fd"))
+    held = read_zarr(path).persist(scheduler="threads")
+    assert len(os.listdir("/proc/self/fd")) - before < 100
+    np.testing.assert_array_equal(held.compute(), data)
