@@ -77,6 +77,14 @@ class OnlineGaussianMixture(MixtureMixin):
         model may grow: when a batch holds at least ``novelty_fraction`` of points that lie
         outside every component's 99.99% ellipsoid, a new component is born on them.
     novelty_fraction : float, default 0.02.
+    split_merge : bool, default True. Let the stream change shape at full capacity: when
+        a batch holds novel points and no slot is free, the most redundant pair of
+        components is merged (moment-matched) and a component is born on the novel
+        points; every 10 updates, a component whose points show two modes may be split
+        while a redundant pair is merged, and a redundant pair may be merged alone. A
+        move is made only when it raises the batch's log-likelihood (BIC-penalised for a
+        change in the number of components) by more than 1% of a nat per sample, and
+        not within 5 updates of the last (hysteresis). Events 'merge', 'split', 'birth'.
     chunk_size : rows per kernel task inside a batch (default: the batch split evenly
         over the threads).
 
@@ -97,7 +105,7 @@ class OnlineGaussianMixture(MixtureMixin):
                  t0=2.0, eta_min=0.0, init_size=None, init_params="k-means++",
                  init_em_iter=10, weights_init=None, means_init=None, precisions_init=None,
                  min_weight=None, max_components=None, novelty_fraction=0.02,
-                 random_state=None, verbose=0, chunk_size=None):
+                 split_merge=True, random_state=None, verbose=0, chunk_size=None):
         self.n_components = n_components
         self.covariance_type = covariance_type
         self.reg_covar = reg_covar
@@ -113,6 +121,7 @@ class OnlineGaussianMixture(MixtureMixin):
         self.min_weight = min_weight
         self.max_components = max_components
         self.novelty_fraction = novelty_fraction
+        self.split_merge = split_merge
         self.random_state = random_state
         self.verbose = verbose
         self.chunk_size = chunk_size
@@ -120,7 +129,7 @@ class OnlineGaussianMixture(MixtureMixin):
     # ------------------------------------------------------------------ validation
     _CHECKED_PARAMS = ("n_components", "covariance_type", "reg_covar", "alpha", "t0",
                        "eta_min", "init_size", "init_params", "init_em_iter", "min_weight",
-                       "max_components", "novelty_fraction", "chunk_size")
+                       "max_components", "novelty_fraction", "split_merge", "chunk_size")
 
     def _check_parameters(self) -> None:
         """Validate the constructor parameters; skipped when they are the ones that last
@@ -168,6 +177,9 @@ class OnlineGaussianMixture(MixtureMixin):
         nf = check_float_param(self.novelty_fraction, "novelty_fraction", 0.0, strict=True)
         if nf >= 1.0:
             raise InvalidParameterError(f"novelty_fraction must be in (0, 1); got {nf}")
+        if not isinstance(self.split_merge, (bool, np.bool_)):
+            raise InvalidParameterError(
+                f"split_merge must be True or False; got {self.split_merge!r}")
         if self.chunk_size is not None:
             check_int_param(self.chunk_size, "chunk_size", 1)
 
@@ -449,8 +461,11 @@ class OnlineGaussianMixture(MixtureMixin):
         self.lower_bound_ = batch.mean_loglik
         self.lower_bounds_.append(batch.mean_loglik)
         self._revive_dead_components()
+        born = False
         if self._max_components() > len(self.weights_):
-            self._maybe_birth(X, sw)
+            born = self._maybe_birth(X, sw)
+        if self.split_merge and not born and len(self.weights_) >= 2:
+            self._maybe_move(X, sw)
         if self.verbose and t % max(1, int(self.verbose)) == 0:
             print(f"  update {t:6d}  eta {eta:.4f}  batch mean log-lik {batch.mean_loglik:.6f}"
                   f"  K {len(self.weights_)}")
@@ -475,10 +490,15 @@ class OnlineGaussianMixture(MixtureMixin):
         self._running = stats_from_params(cov, self._get_params_value(), 1.0, self.reg_covar)
 
     def _revive_dead_components(self) -> None:
-        """Re-seed every component under min_weight by splitting the heaviest one."""
+        """Re-seed every component under min_weight by splitting the heaviest one; with
+        split_merge, remove it instead (its slot free for a birth; a split, if the data
+        ask for one, is found by the moves)."""
         threshold = self._min_weight()
         if len(self.weights_) < 2 or self.weights_.min() >= threshold:
             return  # the common case, without the loop's array work
+        if self.split_merge:
+            self._remove_dead_components(threshold)
+            return
         cov = get_covariance_type(self.covariance_type)
         changed = False
         for _ in range(len(self.weights_)):
@@ -502,10 +522,10 @@ class OnlineGaussianMixture(MixtureMixin):
         if changed:
             self._set_running_from_params()
 
-    def _maybe_birth(self, X, sw) -> None:
-        """Add a component on the points no component explains (outside every
-        component's 99.99% ellipsoid), when they are at least novelty_fraction of the
-        batch and the model may still grow."""
+    def _novel_points(self, X, sw):
+        """(points, weights, share) of the batch's points no component explains
+        (outside every component's 99.99% ellipsoid), when they are at least
+        novelty_fraction of the batch; else None."""
         cov = get_covariance_type(self.covariance_type)
         params = self._get_params_value()
         d = params.n_features
@@ -519,8 +539,41 @@ class OnlineGaussianMixture(MixtureMixin):
         w = np.ones(len(X)) if sw is None else sw
         share = float(w[novel].sum() / w.sum())
         if share < self.novelty_fraction or novel.sum() < max(2 * d, 10):
-            return
-        pts, pw = np.asarray(X[novel], dtype=np.float64), w[novel]
+            return None
+        return np.asarray(X[novel], dtype=np.float64), w[novel], share
+
+    def _remove_dead_components(self, threshold: float) -> None:
+        """Drop the components under ``threshold`` (at least one component stays)."""
+        params = self._get_params_value()
+        dead = [j for j in np.flatnonzero(params.weights < threshold)]
+        keep = [j for j in range(len(params.weights)) if j not in dead]
+        if not keep:
+            keep = [int(np.argmax(params.weights))]
+            dead = [j for j in dead if j != keep[0]]
+        for j in dead:
+            self._event("death", component_id=int(self.component_ids_[j]),
+                        weight=float(params.weights[j]),
+                        reason=f"weight below min_weight={threshold:.3g}")
+        w = params.weights[keep]
+        t = params.covariance_type
+        covs = params.covariances if t == "tied" else params.covariances[keep]
+        prec = params.precisions_cholesky if t == "tied" else params.precisions_cholesky[keep]
+        self._set_params_value(GaussianParams(t, w / w.sum(),
+                                              np.ascontiguousarray(params.means[keep]),
+                                              covs, prec))
+        self.component_ids_ = self.component_ids_[keep]
+        self._set_running_from_params()
+
+    def _maybe_birth(self, X, sw) -> bool:
+        """Add a component on the novel points (see _novel_points), when the model may
+        still grow."""
+        found = self._novel_points(X, sw)
+        if found is None:
+            return False
+        pts, pw, share = found
+        cov = get_covariance_type(self.covariance_type)
+        params = self._get_params_value()
+        d = params.n_features
         mean = pw @ pts / pw.sum()
         Z = pts - mean
         full_cov = (Z * pw[:, None]).T @ Z / pw.sum() + self.reg_covar * np.eye(d)
@@ -541,7 +594,123 @@ class OnlineGaussianMixture(MixtureMixin):
         new_id = self._new_id()
         self.component_ids_ = np.append(self.component_ids_, new_id)
         self._event("birth", component_id=new_id, reason="novel points",
-                    share=share, n_points=int(novel.sum()))
+                    share=share, n_points=int(len(pts)))
+        self._set_running_from_params()
+        return True
+
+    # ------------------------------------------------------------------ moves
+    #: updates between two moves at least, and between two searches for a split or merge
+    MOVE_COOLDOWN, MOVE_EVERY = 5, 10
+
+    def _maybe_move(self, X, sw) -> None:
+        """At full capacity: a birth on novel points paid for by a merge, or a split paid
+        for by a merge, or a merge alone (see ``split_merge``), when one pays."""
+        last = max((e["update"] for e in self.events_ if e["event"] in ("merge", "split")),
+                   default=-10**9)
+        if self.n_updates_ - last < self.MOVE_COOLDOWN:
+            return
+        from ..engines import moves
+
+        cov = get_covariance_type(self.covariance_type)
+        params = self._get_params_value()
+        w = np.ones(len(X)) if sw is None else sw
+        n = float(w.sum())
+        margin = max(10.0, 0.01 * n)
+        base = moves.batch_loglik(cov, params, X, sw)
+        pairs = moves.merge_costs(params)[:3]
+        full = len(params.weights) >= self._max_components()
+        found = self._novel_points(X, sw) if full else None
+        best = None  # (gain, kind, detail, params)
+        if found is not None:
+            pts, pw, share = found
+            mean, S = moves.gaussian_of(pts, pw, self.reg_covar)
+            for _, i, j in pairs:
+                kept, gone = (i, j) if params.weights[i] >= params.weights[j] else (j, i)
+                cand = moves.with_component(cov, moves.merged(cov, params, kept, gone,
+                                                              self.reg_covar),
+                                            share, mean, S, self.reg_covar)
+                gain = moves.batch_loglik(cov, cand, X, sw) - base
+                if best is None or gain > best[0]:
+                    best = (gain, "birth", (i, j, share, len(pts)), cand)
+        elif self.n_updates_ % self.MOVE_EVERY == 0:
+            labels = cov.chunk_outputs(X, params, False)[1]
+            fits = []
+            for k in range(len(params.weights)):
+                mine = labels == k
+                fit = moves.two_component_fit(np.asarray(X[mine], dtype=np.float64),
+                                              w[mine], params.covariance_type,
+                                              self.reg_covar)
+                if fit is not None and fit[3] > 0:
+                    fits.append((fit[3], k, fit))
+            fits.sort(key=lambda f: -f[0])
+            penalty = moves.bic_penalty(
+                moves.component_params(params.n_features, params.covariance_type), n)
+            if fits and not full:  # a free slot: a split alone, paying for its parameters
+                _, k, fit = fits[0]
+                cand = moves.split(cov, params, k, _heavier_first(fit), self.reg_covar)
+                gain = moves.batch_loglik(cov, cand, X, sw) - base - penalty
+                best = (gain, "split", (k,), cand)
+            for _, k, fit in fits[:2]:
+                for _, i, j in [p for p in moves.merge_costs(params) if k not in p[1:]][:3]:
+                    kept, gone = (i, j) if params.weights[i] >= params.weights[j] else (j, i)
+                    after = moves.merged(cov, params, kept, gone, self.reg_covar)
+                    cand = moves.split(cov, after, k - (k > gone), _heavier_first(fit),
+                                       self.reg_covar)
+                    gain = moves.batch_loglik(cov, cand, X, sw) - base
+                    if best is None or gain > best[0]:
+                        best = (gain, "split", (i, j, k), cand)
+            if pairs:
+                _, i, j = pairs[0]
+                cand = moves.merged(cov, params, i, j, self.reg_covar)
+                gain = moves.batch_loglik(cov, cand, X, sw) - base + penalty
+                if best is None or gain > best[0]:
+                    best = (gain, "merge", (i, j), cand)
+        if best is None or best[0] <= margin:
+            return
+        self._apply_move(best)
+
+    def _apply_move(self, move) -> None:
+        """Commit a move found by _maybe_move: parameters, ids, events."""
+        gain, kind, detail, _ = move
+        params = self._get_params_value()
+        ids = list(int(c) for c in self.component_ids_)
+        if kind == "split" and len(detail) == 1:  # a split into a free slot
+            k, new_id = detail[0], self._new_id()
+            ids.append(new_id)
+            self._event("split", component_id=ids[k], new_component_id=new_id,
+                        gain=float(gain))
+            self._event("birth", component_id=new_id, reason="split", parent_id=ids[k])
+            self._set_params_value(move[3])
+            self.component_ids_ = np.asarray(ids, dtype=self.component_ids_.dtype)
+            self._set_running_from_params()
+            return
+        i, j = detail[0], detail[1]
+        kept, gone = (i, j) if params.weights[i] >= params.weights[j] else (j, i)
+        cov = get_covariance_type(self.covariance_type)
+        from ..engines import moves
+
+        new = moves.merged(cov, params, kept, gone, self.reg_covar)
+        merged_away = ids.pop(gone)
+        self._event("merge", component_id=ids[kept - (kept > gone)],
+                    merged_id=merged_away, gain=float(gain),
+                    reason={"birth": "a slot for novel points",
+                            "split": "a slot for a split", "merge": "redundant"}[kind])
+        if kind == "birth":
+            _, _, share, n_points = detail
+            new = move[3]
+            new_id = self._new_id()
+            ids.append(new_id)
+            self._event("birth", component_id=new_id, reason="novel points", share=share,
+                        n_points=int(n_points))
+        elif kind == "split":
+            k = detail[2] - (detail[2] > gone)
+            new = move[3]
+            new_id = self._new_id()
+            ids.append(new_id)
+            self._event("split", component_id=ids[k], new_component_id=new_id)
+            self._event("birth", component_id=new_id, reason="split", parent_id=ids[k])
+        self._set_params_value(new)
+        self.component_ids_ = np.asarray(ids, dtype=self.component_ids_.dtype)
         self._set_running_from_params()
 
     # ------------------------------------------------------------------ tracking
@@ -551,3 +720,11 @@ class OnlineGaussianMixture(MixtureMixin):
         self.component_ids_ = self.component_ids_[perm]
         if getattr(self, "_running", None) is not None:
             self._set_running_from_params()
+
+
+def _heavier_first(fit):
+    """A two_component_fit with its heavier component first (it keeps the id)."""
+    w, mu, S, gain = fit
+    if w[0] >= w[1]:
+        return fit
+    return w[::-1].copy(), mu[::-1].copy(), S[::-1].copy(), gain
