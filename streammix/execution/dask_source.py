@@ -102,11 +102,11 @@ def _run_chunk(X, sw, index, start, check, indexed, fn, *shared):
 def _data_blocks(X) -> bool:
     """Whether every chunk of the dask array X is data in its graph (numpy arrays made
     by from_array or persist on the threaded scheduler), not a task to compute."""
-    from dask.core import istask
-
     graph = X.__dask_graph__()
     keys = [k for row in X.__dask_keys__() for k in row]
-    return all(k in graph and not istask(graph[k]) for k in keys)
+    # arrays only: a key's value may also be a task, or an alias (another key, or a
+    # task-spec Alias) that is no data
+    return all(k in graph and isinstance(_data_value(graph[k]), np.ndarray) for k in keys)
 
 
 def _data_value(node):

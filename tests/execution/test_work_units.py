@@ -276,3 +276,19 @@ def test_a_computed_array_on_a_cluster_is_a_task_per_unit_with_the_in_memory_bit
     for name in ("means_", "covariances_", "weights_"):
         np.testing.assert_array_equal(getattr(got, name), getattr(ref, name))
     assert got.lower_bounds_ == ref.lower_bounds_
+
+
+def test_chunks_behind_aliases_are_computed_not_taken_as_data():
+    """A concatenation of delayed reads (the CLI's .npy source) names its chunks by
+    aliases to other keys: they are run inside the units, never mistaken for data."""
+    import dask
+
+    from streammix.execution.dask_source import _ChunkGraph
+
+    X = make_blobs(20_000, D, 3, seed=6)[0]
+    parts = [da.from_delayed(dask.delayed(np.array)(X[a:a + 100]), shape=(100, D),
+                             dtype=X.dtype) for a in range(0, 20_000, 100)]
+    src = DaskSource(da.concatenate(parts))
+    assert all(isinstance(b, _ChunkGraph) for b in src.blocks) and src.unit_size() > 1
+    cov, params = get_covariance_type("diag"), random_params("diag", 3, D)
+    _same(statistics(src, cov, params), statistics(NumpySource(X, None, 100), cov, params))
