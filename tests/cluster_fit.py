@@ -25,6 +25,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--types", default="full,tied,diag,spherical")
     p.add_argument("--max-iter", type=int, default=4)
     p.add_argument("--upload", default=None)
+    p.add_argument("--worker-stats", default=None,
+                   help="write each worker's spill-to-disk count here (JSON)")
     args = p.parse_args(argv)
     options = json.loads(args.storage_options)
     if args.upload:
@@ -53,7 +55,17 @@ def main(argv: list[str] | None = None) -> None:
             out.update({f"{t}_weights": g.weights_, f"{t}_means": g.means_,
                         f"{t}_covariances": g.covariances_,
                         f"{t}_lower_bound": g.lower_bound_, f"{t}_n_iter": g.n_iter_})
+        if args.worker_stats:
+            with open(args.worker_stats, "w") as f:
+                json.dump(client.run(_spill_writes), f)
     np.savez(args.out, **out)
+
+
+def _spill_writes(dask_worker) -> int:
+    """How many times this worker wrote data to its spill directory."""
+    metrics = getattr(dask_worker.data, "cumulative_metrics", {})
+    return int(sum(v for (label, unit), v in metrics.items()
+                   if label == "disk-write" and unit == "count"))
 
 
 if __name__ == "__main__":

@@ -315,10 +315,11 @@ class DaskSource(ChunkSource):
             self.blocks = [_data_value(graph[row[0]]) for row in X.__dask_keys__()]
         # chunks persisted on a cluster: regrouped once into units held where most of
         # their chunks are (see _hold_units); None until the first pass
-        self._persisted = None if files is not None or client is None \
+        # (weights given as a dask vector are tasks of their own: chunks stay tasks too)
+        plain_weights = sample_weight is None or isinstance(sample_weight, np.ndarray)
+        self._persisted = None if files is not None or client is None or not plain_weights \
             else _persisted_chunks(X, client)
-        if not (self._chunks_in_place or self._persisted) and (
-                sample_weight is None or isinstance(sample_weight, np.ndarray)):
+        if not (self._chunks_in_place or self._persisted) and plain_weights:
             # chunks computed in the pass, each by tasks of its own: a unit runs them
             graphs = _chunk_graphs(X)
             if graphs is not None:

@@ -251,7 +251,8 @@ def test_workers_limited_to_400mb_fit_a_2gb_array(net, tmp_path):
         done = net.hosts["client"].run(
             [sys.executable, "-m", "tests.cluster_fit", "--scheduler", limited.address,
              "--source", path, "--init", init, "--out", out, "--types", "diag",
-             "--max-iter", "2"], cwd=ROOT, timeout=900)
+             "--max-iter", "2", "--worker-stats", str(tmp_path / "stats.json")],
+            cwd=ROOT, timeout=900)
         assert done.returncode == 0, done.stderr[-3000:]
         peaks = {name: _peak_rss_mb(limited.workers[name]) for name in ("worker1", "worker2")}
         logs = {name: limited.worker_log(name) for name in ("worker1", "worker2")}
@@ -259,8 +260,13 @@ def test_workers_limited_to_400mb_fit_a_2gb_array(net, tmp_path):
         limited.stop()
     assert int(np.load(out)["diag_n_iter"]) == 2
     for name, log in logs.items():
-        for sign in ("Pausing worker", "Unmanaged memory use is high",
-                     "exceeded 95% memory budget", "Restarting worker", "was killed by"):
+        for sign in ("Pausing worker", "exceeded 95% memory budget", "Restarting worker",
+                     "was killed by"):
             assert sign not in log, (name, log[-3000:])
+    with open(tmp_path / "stats.json") as f:
+        assert set(json.load(f).values()) == {0}  # nothing spilled to disk
+    # Dask pauses a worker at 80% of its limit: the peak stays below it. (A worker with
+    # streammix's kernels loaded holds ~190-250 MB before any data, near Dask's 70%
+    # "unmanaged memory" warning line for a 400 MB limit: that warning may appear.)
     print("peak worker RSS (MB):", peaks)
     assert max(peaks.values()) < 0.8 * 400 * 10**6 / 2**20, peaks
