@@ -396,6 +396,7 @@ class OnlineGaussianMixture(MixtureMixin):
                          "reason": "initialisation"} for i in range(self.n_components)]
         self._next_id = self.n_components
         self._rng = check_random_state(self.random_state)
+        self._history = WeightHistory()
 
     def _start_from_inits(self, d: int) -> None:
         cov = get_covariance_type(self.covariance_type)
@@ -466,6 +467,7 @@ class OnlineGaussianMixture(MixtureMixin):
             born = self._maybe_birth(X, sw)
         if self.split_merge and not born and len(self.weights_) >= 2:
             self._maybe_move(X, sw)
+        self._history.record(t, self.component_ids_, self.weights_)
         if self.verbose and t % max(1, int(self.verbose)) == 0:
             print(f"  update {t:6d}  eta {eta:.4f}  batch mean log-lik {batch.mean_loglik:.6f}"
                   f"  K {len(self.weights_)}")
@@ -720,6 +722,60 @@ class OnlineGaussianMixture(MixtureMixin):
         self.component_ids_ = self.component_ids_[perm]
         if getattr(self, "_running", None) is not None:
             self._set_running_from_params()
+
+
+class WeightHistory:
+    """Each component's weight after some updates, for the report's timeline: every
+    ``stride``-th update, at most ``MAX`` rows (when full, every other row goes and the
+    stride doubles), so it stays small however long the stream."""
+
+    MAX = 512
+
+    def __init__(self, stride: int = 1, updates=None, ids=None, weights=None):
+        self.stride = stride
+        self.updates: list[int] = list(updates if updates is not None else [])
+        self.ids: list[np.ndarray] = list(ids if ids is not None else [])
+        self.weights: list[np.ndarray] = list(weights if weights is not None else [])
+
+    def record(self, update: int, ids: np.ndarray, weights: np.ndarray) -> None:
+        if update % self.stride:
+            return
+        self.updates.append(int(update))
+        self.ids.append(np.array(ids, dtype=np.int64))
+        self.weights.append(np.array(weights, dtype=np.float64))
+        if len(self.updates) > self.MAX:
+            keep = [i for i, u in enumerate(self.updates) if u % (2 * self.stride) == 0]
+            self.updates = [self.updates[i] for i in keep]
+            self.ids = [self.ids[i] for i in keep]
+            self.weights = [self.weights[i] for i in keep]
+            self.stride *= 2
+
+    def by_component(self) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+        """{component id: (updates, weights)} over the recorded updates."""
+        out: dict = {}
+        for u, ids, w in zip(self.updates, self.ids, self.weights):
+            for i, x in zip(ids, w):
+                out.setdefault(int(i), ([], []))
+                out[int(i)][0].append(u)
+                out[int(i)][1].append(x)
+        return {i: (np.asarray(u), np.asarray(w)) for i, (u, w) in out.items()}
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        width = max((len(i) for i in self.ids), default=0)
+        ids = np.full((len(self.ids), width), -1, dtype=np.int64)
+        weights = np.full((len(self.ids), width), np.nan)
+        for r, (i, w) in enumerate(zip(self.ids, self.weights)):
+            ids[r, :len(i)], weights[r, :len(w)] = i, w
+        return {"history.updates": np.asarray(self.updates, dtype=np.int64),
+                "history.ids": ids, "history.weights": weights}
+
+    @classmethod
+    def from_arrays(cls, arrays: dict, stride: int) -> "WeightHistory":
+        ids, weights = arrays["history.ids"], arrays["history.weights"]
+        keep = [row >= 0 for row in ids]
+        return cls(stride, [int(u) for u in arrays["history.updates"]],
+                   [row[k] for row, k in zip(ids, keep)],
+                   [row[k] for row, k in zip(weights, keep)])
 
 
 def _heavier_first(fit):

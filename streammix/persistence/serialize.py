@@ -127,6 +127,10 @@ def model_to_payload(model) -> tuple[dict[str, np.ndarray], dict]:
                            "eta": None if model.eta_ is None else float(model.eta_),
                            "events": model.events_, "next_id": int(model._next_id)})
             arrays["component_ids"] = np.asarray(model.component_ids_, dtype=np.int64)
+            history = getattr(model, "_history", None)
+            if history is not None:
+                arrays.update(history.to_arrays())
+                online["history_stride"] = int(history.stride)
             if getattr(model, "_running", None) is not None:
                 a, s = stats_to_arrays(model._running, "running")
                 arrays.update(a)
@@ -147,6 +151,8 @@ def model_from_payload(arrays: dict[str, np.ndarray], state: dict):
     try:
         cls = _estimator_class(state["estimator"])
         hyper = dict(state["hyperparameters"])
+        if state["estimator"] == "OnlineGaussianMixture" and "split_merge" not in hyper:
+            hyper["split_merge"] = False  # saved before the moves existed: resume as it ran
         for k, v in list(hyper.items()):
             if isinstance(v, dict) and "array" in v:
                 hyper[k] = arrays[v["array"]]
@@ -177,6 +183,10 @@ def model_from_payload(arrays: dict[str, np.ndarray], state: dict):
                 model._running = (stats_from_arrays(arrays, "running", online["running"])
                                   if "running" in online else None)
                 model._rng = rng_from_arrays(arrays, online["rng"])
+                from ..estimators.online import WeightHistory
+
+                model._history = (WeightHistory.from_arrays(arrays, online["history_stride"])
+                                  if "history_stride" in online else WeightHistory())
             elif "buffer.X" in arrays:
                 model._buffer = [np.ascontiguousarray(arrays["buffer.X"])]
                 model._buffer_weights = [arrays["buffer.w"]]

@@ -143,3 +143,49 @@ def test_merge_is_moment_matching():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         moves.merge_costs(p2)
+
+
+def test_weight_history_is_bounded_saved_and_drawn(tmp_path):
+    """The timeline's data: each component's weight by id, thinned to at most 512 rows,
+    kept in the checkpoint; `streammix report` draws it as timeline.png."""
+    import subprocess
+    import sys
+
+    import streammix
+    from streammix.estimators.online import WeightHistory
+    from streammix.persistence import save
+
+    h = WeightHistory()
+    for u in range(1, 2001):
+        h.record(u, np.array([0, 1]), np.array([0.5, 0.5]))
+    assert len(h.updates) <= WeightHistory.MAX and h.stride == 4
+    assert h.updates == sorted(h.updates) and all(u % 4 == 0 for u in h.updates)
+
+    _, _, model = follow(ds.born, 5, 100, involved=(4,), n_batches=120)
+    ck = str(tmp_path / "ck")
+    save(model, ck)
+    back = streammix.load(ck)
+    got, want = back._history.by_component(), model._history.by_component()
+    assert sorted(got) == sorted(want) == sorted(set(model.component_ids_) | {3})
+    for cid in want:
+        np.testing.assert_array_equal(got[cid][1], want[cid][1])
+    out = tmp_path / "report"
+    done = subprocess.run([sys.executable, "-m", "streammix", "report", ck, "--out",
+                           str(out)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert (out / "timeline.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_model_saved_before_the_moves_resumes_without_them():
+    """A checkpoint from before split_merge existed has no such hyperparameter: it
+    resumes with the moves off, as it ran."""
+    from streammix.persistence.serialize import model_from_payload, model_to_payload
+
+    model = OnlineGaussianMixture(3, init_size=500, random_state=0)
+    for _, X, _ in ds.stationary(n_batches=3, batch=500):
+        model.partial_fit(X)
+    arrays, state = model_to_payload(model)
+    assert state["hyperparameters"]["split_merge"] is True
+    assert model_from_payload(arrays, state).split_merge is True
+    del state["hyperparameters"]["split_merge"]
+    assert model_from_payload(arrays, state).split_merge is False

@@ -1,6 +1,7 @@
 """`streammix report CHECKPOINT --out DIR`: PNG plots of a saved model a person would
 rather look at than read: the log-likelihood trace, the BIC/AIC curves when
-`streammix select` left them, and a sample of the data projected on the model's two
+`streammix select` left them, an online model's component timeline (weights over the
+updates, births, deaths, merges and splits marked), and a sample of the data projected on the model's two
 principal axes with each component's 2-sigma ellipse.
 
 Everything that can fail (loading the model, reading the data, drawing) happens before
@@ -22,7 +23,7 @@ from ..plotting import REPORT_MARKER, pyplot
 from .select import SELECTION_FILE, plot_selection
 
 #: the files a report writes (a folder no report wrote must not hold any of them)
-REPORT_FILES = ("loglik.png", "components.png", "selection.png")
+REPORT_FILES = ("loglik.png", "components.png", "selection.png", "timeline.png")
 
 
 def component_covariances(model) -> np.ndarray:
@@ -142,6 +143,43 @@ def plot_components(model, X: np.ndarray, from_model: bool, path) -> None:
     plt.close(fig)
 
 
+#: how each structural event is marked on the timeline
+EVENT_MARKS = {"birth": ("^", "tab:green"), "death": ("x", "tab:red"),
+               "merge": ("v", "tab:purple"), "split": ("D", "tab:orange")}
+
+
+def plot_timeline(model, path) -> None:
+    """An online model's component timeline as a PNG at ``path``: each component's
+    weight over the updates (by id, so a line is one component's life), with its births,
+    deaths, merges and splits marked, so a person sees when the structure changed."""
+    plt = pyplot()
+    history = model._history.by_component()
+    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=100)
+    cmap = plt.get_cmap("tab20")
+    for n, (cid, (updates, weights)) in enumerate(sorted(history.items())):
+        ax.plot(updates, weights, color=cmap(n % cmap.N), lw=1.5, label=f"id {cid}")
+    top = max((float(np.max(w)) for _, w in history.values()), default=1.0)
+    seen = set()
+    for e in model.events_:
+        if e["update"] == 0 or e["event"] not in EVENT_MARKS:
+            continue
+        marker, color = EVENT_MARKS[e["event"]]
+        ax.axvline(e["update"], color=color, lw=0.8, alpha=0.4)
+        ax.plot([e["update"]], [top * 1.04], marker=marker, color=color, ls="none",
+                label=e["event"] if e["event"] not in seen else None)
+        seen.add(e["event"])
+    ax.set_xlabel("stepwise update")
+    ax.set_ylabel("component weight")
+    ax.set_ylim(0, top * 1.1)
+    ax.set_title(f"components over {model.n_updates_:,} updates "
+                 f"({len(model.weights_)} now; events marked at the top)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=2, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    fig.tight_layout()
+    fig.savefig(path, format="png")
+    plt.close(fig)
+
+
 def _data_to_plot(args):
     """(what to sample the scatter plot from, its path or URL), both None when the plot
     shows points drawn from the model: --data, else --config's source."""
@@ -206,6 +244,10 @@ def render_report(model, checkpoint: str, data, sample: int) -> dict[str, bytes]
     buf = io.BytesIO()
     plot_components(model, X, data is None, buf)
     pngs["components.png"] = buf.getvalue()
+    if getattr(model, "_history", None) is not None and model._history.updates:
+        buf = io.BytesIO()
+        plot_timeline(model, buf)
+        pngs["timeline.png"] = buf.getvalue()
     return pngs
 
 
