@@ -47,6 +47,14 @@ class GaussianMixture(MixtureMixin):
       ``distributed.Client`` if there is one, else Dask's threaded scheduler in this
       process; a Client or a scheduler address ('tcp://host:8786') uses that cluster.
       In-memory numpy input always runs on the in-process thread pool.
+    - ``split_merge=True`` (default None: off, so the result is scikit-learn's): after EM
+      converges, try split-and-merge moves (Ueda et al. 2000): merge a redundant pair
+      (moment-matched) and split a component whose points show two modes, both judged
+      on a sample of at most 20,000 rows, then run EM from the best few candidates on
+      all the data and keep one only if its converged lower bound is higher; repeat
+      until no move improves (at most n_components moves). A fit stuck with two
+      components on one cluster and one on two escapes that optimum. Not with
+      ``checkpoint=`` (refused).
     - ``chunk_size``: rows per chunk (default: about 4 MiB of data for numpy input, the
       array's own chunks for Dask/Zarr input). The result depends on the chunking only
       to rounding; the same chunking gives the same bits.
@@ -68,7 +76,8 @@ class GaussianMixture(MixtureMixin):
     def __init__(self, n_components=1, *, covariance_type="full", tol=1e-3, reg_covar=1e-6,
                  max_iter=100, n_init=1, init_params="kmeans", weights_init=None,
                  means_init=None, precisions_init=None, random_state=None, warm_start=False,
-                 verbose=0, verbose_interval=10, chunk_size=None, client=None):
+                 verbose=0, verbose_interval=10, chunk_size=None, client=None,
+                 split_merge=None):
         self.n_components = n_components
         self.covariance_type = covariance_type
         self.tol = tol
@@ -85,6 +94,7 @@ class GaussianMixture(MixtureMixin):
         self.verbose_interval = verbose_interval
         self.chunk_size = chunk_size
         self.client = client
+        self.split_merge = split_merge
 
     # ------------------------------------------------------------------ validation
     def _check_parameters(self) -> None:
@@ -170,6 +180,11 @@ class GaussianMixture(MixtureMixin):
             if checkpointing.get("checkpoint_interval") is not None:
                 check_float_param(checkpointing["checkpoint_interval"],
                                   "checkpoint_interval", 0.0)
+        if self.split_merge and checkpointing.get("checkpoint") is not None:
+            raise InvalidParameterError(
+                "split_merge=True cannot be combined with checkpoint= yet (the moves run "
+                "after the checkpointed EM and would not be saved): fit without a "
+                "checkpoint, or save the fitted model with streammix.persistence.save")
         align_ref = align_to._get_params_value() if align_to is not None else None
         with client_scope(self.client) as client:
             source = self._fit_on(X, sample_weight, client, align_ref=align_ref,
@@ -240,6 +255,11 @@ class GaussianMixture(MixtureMixin):
             if writer is not None:
                 writer.close()
         best = progress.best
+        if self.split_merge:
+            if self.split_merge is not True:
+                raise InvalidParameterError(
+                    f"split_merge must be True, False or None; got {self.split_merge!r}")
+            best = self._split_merge(source, cov, best)
         if not best.converged and self.max_iter > 0:
             warnings.warn(
                 "Best performing initialization did not converge. Try different init "
@@ -252,6 +272,46 @@ class GaussianMixture(MixtureMixin):
         self.lower_bound_ = float(best.lower_bound)
         self.lower_bounds_ = [float(v) for v in best.lower_bounds]
         self.n_features_in_ = source.n_features
+
+    def _split_merge(self, source, cov, best):
+        """Split-and-merge moves after EM (see ``split_merge``): candidates from a
+        sample of the rows, each run to convergence by EM on all of them, kept only if
+        its lower bound beats the current one. Deterministic for a given random_state."""
+        from ..engines import moves
+        from ..engines.em import run_em
+
+        rng = check_random_state(self.random_state)
+        for _ in range(self.n_components):
+            X, sw = source.sample_rows(min(20_000, source.n_samples), rng)
+            X = np.asarray(X, dtype=np.float64)
+            w = np.ones(len(X)) if sw is None else np.asarray(sw, dtype=np.float64)
+            params = best.params
+            labels = cov.chunk_outputs(X, params, False)[1]
+            fits = []
+            for k in range(len(params.weights)):
+                mine = labels == k
+                fit = moves.two_component_fit(X[mine], w[mine], params.covariance_type,
+                                              self.reg_covar)
+                if fit is not None and fit[3] > 0:
+                    fits.append((fit[3], k, fit))
+            fits.sort(key=lambda f: -f[0])
+            candidates = []
+            for _, k, fit in fits[:2]:
+                for _, i, j in [p for p in moves.merge_costs(params) if k not in p[1:]][:3]:
+                    kept, gone = (i, j) if params.weights[i] >= params.weights[j] else (j, i)
+                    after = moves.merged(cov, params, kept, gone, self.reg_covar)
+                    cand = moves.split(cov, after, k - (k > gone), fit, self.reg_covar)
+                    candidates.append((moves.batch_loglik(cov, cand, X, sw), cand))
+            candidates.sort(key=lambda c: -c[0])
+            for _, cand in candidates[:3]:
+                result = run_em(source, cov, cand, tol=self.tol, max_iter=self.max_iter,
+                                reg_covar=self.reg_covar)
+                if result.lower_bound > best.lower_bound + max(self.tol, 1e-10):
+                    best = result
+                    break
+            else:
+                break
+        return best
 
     def _run_restarts(self, source, cov, progress, n_init, do_init, resumed, weights_init,
                       means_init, precisions_init, save, cadence,

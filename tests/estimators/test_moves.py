@@ -189,3 +189,21 @@ def test_a_model_saved_before_the_moves_resumes_without_them():
     assert model_from_payload(arrays, state).split_merge is True
     del state["hyperparameters"]["split_merge"]
     assert model_from_payload(arrays, state).split_merge is False
+
+
+def test_batch_split_merge_escapes_two_on_one_and_one_on_two():
+    """GaussianMixture(split_merge=True): EM from the bad start converges to the local
+    optimum; the moves leave it (higher lower bound, ARI 1); off by default."""
+    from streammix import GaussianMixture
+
+    X = np.vstack([X for _, X, _ in ds.stationary(n_batches=10)])
+    y = np.concatenate([y for _, _, y in ds.stationary(n_batches=10)])
+    stuck = GaussianMixture(3, max_iter=200, **ds.BAD_INIT).fit(X)
+    moved = GaussianMixture(3, max_iter=200, split_merge=True, random_state=0,
+                            **ds.BAD_INIT).fit(X)
+    assert adjusted_rand_score(y, stuck.predict(X)) < 0.7
+    assert adjusted_rand_score(y, moved.predict(X)) > 0.99
+    assert moved.lower_bound_ > stuck.lower_bound_ + 0.1
+    assert GaussianMixture(3).split_merge is None
+    with pytest.raises(Exception, match="checkpoint"):
+        GaussianMixture(3, split_merge=True).fit(X, checkpoint="unused")
