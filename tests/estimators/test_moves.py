@@ -207,3 +207,23 @@ def test_batch_split_merge_escapes_two_on_one_and_one_on_two():
     assert GaussianMixture(3).split_merge is None
     with pytest.raises(Exception, match="checkpoint"):
         GaussianMixture(3, split_merge=True).fit(X, checkpoint="unused")
+
+
+def test_align_and_relabel_work_across_moves():
+    """After a merge and a birth (K back to 5, one id retired, one new), a refit aligned
+    to the online model labels every point as the online model does, and relabelling
+    the online model carries its ids and history along."""
+    from streammix import GaussianMixture, align, relabel
+
+    _, _, model = follow(ds.born, 5, 100, involved=(4,), n_batches=130)
+    assert sorted(model.component_ids_) == [0, 1, 2, 4, 5]
+    X = next(X for b, X, _ in ds.born(n_batches=130, seed=1) if b == 129)
+    refit = GaussianMixture(5, random_state=3).fit(X)
+    aligned = relabel(refit, align(refit, model))
+    np.testing.assert_array_equal(aligned.predict(X), model.predict(X))
+    p = np.array([4, 3, 2, 1, 0])
+    back = relabel(model, p)
+    np.testing.assert_array_equal(back.component_ids_, model.component_ids_[p])
+    np.testing.assert_array_equal(back.predict(X), np.argsort(p)[model.predict(X)])
+    back.partial_fit(X)  # its running statistics moved with it
+    assert list(back.component_ids_) == list(model.component_ids_[p])
