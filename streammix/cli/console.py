@@ -160,3 +160,24 @@ class Progress:
             self.stream.flush()
         if Progress.drawn is self:
             Progress.drawn = None
+
+
+def log_structure_events(model, since: int, log) -> None:
+    """Log the births, deaths, merges and splits an online model recorded after its
+    first ``since`` events (one line each), so a follower's log says when the
+    stream's structure changed."""
+    for e in getattr(model, "events_", [])[since:]:
+        kind = e.get("event")
+        if kind == "merge":
+            text = f"merged component {e['merged_id']} into {e['component_id']} ({e.get('reason')})"
+        elif kind == "split":
+            text = f"split component {e['component_id']}: new component {e['new_component_id']}"
+        elif kind == "birth":
+            text = f"component {e['component_id']} born ({e.get('reason')})"
+        elif kind == "death":
+            text = f"component {e['component_id']} died ({e.get('reason')})"
+        else:
+            continue
+        log.info(f"update {e['update']}: {text}",
+                 fields={"event": kind, "update": e["update"],
+                         "component_id": e.get("component_id")})

@@ -80,11 +80,15 @@ class OnlineGaussianMixture(MixtureMixin):
     split_merge : bool, default True. Let the stream change shape at full capacity: when
         a batch holds novel points and no slot is free, the most redundant pair of
         components is merged (moment-matched) and a component is born on the novel
-        points; every 10 updates, a component whose points show two modes may be split
-        while a redundant pair is merged, and a redundant pair may be merged alone. A
-        move is made only when it raises the batch's log-likelihood (BIC-penalised for a
-        change in the number of components) by more than 1% of a nat per sample, and
-        not within 5 updates of the last (hysteresis). Events 'merge', 'split', 'birth'.
+        points; a component whose points show two modes is split (into a free slot, or
+        while a redundant pair is merged); a redundant pair may be merged alone; a dead
+        component is removed. A move is made only when it pays more than 2% of a nat
+        per sample of the batch (BIC-penalised for a change in the number of
+        components), and not within 10 updates of the last. Cheap when nothing
+        happens: novelty is checked only when the batch's log-likelihood drops, and
+        splits and merges are searched on a schedule whose gap doubles (10 to 640
+        updates) while none is found, and at once after a drop or a steady decline.
+        Events 'merge', 'split', 'birth', 'death'.
     chunk_size : rows per kernel task inside a batch (default: the batch split evenly
         over the threads).
 
@@ -397,6 +401,7 @@ class OnlineGaussianMixture(MixtureMixin):
         self._next_id = self.n_components
         self._rng = check_random_state(self.random_state)
         self._history = WeightHistory()
+        self._search = {"at": self.MOVE_EVERY, "gap": self.MOVE_EVERY, "loglik": -np.inf}
 
     def _start_from_inits(self, d: int) -> None:
         cov = get_covariance_type(self.covariance_type)
@@ -462,11 +467,7 @@ class OnlineGaussianMixture(MixtureMixin):
         self.lower_bound_ = batch.mean_loglik
         self.lower_bounds_.append(batch.mean_loglik)
         self._revive_dead_components()
-        born = False
-        if self._max_components() > len(self.weights_):
-            born = self._maybe_birth(X, sw)
-        if self.split_merge and not born and len(self.weights_) >= 2:
-            self._maybe_move(X, sw)
+        self._after_update(X, sw, params)
         self._history.record(t, self.component_ids_, self.weights_)
         if self.verbose and t % max(1, int(self.verbose)) == 0:
             print(f"  update {t:6d}  eta {eta:.4f}  batch mean log-lik {batch.mean_loglik:.6f}"
@@ -524,12 +525,45 @@ class OnlineGaussianMixture(MixtureMixin):
         if changed:
             self._set_running_from_params()
 
-    def _novel_points(self, X, sw):
-        """(points, weights, share) of the batch's points no component explains
-        (outside every component's 99.99% ellipsoid), when they are at least
-        novelty_fraction of the batch; else None."""
+    def _after_update(self, X, sw, before: GaussianParams) -> None:
+        """Births and moves after a committed update. Cheap unless the batch asks: the
+        batch's points are checked for novelty only when its log-likelihood fell (a
+        sudden drop), against the model that saw it (``before``: an update may already
+        have stretched a neighbour over new points); moves are searched on a schedule
+        whose gap doubles while nothing is found (10 to 640 updates), and at once after
+        a drop or a sustained decline of the log-likelihood."""
+        h = self.lower_bounds_
+        recent = np.asarray(h[-21:-1])
+        sudden = len(recent) < 5 or h[-1] < recent.mean() - max(4 * recent.std(), 0.02)
+        full = len(self.weights_) >= self._max_components()
+        novel = None
+        if sudden and (not full or self.split_merge):
+            novel = self._novel_points(X, sw, before)
+        if novel is not None and not full:
+            self._birth(novel)
+            return
+        if not self.split_merge or len(self.weights_) < 2:
+            return
+        t = self.n_updates_
+        state = self._search
+        declined = len(h) >= 5 and np.mean(h[-5:]) < state["loglik"] - max(
+            0.05, 2 * float(np.std(h[-5:])))
+        search = t >= state["at"] or sudden or declined
+        if novel is None and not search:
+            return
+        moved = self._maybe_move(X, sw, novel if full else None, search)
+        if search or moved:
+            state["gap"] = self.MOVE_EVERY if moved or sudden or declined \
+                else min(2 * state["gap"], self.MAX_SEARCH_GAP)
+            state["at"] = t + state["gap"]
+            state["loglik"] = float(np.mean(h[-5:]))
+
+    def _novel_points(self, X, sw, params: GaussianParams | None = None):
+        """(points, weights, share) of the batch's points no component of ``params``
+        (default: the model's) explains (outside every component's 99.99% ellipsoid),
+        when they are at least novelty_fraction of the batch; else None."""
         cov = get_covariance_type(self.covariance_type)
-        params = self._get_params_value()
+        params = self._get_params_value() if params is None else params
         d = params.n_features
         logprob, _, _ = cov.chunk_outputs(X, params, False)
         log_det = np.broadcast_to(cov.log_det_cholesky(params.precisions_cholesky, d),
@@ -566,12 +600,8 @@ class OnlineGaussianMixture(MixtureMixin):
         self.component_ids_ = self.component_ids_[keep]
         self._set_running_from_params()
 
-    def _maybe_birth(self, X, sw) -> bool:
-        """Add a component on the novel points (see _novel_points), when the model may
-        still grow."""
-        found = self._novel_points(X, sw)
-        if found is None:
-            return False
+    def _birth(self, found) -> None:
+        """Add a component on the novel points ``found`` (see _novel_points)."""
         pts, pw, share = found
         cov = get_covariance_type(self.covariance_type)
         params = self._get_params_value()
@@ -598,30 +628,29 @@ class OnlineGaussianMixture(MixtureMixin):
         self._event("birth", component_id=new_id, reason="novel points",
                     share=share, n_points=int(len(pts)))
         self._set_running_from_params()
-        return True
 
     # ------------------------------------------------------------------ moves
     #: updates between two moves at least, and between two searches for a split or merge
-    MOVE_COOLDOWN, MOVE_EVERY = 5, 10
+    MOVE_COOLDOWN, MOVE_EVERY, MAX_SEARCH_GAP, MOVE_MARGIN = 10, 10, 640, 0.02
 
-    def _maybe_move(self, X, sw) -> None:
-        """At full capacity: a birth on novel points paid for by a merge, or a split paid
-        for by a merge, or a merge alone (see ``split_merge``), when one pays."""
+    def _maybe_move(self, X, sw, found, search: bool) -> bool:
+        """A birth on the novel points ``found`` paid for by a merge (at full capacity),
+        or, when ``search``, a split (into a free slot, or paid for by a merge) or a
+        merge alone (see ``split_merge``), when one pays; whether one was made."""
         last = max((e["update"] for e in self.events_ if e["event"] in ("merge", "split")),
                    default=-10**9)
         if self.n_updates_ - last < self.MOVE_COOLDOWN:
-            return
+            return False
         from ..engines import moves
 
         cov = get_covariance_type(self.covariance_type)
         params = self._get_params_value()
         w = np.ones(len(X)) if sw is None else sw
         n = float(w.sum())
-        margin = max(10.0, 0.01 * n)
+        margin = max(10.0, self.MOVE_MARGIN * n)
         base = moves.batch_loglik(cov, params, X, sw)
         pairs = moves.merge_costs(params)[:3]
         full = len(params.weights) >= self._max_components()
-        found = self._novel_points(X, sw) if full else None
         best = None  # (gain, kind, detail, params)
         if found is not None:
             pts, pw, share = found
@@ -634,7 +663,7 @@ class OnlineGaussianMixture(MixtureMixin):
                 gain = moves.batch_loglik(cov, cand, X, sw) - base
                 if best is None or gain > best[0]:
                     best = (gain, "birth", (i, j, share, len(pts)), cand)
-        elif self.n_updates_ % self.MOVE_EVERY == 0:
+        elif search:
             labels = cov.chunk_outputs(X, params, False)[1]
             fits = []
             for k in range(len(params.weights)):
@@ -647,18 +676,20 @@ class OnlineGaussianMixture(MixtureMixin):
             fits.sort(key=lambda f: -f[0])
             penalty = moves.bic_penalty(
                 moves.component_params(params.n_features, params.covariance_type), n)
+            # a split's worth is what two Gaussians gain over one fresh Gaussian on the
+            # component's own points (fit[3]): its bimodality, not how stale the
+            # component is (stepwise EM with a memory lags a moving cluster)
             if fits and not full:  # a free slot: a split alone, paying for its parameters
-                _, k, fit = fits[0]
+                local, k, fit = fits[0]
                 cand = moves.split(cov, params, k, _heavier_first(fit), self.reg_covar)
-                gain = moves.batch_loglik(cov, cand, X, sw) - base - penalty
-                best = (gain, "split", (k,), cand)
-            for _, k, fit in fits[:2]:
+                best = (local - penalty, "split", (k,), cand)
+            for local, k, fit in (fits[:2] if full else []):  # a split paid for by a merge
                 for _, i, j in [p for p in moves.merge_costs(params) if k not in p[1:]][:3]:
                     kept, gone = (i, j) if params.weights[i] >= params.weights[j] else (j, i)
                     after = moves.merged(cov, params, kept, gone, self.reg_covar)
                     cand = moves.split(cov, after, k - (k > gone), _heavier_first(fit),
                                        self.reg_covar)
-                    gain = moves.batch_loglik(cov, cand, X, sw) - base
+                    gain = moves.batch_loglik(cov, after, X, sw) - base + local
                     if best is None or gain > best[0]:
                         best = (gain, "split", (i, j, k), cand)
             if pairs:
@@ -668,8 +699,9 @@ class OnlineGaussianMixture(MixtureMixin):
                 if best is None or gain > best[0]:
                     best = (gain, "merge", (i, j), cand)
         if best is None or best[0] <= margin:
-            return
+            return False
         self._apply_move(best)
+        return True
 
     def _apply_move(self, move) -> None:
         """Commit a move found by _maybe_move: parameters, ids, events."""

@@ -127,6 +127,11 @@ def model_to_payload(model) -> tuple[dict[str, np.ndarray], dict]:
                            "eta": None if model.eta_ is None else float(model.eta_),
                            "events": model.events_, "next_id": int(model._next_id)})
             arrays["component_ids"] = np.asarray(model.component_ids_, dtype=np.int64)
+            if getattr(model, "_search", None) is not None:
+                found = model._search
+                online["move_search"] = {
+                    "at": int(found["at"]), "gap": int(found["gap"]),
+                    "loglik": float(found["loglik"]) if np.isfinite(found["loglik"]) else None}
             history = getattr(model, "_history", None)
             if history is not None:
                 arrays.update(history.to_arrays())
@@ -187,6 +192,13 @@ def model_from_payload(arrays: dict[str, np.ndarray], state: dict):
 
                 model._history = (WeightHistory.from_arrays(arrays, online["history_stride"])
                                   if "history_stride" in online else WeightHistory())
+                search = online.get("move_search")
+                model._search = (
+                    {"at": int(search["at"]), "gap": int(search["gap"]),
+                     "loglik": -np.inf if search["loglik"] is None
+                     else float(search["loglik"])} if search else
+                    {"at": model.n_updates_ + model.MOVE_EVERY, "gap": model.MOVE_EVERY,
+                     "loglik": -np.inf})
             elif "buffer.X" in arrays:
                 model._buffer = [np.ascontiguousarray(arrays["buffer.X"])]
                 model._buffer_weights = [arrays["buffer.w"]]

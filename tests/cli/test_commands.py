@@ -458,3 +458,23 @@ def test_sigterm_releases_the_lock_and_a_rerun_continues(tmp_path):
     rerun = run_cli(*args, cwd=root)
     assert rerun.returncode == 0 and "stale" not in rerun.stderr, rerun.stderr
     assert streammix.load(ck).n_samples_seen_ == 60_000
+
+
+def test_update_logs_the_structure_changes_of_the_stream(tmp_path):
+    """A cluster appears at full capacity (tests/drift_streams.born): the log says
+    which components merged and which was born, at which update."""
+    from tests import drift_streams as ds
+
+    make_workspace(str(tmp_path), n=2_000)
+    incoming = tmp_path / "demo-data" / "incoming"
+    incoming.mkdir(exist_ok=True)
+    for b, X, _ in ds.born(n_batches=110):
+        np.save(incoming / f"b-{b:03d}.npy", X)
+    proc = run_cli("update", "configs/stream-update.yaml", "--set", "run.batch_size=2000",
+                   "--set", "model.n_components=5", "--set", "model.max_components=null",
+                   "--set", "model.eta_min=0.05", "--set", "model.covariance_type=full",
+                   "--set", "model.init_size=2000",
+                   cwd=str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    assert "born (novel points)" in proc.stderr, proc.stderr[-2000:]
+    assert "merged component" in proc.stderr

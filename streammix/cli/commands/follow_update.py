@@ -21,6 +21,7 @@ from ...persistence import CheckpointWriter, current_version, list_versions
 from ...persistence.cadence import SaveCadence
 from ...persistence.serialize import model_from_payload, model_to_payload
 from ..config import Config, ConfigError, require
+from ..console import log_structure_events
 from ..metrics import FollowerMetrics
 
 #: a commit is forced when this many messages wait for their acknowledgement (bounds the
@@ -177,7 +178,9 @@ class _Follower:
 
     def learn(self, batch) -> None:
         if batch.n_rows:
+            seen = len(getattr(self.model, "events_", []))
             self.model.partial_fit(batch.X)
+            log_structure_events(self.model, seen, self.log)
         for message_id, reason in batch.skipped:
             self.log.warning(f"skipped bad message {message_id}: {reason}",
                              fields={"skipped": message_id})

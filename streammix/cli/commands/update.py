@@ -17,7 +17,7 @@ from ...persistence.cadence import SaveCadence
 from ...persistence.serialize import model_from_payload, model_to_payload
 from ...validation import check_finite
 from ..config import Config, ConfigError, check_checkpoint_path, check_source_exists, require
-from ..console import Progress
+from ..console import Progress, log_structure_events
 from ..sources import list_files, pending_batches
 
 # parameters that do not change what an update computes
@@ -117,7 +117,9 @@ def run(cfg: Config, opts, log) -> int:
                     X = X.astype(cfg.source["dtype"])
                 if X is not None and len(X):
                     try:
+                        seen = len(getattr(model, "events_", []))
                         model.partial_fit(X)
+                        log_structure_events(model, seen, log)
                     except InvalidInputError as exc:
                         if cfg.run["on_bad_batch"] == "error":
                             if cadence.pending():  # the model is unchanged by the bad batch
