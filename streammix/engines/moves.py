@@ -178,6 +178,22 @@ def split(cov: CovarianceType, params: GaussianParams, k: int, fit, reg_covar: f
                  params.covariances if t == "tied" else None, reg_covar)
 
 
+def bimodality(points: np.ndarray, pw: np.ndarray) -> float:
+    """Kurtosis of ``points`` along their principal axis: 3 for a Gaussian, towards 1
+    for two separated modes (a cheap screen before a two-component fit); inf when there
+    are too few points to tell."""
+    if len(points) < 20:
+        return float("inf")
+    total = pw.sum()
+    mean = pw @ points / total
+    Z = points - mean
+    S = (Z * pw[:, None]).T @ Z / total
+    axis = np.linalg.eigh(S)[1][:, -1]
+    z = Z @ axis
+    m2 = pw @ z**2 / total
+    return float(pw @ z**4 / total / m2**2) if m2 > 0 else float("inf")
+
+
 def bic_penalty(n_params: int, n: float) -> float:
     """BIC's penalty, in nats, for ``n_params`` more free parameters on n samples."""
     return 0.5 * n_params * math.log(max(n, 2.0))

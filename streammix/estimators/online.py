@@ -665,11 +665,18 @@ class OnlineGaussianMixture(MixtureMixin):
                     best = (gain, "birth", (i, j, share, len(pts)), cand)
         elif search:
             labels = cov.chunk_outputs(X, params, False)[1]
+            owned = [np.asarray(X[labels == k], dtype=np.float64)
+                     for k in range(len(params.weights))]
+            weights = [w[labels == k] for k in range(len(params.weights))]
+            # a two-component fit only for the (at most 3) components whose points look
+            # least Gaussian along their principal axis (kurtosis under 2.5)
+            screened = sorted((moves.bimodality(owned[k], weights[k]), k)
+                              for k in range(len(params.weights)))
             fits = []
-            for k in range(len(params.weights)):
-                mine = labels == k
-                fit = moves.two_component_fit(np.asarray(X[mine], dtype=np.float64),
-                                              w[mine], params.covariance_type,
+            for kurtosis, k in screened[:3]:
+                if kurtosis >= 2.5:
+                    break
+                fit = moves.two_component_fit(owned[k], weights[k], params.covariance_type,
                                               self.reg_covar)
                 if fit is not None and fit[3] > 0:
                     fits.append((fit[3], k, fit))
