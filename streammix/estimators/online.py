@@ -8,7 +8,6 @@ import numbers
 import time
 
 import numpy as np
-from scipy.stats import chi2
 
 from ..engines.em import run_em, statistics
 from ..engines.init import initial_params
@@ -568,6 +567,8 @@ class OnlineGaussianMixture(MixtureMixin):
         logprob, _, _ = cov.chunk_outputs(X, params, False)
         log_det = np.broadcast_to(cov.log_det_cholesky(params.precisions_cholesky, d),
                                   (params.n_components,))
+        from scipy.stats import chi2  # (85 MB of RSS: imported only when needed)
+
         # log p(x) below this implies Mahalanobis^2 > chi2_{0.9999}(d) for every component
         tau = np.min(np.log(params.weights) + log_det - 0.5 * d * math.log(2 * math.pi)
                      - 0.5 * chi2.ppf(0.9999, d))

@@ -9,8 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.linalg
-from scipy.optimize import linear_sum_assignment
 
 from ..errors import InvalidParameterError
 from .params import GaussianParams
@@ -73,6 +71,8 @@ def pairwise_distances(a: GaussianParams, b: GaussianParams, metric: str = "bhat
                 out[i, j] = 0.5 * (np.trace(Ib[j] @ Ca[i]) + np.trace(Ia[i] @ Cb[j]) - 2 * d
                                    + diff @ (Ia[i] + Ib[j]) @ diff)
     else:
+        import scipy.linalg
+
         roots = [np.real(scipy.linalg.sqrtm(C)) for C in Cb]
         for i in range(len(Ca)):
             for j in range(len(Cb)):
@@ -111,6 +111,8 @@ def match_components(model: GaussianParams, reference: GaussianParams,
     reference, matched components come first in reference order, then new ones.
     """
     D = pairwise_distances(reference, model, metric)  # (K_ref, K_model)
+    from scipy.optimize import linear_sum_assignment  # imported when first needed
+
     rows, cols = linear_sum_assignment(D)
     K_model, K_ref = model.n_components, reference.n_components
     match = {}  # ref -> model

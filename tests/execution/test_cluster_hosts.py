@@ -265,8 +265,8 @@ def test_workers_limited_to_400mb_fit_a_2gb_array(net, tmp_path):
             assert sign not in log, (name, log[-3000:])
     with open(tmp_path / "stats.json") as f:
         assert set(json.load(f).values()) == {0}  # nothing spilled to disk
-    # Dask pauses a worker at 80% of its limit: the peak stays below it. (A worker with
-    # streammix's kernels loaded holds ~190-250 MB before any data, near Dask's 70%
-    # "unmanaged memory" warning line for a 400 MB limit: that warning may appear.)
+    # Dask spills (even small results) once the process passes 70% of its limit and
+    # pauses at 80%: the peak stays below 70% (~215 MB measured: the worker itself with
+    # numba and streammix's kernels loaded, plus one mapped 16 MB chunk)
     print("peak worker RSS (MB):", peaks)
-    assert max(peaks.values()) < 0.8 * 400 * 10**6 / 2**20, peaks
+    assert max(peaks.values()) < 0.7 * 400 * 10**6 / 2**20, peaks

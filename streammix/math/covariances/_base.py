@@ -17,7 +17,6 @@ from typing import Callable
 
 import numba
 import numpy as np
-import scipy.linalg
 
 from ...errors import DegenerateComponentWarning, InvalidParameterError
 from ...kernels._common import rows_per_block
@@ -102,6 +101,8 @@ def precision_chol_from_cov(cov: np.ndarray, component: str, reg_covar: float | 
             stacklevel=4,
         )
         cov = fixed
+    import scipy.linalg  # (not at import: Dask workers never need it)
+
     prec_chol = scipy.linalg.solve_triangular(chol, np.eye(d), lower=True).T
     return prec_chol, cov
 
