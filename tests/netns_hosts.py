@@ -307,3 +307,15 @@ class DaskCluster:
                 Network.stop(proc, timeout=5)
         self.workers.clear()
         self.relays.clear()
+
+
+def hosts_fixture(tmp_path_factory, names: tuple[str, ...]):
+    """A module fixture's body: the named hosts on one network, removed afterwards."""
+    need_hosts()
+    network = Network(str(tmp_path_factory.mktemp("hosts")))
+    try:
+        for name in names:
+            network.add(name)
+        yield network
+    finally:
+        network.close()

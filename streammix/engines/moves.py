@@ -178,6 +178,40 @@ def split(cov: CovarianceType, params: GaussianParams, k: int, fit, reg_covar: f
                  params.covariances if t == "tied" else None, reg_covar)
 
 
+def heavier_first(weights: np.ndarray, i: int, j: int) -> tuple[int, int]:
+    """(kept, gone): a merged pair keeps the heavier component's slot (and id)."""
+    return (i, j) if weights[i] >= weights[j] else (j, i)
+
+
+def merge_then_split(cov: CovarianceType, params: GaussianParams, i: int, j: int, k: int,
+                     fit, reg_covar: float) -> tuple[GaussianParams, GaussianParams]:
+    """(the mixture after merging i and j, then that mixture with component k split by
+    ``fit``): a split paid for by a merge, k not in the pair."""
+    kept, gone = heavier_first(params.weights, i, j)
+    after = merged(cov, params, kept, gone, reg_covar)
+    return after, split(cov, after, k - (k > gone), fit, reg_covar)
+
+
+def bimodal_fits(cov: CovarianceType, params: GaussianParams, X: np.ndarray,
+                 w: np.ndarray, reg_covar: float, screen: int | None = None) -> list:
+    """[(gain, k, fit)], best first: a two-component fit of each component's own points
+    (by hard label) that gains over one Gaussian. ``screen``: fit only the (at most that
+    many) components whose points look least Gaussian (kurtosis under 2.5)."""
+    labels = cov.chunk_outputs(X, params, False)[1]
+    owned = [(np.asarray(X[labels == k], dtype=np.float64), w[labels == k])
+             for k in range(len(params.weights))]
+    ks = range(len(params.weights))
+    if screen is not None:
+        ranked = sorted((bimodality(*owned[k]), k) for k in ks)
+        ks = [k for kurtosis, k in ranked[:screen] if kurtosis < 2.5]
+    fits = []
+    for k in ks:
+        fit = two_component_fit(*owned[k], params.covariance_type, reg_covar)
+        if fit is not None and fit[3] > 0:
+            fits.append((fit[3], k, fit))
+    return sorted(fits, key=lambda f: -f[0])
+
+
 def bimodality(points: np.ndarray, pw: np.ndarray) -> float:
     """Kurtosis of ``points`` along their principal axis: 3 for a Gaussian, towards 1
     for two separated modes (a cheap screen before a two-component fit); inf when there

@@ -286,21 +286,11 @@ class GaussianMixture(MixtureMixin):
             X = np.asarray(X, dtype=np.float64)
             w = np.ones(len(X)) if sw is None else np.asarray(sw, dtype=np.float64)
             params = best.params
-            labels = cov.chunk_outputs(X, params, False)[1]
-            fits = []
-            for k in range(len(params.weights)):
-                mine = labels == k
-                fit = moves.two_component_fit(X[mine], w[mine], params.covariance_type,
-                                              self.reg_covar)
-                if fit is not None and fit[3] > 0:
-                    fits.append((fit[3], k, fit))
-            fits.sort(key=lambda f: -f[0])
             candidates = []
-            for _, k, fit in fits[:2]:
+            for _, k, fit in moves.bimodal_fits(cov, params, X, w, self.reg_covar)[:2]:
                 for _, i, j in [p for p in moves.merge_costs(params) if k not in p[1:]][:3]:
-                    kept, gone = (i, j) if params.weights[i] >= params.weights[j] else (j, i)
-                    after = moves.merged(cov, params, kept, gone, self.reg_covar)
-                    cand = moves.split(cov, after, k - (k > gone), fit, self.reg_covar)
+                    _, cand = moves.merge_then_split(cov, params, i, j, k, fit,
+                                                     self.reg_covar)
                     candidates.append((moves.batch_loglik(cov, cand, X, sw), cand))
             candidates.sort(key=lambda c: -c[0])
             for _, cand in candidates[:3]:

@@ -657,7 +657,7 @@ class OnlineGaussianMixture(MixtureMixin):
             pts, pw, share = found
             mean, S = moves.gaussian_of(pts, pw, self.reg_covar)
             for _, i, j in pairs:
-                kept, gone = (i, j) if params.weights[i] >= params.weights[j] else (j, i)
+                kept, gone = moves.heavier_first(params.weights, i, j)
                 cand = moves.with_component(cov, moves.merged(cov, params, kept, gone,
                                                               self.reg_covar),
                                             share, mean, S, self.reg_covar)
@@ -665,23 +665,9 @@ class OnlineGaussianMixture(MixtureMixin):
                 if best is None or gain > best[0]:
                     best = (gain, "birth", (i, j, share, len(pts)), cand)
         elif search:
-            labels = cov.chunk_outputs(X, params, False)[1]
-            owned = [np.asarray(X[labels == k], dtype=np.float64)
-                     for k in range(len(params.weights))]
-            weights = [w[labels == k] for k in range(len(params.weights))]
             # a two-component fit only for the (at most 3) components whose points look
-            # least Gaussian along their principal axis (kurtosis under 2.5)
-            screened = sorted((moves.bimodality(owned[k], weights[k]), k)
-                              for k in range(len(params.weights)))
-            fits = []
-            for kurtosis, k in screened[:3]:
-                if kurtosis >= 2.5:
-                    break
-                fit = moves.two_component_fit(owned[k], weights[k], params.covariance_type,
-                                              self.reg_covar)
-                if fit is not None and fit[3] > 0:
-                    fits.append((fit[3], k, fit))
-            fits.sort(key=lambda f: -f[0])
+            # least Gaussian along their principal axis
+            fits = moves.bimodal_fits(cov, params, X, w, self.reg_covar, screen=3)
             penalty = moves.bic_penalty(
                 moves.component_params(params.n_features, params.covariance_type), n)
             # a split's worth is what two Gaussians gain over one fresh Gaussian on the
@@ -693,10 +679,8 @@ class OnlineGaussianMixture(MixtureMixin):
                 best = (local - penalty, "split", (k,), cand)
             for local, k, fit in (fits[:2] if full else []):  # a split paid for by a merge
                 for _, i, j in [p for p in moves.merge_costs(params) if k not in p[1:]][:3]:
-                    kept, gone = (i, j) if params.weights[i] >= params.weights[j] else (j, i)
-                    after = moves.merged(cov, params, kept, gone, self.reg_covar)
-                    cand = moves.split(cov, after, k - (k > gone), _heavier_first(fit),
-                                       self.reg_covar)
+                    after, cand = moves.merge_then_split(cov, params, i, j, k,
+                                                         _heavier_first(fit), self.reg_covar)
                     gain = moves.batch_loglik(cov, after, X, sw) - base + local
                     if best is None or gain > best[0]:
                         best = (gain, "split", (i, j, k), cand)
@@ -727,9 +711,10 @@ class OnlineGaussianMixture(MixtureMixin):
             self._set_running_from_params()
             return
         i, j = detail[0], detail[1]
-        kept, gone = (i, j) if params.weights[i] >= params.weights[j] else (j, i)
-        cov = get_covariance_type(self.covariance_type)
         from ..engines import moves
+
+        kept, gone = moves.heavier_first(params.weights, i, j)
+        cov = get_covariance_type(self.covariance_type)
 
         new = moves.merged(cov, params, kept, gone, self.reg_covar)
         merged_away = ids.pop(gone)

@@ -80,18 +80,23 @@ def compute(obj, client):
     return dask.compute(obj, scheduler="threads")[0]
 
 
+def read_block(blk, reuse: bool = False) -> np.ndarray:
+    """A unit's chunk as an array, whatever holds it: a chunk file (``reuse`` as in
+    ChunkFile.read), the tasks that compute it, or the array itself."""
+    if isinstance(blk, ChunkFile):
+        return blk.read(reuse=reuse)
+    if isinstance(blk, _ChunkGraph):
+        return blk.read()
+    return np.asarray(blk)
+
+
 def _run_chunk(X, sw, index, start, check, indexed, fn, *shared):
     """One task: read the chunk if ``X`` names a chunk file, validate it on the first
     pass, then run the kernel on it (passing the chunk's index to ``fn`` when
     ``indexed``)."""
     # every fn returns statistics or copies, never a view of X: the chunk may be decoded
     # into this thread's reused buffer
-    if isinstance(X, ChunkFile):
-        X = X.read(reuse=True)
-    elif isinstance(X, _ChunkGraph):
-        X = X.read()
-    else:
-        X = np.asarray(X)
+    X = read_block(X, reuse=True)
     if check:
         check_finite(X, what=f"chunk {index} (rows {start} to {start + X.shape[0] - 1})",
                      row_offset=start)
@@ -459,8 +464,8 @@ class DaskSource(ChunkSource):
 
     def iter_chunks(self):
         for blk, sw in zip(self.blocks, self.sw_blocks):
-            X = blk.read() if isinstance(blk, (ChunkFile, _ChunkGraph)) \
-                else np.asarray(compute(blk, self.client))
+            X = np.asarray(compute(blk, self.client)) if isinstance(blk, Delayed) \
+                else read_block(blk)
             yield X, (None if sw is None else np.asarray(compute(sw, self.client)
                                                          if hasattr(sw, "compute") else sw))
 

@@ -355,8 +355,7 @@ def _write_unit(blocks, first: int, starts: list[int], params: GaussianParams,
     and written to the same rows of every output array; returns the rows written."""
     import zarr
 
-    from .dask_source import _ChunkGraph
-    from .zarr_chunks import ChunkFile
+    from .dask_source import read_block
 
     group = zarr.open_group(store=store, mode="r+")
     arrays = {name: group[name] for name in names}
@@ -364,10 +363,7 @@ def _write_unit(blocks, first: int, starts: list[int], params: GaussianParams,
     cov = get_covariance_type(params.covariance_type)
     written = 0
     for blk, start in zip(blocks.items, starts):
-        if isinstance(blk, ChunkFile):
-            X = blk.read(reuse=True)
-        else:
-            X = blk.read() if isinstance(blk, _ChunkGraph) else np.asarray(blk)
+        X = read_block(blk, reuse=True)
         check_finite(X, what=f"chunk starting at row {start}", row_offset=start)
         logprob, labels, resp = cov.chunk_outputs(X, params, want_resp)
         stop = start + X.shape[0]

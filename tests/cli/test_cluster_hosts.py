@@ -15,7 +15,7 @@ import pytest
 
 import streammix
 from streammix.persistence import current_version, read_version
-from tests.netns_hosts import DaskCluster, Network, need_hosts
+from tests.netns_hosts import DaskCluster, Network, hosts_fixture
 from tests.tls_certs import TestCA
 
 from .conftest import make_workspace, run_cli
@@ -31,14 +31,7 @@ FIT = ["--set", "run.tol=0", "--set", "run.checkpoint_interval=null"]
 
 @pytest.fixture(scope="module")
 def net(tmp_path_factory):
-    need_hosts()
-    network = Network(str(tmp_path_factory.mktemp("hosts")))
-    try:
-        for name in ("scheduler", "worker1", "worker2", "worker3", "client"):
-            network.add(name)
-        yield network
-    finally:
-        network.close()
+    yield from hosts_fixture(tmp_path_factory, ("scheduler", "worker1", "worker2", "worker3", "client"))
 
 
 @pytest.fixture(scope="module")

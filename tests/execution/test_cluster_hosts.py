@@ -17,7 +17,7 @@ import zarr
 
 from streammix import GaussianMixture
 from tests.conftest import make_blobs
-from tests.netns_hosts import DaskCluster, Network, need_hosts
+from tests.netns_hosts import DaskCluster, Network, hosts_fixture
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 
@@ -29,14 +29,7 @@ S3_OPTIONS = {"key": "testing", "secret": "testing"}
 
 @pytest.fixture(scope="module")
 def net(tmp_path_factory):
-    need_hosts()
-    network = Network(str(tmp_path_factory.mktemp("hosts")))
-    try:
-        for name in ("scheduler", "worker1", "worker2", "client", "store", "worker3"):
-            network.add(name)
-        yield network
-    finally:
-        network.close()
+    yield from hosts_fixture(tmp_path_factory, ("scheduler", "worker1", "worker2", "client", "store", "worker3"))
 
 
 @pytest.fixture(scope="module")

@@ -39,6 +39,13 @@ def _fixed_fit(X, max_iter: int) -> dict:
                 precisions_init=np.tile(np.eye(D), (3, 1, 1)))
 
 
+def _passes_and_units(stream) -> tuple[int, int]:
+    """(passes, unit tasks) in a distributed task stream: a pass's tasks share a name,
+    its units are level 0 of the fold."""
+    keys = [str(t["key"]) for t in stream.data if "streammix-pass-" in str(t["key"])]
+    return len({k.split(",")[0] for k in keys}), sum(", 0," in k for k in keys)
+
+
 def _same(a, b):
     for f in ("s0", "s1", "s2"):
         np.testing.assert_array_equal(getattr(a, f), getattr(b, f))
@@ -212,10 +219,8 @@ def test_persisted_on_clusters_of_1_2_3_workers_units_not_chunks_same_bits(many_
             assert size > 1
             with get_task_stream(client=client) as stream:
                 got = GaussianMixture(**kw, client=client).fit(Xp)
-            passes = [t for t in stream.data if "streammix-pass-" in str(t["key"])]
-            units = [t for t in passes if ", 0," in str(t["key"])]
-            n_passes = len({str(t["key"]).split(",")[0] for t in passes})
-            assert n_passes >= 3 and len(units) == n_passes * -(-610 // size)
+            n_passes, n_units = _passes_and_units(stream)
+            assert n_passes >= 3 and n_units == n_passes * -(-610 // size)
             if workers == 3:  # predictions from the held units: the same labels
                 out = str(tmp_path / "pred.zarr")
                 group = write_predictions(got, Xp, out, outputs=("labels",), client=client)
@@ -268,10 +273,8 @@ def test_a_computed_array_on_a_cluster_is_a_task_per_unit_with_the_in_memory_bit
         assert size > 1
         with get_task_stream(client=client) as stream:
             got = GaussianMixture(**kw, client=client).fit(computed)
-        passes = [t for t in stream.data if "streammix-pass-" in str(t["key"])]
-        units = [t for t in passes if ", 0," in str(t["key"])]
-        n_passes = len({str(t["key"]).split(",")[0] for t in passes})
-        assert n_passes >= 3 and len(units) == n_passes * -(-610 // size)
+        n_passes, n_units = _passes_and_units(stream)
+        assert n_passes >= 3 and n_units == n_passes * -(-610 // size)
         assert len(stream.data) < 20 * n_passes  # no task per chunk anywhere
     for name in ("means_", "covariances_", "weights_"):
         np.testing.assert_array_equal(getattr(got, name), getattr(ref, name))
