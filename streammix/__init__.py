@@ -18,7 +18,7 @@ from .errors import (
     StreammixError,
     UnfinishedModelWarning,
 )
-from .estimators import GaussianMixture, OnlineGaussianMixture, align, canonical_order, relabel
+from .estimators import BayesianGaussianMixture, GaussianMixture, OnlineGaussianMixture, align, canonical_order, relabel
 from .execution.inputs import read_zarr
 from .execution.outputs import write_predictions
 from .persistence import load
@@ -31,6 +31,7 @@ __all__ = [
     "CheckpointVersionError",
     "ConvergenceWarning",
     "DegenerateComponentWarning",
+    "BayesianGaussianMixture",
     "GaussianMixture",
     "InvalidDtypeError",
     "InvalidInputError",

@@ -70,16 +70,38 @@ def m_step(cov: CovarianceType, stats: SufficientStats, reg_covar: float) -> Gau
                           np.ascontiguousarray(prec_chol))
 
 
+class GaussianUpdate:
+    """Maximum-likelihood EM: the kernels run on the parameters themselves, the M-step is
+    ``m_step`` and the lower bound is the mean log-likelihood of the pass."""
+
+    def __init__(self, cov: CovarianceType, reg_covar: float):
+        self.cov, self.reg_covar = cov, reg_covar
+
+    def kernel_params(self, params: GaussianParams) -> GaussianParams:
+        return params
+
+    def step(self, stats: SufficientStats, params: GaussianParams
+             ) -> tuple[GaussianParams, float]:
+        """(parameters after the M-step, lower bound of the iteration)."""
+        return m_step(self.cov, stats, self.reg_covar), stats.mean_loglik
+
+
 def run_em(source: ChunkSource, cov: CovarianceType, params: GaussianParams, *,
            tol: float, max_iter: int, reg_covar: float, lower_bound: float = -np.inf,
            callback: Callable[[IterationInfo], None] | None = None, start_iter: int = 0,
            lower_bounds: list[float] | None = None,
-           on_iteration: Callable[[EMResult], None] | None = None) -> EMResult:
+           on_iteration: Callable[[EMResult], None] | None = None,
+           update=None) -> EMResult:
     """Iterate EM from ``params`` for at most ``max_iter`` iterations.
 
     ``start_iter``/``lower_bounds``/``lower_bound`` resume a run that stopped after
     iteration ``start_iter`` (a checkpoint); ``on_iteration(result)`` sees the state after
-    every iteration (params after the M-step), e.g. to save it."""
+    every iteration (params after the M-step), e.g. to save it. ``update`` says what the
+    kernels run on and what the M-step and lower bound are (``GaussianUpdate`` by
+    default; ``engines.variational.VariationalUpdate`` for a Bayesian mixture, whose
+    ``params`` are then its variational posterior)."""
+    if update is None:
+        update = GaussianUpdate(cov, reg_covar)
     result = EMResult(params=params, lower_bound=lower_bound,
                       lower_bounds=list(lower_bounds or []), n_iter=start_iter)
     if max_iter == 0 or start_iter >= max_iter:
@@ -87,9 +109,8 @@ def run_em(source: ChunkSource, cov: CovarianceType, params: GaussianParams, *,
     for n_iter in range(start_iter + 1, max_iter + 1):
         t0 = time.perf_counter()
         prev = lower_bound
-        stats = statistics(source, cov, params)
-        params = m_step(cov, stats, reg_covar)
-        lower_bound = stats.mean_loglik
+        stats = statistics(source, cov, update.kernel_params(params))
+        params, lower_bound = update.step(stats, params)
         result.lower_bounds.append(lower_bound)
         change = lower_bound - prev
         if callback is not None:

@@ -79,6 +79,28 @@ def _random_stats(source: ChunkSource, K: int, rng) -> SufficientStats:
     return source.map_reduce(_random_chunk, tree_sum, shared=(seed, centres), indexed=True)
 
 
+def initial_stats(source: ChunkSource, cov: CovarianceType, n_components: int, *,
+                  init_params: str, rng: np.random.RandomState) -> SufficientStats:
+    """The statistics of the initial responsibilities that ``init_params`` gives (as
+    scikit-learn's ``_initialize_parameters`` computes them), in ``cov``'s shape."""
+    K = n_components
+    if init_params == "kmeans":
+        stats = _kmeans_stats(source, K, rng)
+    elif init_params == "k-means++":
+        sample, sw = source.sample_rows(max(50_000, K), rng)
+        stats = _point_stats(sample[kmeans_plusplus(sample, K, rng, sw)])
+    elif init_params == "random_from_data":
+        sample, _ = source.sample_rows(K, rng)
+        stats = _point_stats(sample)
+    elif init_params == "random":
+        stats = _random_stats(source, K, rng)
+    else:
+        raise InvalidParameterError(
+            f"init_params must be one of {list(INIT_METHODS)}; got {init_params!r}"
+        )
+    return full_to_type(stats, cov.name)
+
+
 def initial_params(source: ChunkSource, cov: CovarianceType, n_components: int, *,
                    init_params: str, reg_covar: float, rng: np.random.RandomState,
                    weights_init: np.ndarray | None = None,
@@ -91,21 +113,7 @@ def initial_params(source: ChunkSource, cov: CovarianceType, n_components: int, 
     K = n_components
     weights = means = covariances = None
     if weights_init is None or means_init is None or precisions_init is None:
-        if init_params == "kmeans":
-            stats = _kmeans_stats(source, K, rng)
-        elif init_params == "k-means++":
-            sample, sw = source.sample_rows(max(50_000, K), rng)
-            stats = _point_stats(sample[kmeans_plusplus(sample, K, rng, sw)])
-        elif init_params == "random_from_data":
-            sample, _ = source.sample_rows(K, rng)
-            stats = _point_stats(sample)
-        elif init_params == "random":
-            stats = _random_stats(source, K, rng)
-        else:
-            raise InvalidParameterError(
-                f"init_params must be one of {list(INIT_METHODS)}; got {init_params!r}"
-            )
-        stats = full_to_type(stats, cov.name)
+        stats = initial_stats(source, cov, K, init_params=init_params, rng=rng)
         _, means, covariances = cov.m_step(stats, reg_covar)
         # scikit-learn divides nk by n_samples, which for the two point-based methods
         # leaves weights summing to K / n; we normalise so that every initial model is a

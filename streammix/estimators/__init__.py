@@ -1,7 +1,8 @@
 """scikit-learn-compatible estimators (thin: the numerics live in math/ and engines/)."""
 
+from .bayesian import BayesianGaussianMixture
 from .gaussian_mixture import GaussianMixture
 from .online import OnlineGaussianMixture
 from .tracking import align, canonical_order, relabel
 
-__all__ = ["GaussianMixture", "OnlineGaussianMixture", "align", "canonical_order", "relabel"]
+__all__ = ["BayesianGaussianMixture", "GaussianMixture", "OnlineGaussianMixture", "align", "canonical_order", "relabel"]

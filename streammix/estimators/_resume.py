@@ -86,7 +86,10 @@ def progress_payload(model, progress: FitProgress, fingerprint: dict
         ref = progress.extra["align_ref"]
         arrays.update(params_to_arrays(ref, "progress.align_ref"))
         prog["align_ref"] = ref.covariance_type
-    state = {"estimator": "GaussianMixture", "hyperparameters": hyper, "fitted": True,
+    if hasattr(p, "to_arrays"):  # a variational posterior (BayesianGaussianMixture)
+        arrays.update(p.to_arrays("variational"))
+        arrays.update(model._prior_arrays())
+    state = {"estimator": type(model).__name__, "hyperparameters": hyper, "fitted": True,
              "covariance_type": p.covariance_type, "n_features_in": p.n_features,
              "n_iter": int(cur.n_iter), "converged": bool(cur.converged) and progress.done,
              "fit_progress": prog}
@@ -96,6 +99,8 @@ def progress_payload(model, progress: FitProgress, fingerprint: dict
 def progress_from_payload(arrays: dict, state: dict) -> FitProgress:
     prog = state["fit_progress"]
     cov_type = state["covariance_type"]
+    if state.get("estimator") == "BayesianGaussianMixture":
+        cov_type = (cov_type, state["hyperparameters"]["weight_concentration_prior_type"])
     out = FitProgress(init=int(prog["init"]), done=bool(prog["done"]))
     out.current = _result_from_arrays(arrays, "progress.current", prog["current"], cov_type)
     if "best" in prog:
@@ -113,19 +118,21 @@ def progress_from_payload(arrays: dict, state: dict) -> FitProgress:
 def check_resumable(model, state: dict, arrays: dict, fingerprint: dict, path) -> None:
     """Refuse to resume a checkpoint made by another fit: other data (shape, dtype,
     chunking, sampled content) or other parameters that change the computation."""
-    if state.get("estimator") != "GaussianMixture" or "fit_progress" not in state:
+    name = type(model).__name__
+    if state.get("estimator") != name or "fit_progress" not in state:
         raise CheckpointMismatchError(
-            f"checkpoint {path!r} does not hold a GaussianMixture fit in progress"
+            f"checkpoint {path!r} does not hold a {name} fit in progress"
         )
     saved_fp = state["fit_progress"]["fingerprint"]
     diffs = [f"{k}: checkpoint {saved_fp.get(k)!r} vs now {fingerprint.get(k)!r}"
              for k in ("shape", "dtype", "chunks", "sample") if saved_fp.get(k) != fingerprint.get(k)]
     hyper_now, arrays_now = hyperparameters_to_payload(model)
     saved = state["hyperparameters"]
-    for k in _FIT_KEYS:
+    for k in _FIT_KEYS + getattr(model, "_EXTRA_FIT_KEYS", ()):
         if saved.get(k) != hyper_now.get(k):
             diffs.append(f"{k}: checkpoint {saved.get(k)!r} vs now {hyper_now.get(k)!r}")
-    for k in ("weights_init", "means_init", "precisions_init"):
+    for k in ("weights_init", "means_init", "precisions_init", "mean_prior",
+              "covariance_prior"):
         a, b = arrays.get(f"hyper.{k}"), arrays_now.get(f"hyper.{k}")
         if (a is None) != (b is None) or (a is not None and not np.array_equal(a, b)):
             diffs.append(f"{k} differs")

@@ -266,7 +266,7 @@ class GaussianMixture(MixtureMixin):
                 "parameters, or increase max_iter, tol, or check for degenerate data.",
                 ConvergenceWarning,
             )
-        self._set_params_value(best.params)
+        self._set_state(best.params)
         self.converged_ = bool(best.converged)
         self.n_iter_ = int(best.n_iter)
         self.lower_bound_ = float(best.lower_bound)
@@ -321,13 +321,11 @@ class GaussianMixture(MixtureMixin):
                 if self.verbose:
                     print(f"Initialization {init}", file=sys.stdout)
                 if do_init:
-                    params = initial_params(
-                        source, cov, self.n_components, init_params=self.init_params,
-                        reg_covar=self.reg_covar, rng=rng, weights_init=weights_init,
-                        means_init=means_init, precisions_init=precisions_init)
+                    params = self._initial_state(source, cov, rng, weights_init,
+                                                 means_init, precisions_init)
                     start_lb = -np.inf
                 else:
-                    params = self._get_params_value()
+                    params = self._current_state()
                     start_lb = self.lower_bound_
                 start_iter, history = 0, []
                 progress.current = EMResult(params=params, lower_bound=start_lb)
@@ -348,7 +346,7 @@ class GaussianMixture(MixtureMixin):
                                 reg_covar=self.reg_covar, lower_bound=start_lb,
                                 callback=self._iteration_callback(callback),
                                 start_iter=start_iter, lower_bounds=history,
-                                on_iteration=on_iteration)
+                                on_iteration=on_iteration, update=self._update_rule(cov))
             progress.current = result
             if progress.first_params is None:
                 progress.first_params = result.params
@@ -365,15 +363,38 @@ class GaussianMixture(MixtureMixin):
         if n_init > 1 and best.params is not progress.first_params:
             # labels must not depend on which restart won: match the winner's components
             # to the first restart's (the same clusters found again keep their labels)
-            perm = match_components(best.params, progress.first_params).permutation
-            best.params = permute_params(best.params, perm)
+            best.params = self._aligned(best.params, progress.first_params)
         align_ref = progress.extra.get("align_ref")
         if align_ref is not None:
             # keep the reference model's labels (a scheduled refit does not renumber)
-            best.params = permute_params(best.params,
-                                         match_components(best.params, align_ref).permutation)
+            best.params = self._aligned(best.params, align_ref)
         progress.done = True
         save(progress)
+
+    # ------------------------------------------------------------------ what EM iterates
+    # (BayesianGaussianMixture iterates a variational posterior through these)
+    def _initial_state(self, source, cov, rng, weights_init, means_init, precisions_init):
+        """The starting point of one restart (scikit-learn's ``_initialize_parameters``)."""
+        return initial_params(source, cov, self.n_components, init_params=self.init_params,
+                              reg_covar=self.reg_covar, rng=rng, weights_init=weights_init,
+                              means_init=means_init, precisions_init=precisions_init)
+
+    def _current_state(self):
+        """The fitted state a warm start continues from."""
+        return self._get_params_value()
+
+    def _set_state(self, state) -> None:
+        self._set_params_value(state)
+
+    def _update_rule(self, cov):
+        """What run_em iterates (None: maximum-likelihood EM)."""
+        return None
+
+    def _aligned(self, state, reference):
+        """``state`` with its components matched to ``reference``'s (GaussianParams)."""
+        return permute_params(state, match_components(state, reference).permutation)
+
+    _LOWER_BOUND_NAME = "mean log-lik"
 
     def _iteration_callback(self, callback):
         """The per-iteration hook run_em calls: verbose printing and/or ``callback``."""
@@ -390,7 +411,8 @@ class GaussianMixture(MixtureMixin):
     def _progress(self, info: IterationInfo) -> None:
         if info.iteration % self.verbose_interval == 0:
             print(
-                f"  Iteration {info.iteration:4d}  mean log-lik {info.lower_bound:.6f}  "
+                f"  Iteration {info.iteration:4d}  {self._LOWER_BOUND_NAME} "
+                f"{info.lower_bound:.6f}  "
                 f"change {info.change:.3e}  {info.seconds:.3f} s  "
                 f"{info.rows_per_second:,.0f} rows/s"
             )

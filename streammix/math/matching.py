@@ -155,4 +155,5 @@ def permute_params(params: GaussianParams, perm: np.ndarray) -> GaussianParams:
         None if cov is None else (cov.copy() if tied else np.ascontiguousarray(cov[perm])),
         params.precisions_cholesky.copy() if tied
         else np.ascontiguousarray(params.precisions_cholesky[perm]),
+        None if params.log_weights is None else params.log_weights[perm].copy(),
     )

@@ -14,15 +14,19 @@ import numpy as np
 from ..errors import CheckpointCorruptError
 from ..math.stats import SufficientStats
 
-ESTIMATORS = ("GaussianMixture", "OnlineGaussianMixture")
+ESTIMATORS = ("GaussianMixture", "OnlineGaussianMixture", "BayesianGaussianMixture",
+              "OnlineBayesianGaussianMixture")
+BATCH = ("GaussianMixture", "BayesianGaussianMixture")
+ONLINE = ("OnlineGaussianMixture", "OnlineBayesianGaussianMixture")
 
 
 def _estimator_class(name: str):
-    from ..estimators import GaussianMixture, OnlineGaussianMixture
+    from .. import estimators
 
     try:
-        return {"GaussianMixture": GaussianMixture,
-                "OnlineGaussianMixture": OnlineGaussianMixture}[name]
+        if name not in ESTIMATORS:
+            raise KeyError(name)
+        return getattr(estimators, name)
     except KeyError:
         raise CheckpointCorruptError(
             f"unknown estimator {name!r} in checkpoint (expected one of {ESTIMATORS})"
@@ -35,7 +39,8 @@ def hyperparameters_to_payload(model) -> tuple[dict, dict[str, np.ndarray]]:
     for k, v in model.get_params().items():
         if k == "client":
             params[k] = v if isinstance(v, str) else None
-        elif isinstance(v, np.ndarray) or (isinstance(v, (list, tuple)) and k.endswith("_init")):
+        elif isinstance(v, np.ndarray) or (isinstance(v, (list, tuple))
+                                           and k.endswith(("_init", "_prior"))):
             arrays[f"hyper.{k}"] = np.asarray(v, dtype=np.float64)
             params[k] = {"array": f"hyper.{k}"}
         elif isinstance(v, np.random.RandomState):
@@ -83,6 +88,8 @@ def stats_from_arrays(arrays: dict, prefix: str, state: dict) -> SufficientStats
 
 
 def params_to_arrays(params, prefix: str) -> dict:
+    if hasattr(params, "to_arrays"):  # a variational posterior
+        return params.to_arrays(prefix)
     out = {f"{prefix}.weights": params.weights, f"{prefix}.means": params.means,
            f"{prefix}.precisions_cholesky": params.precisions_cholesky}
     if params.covariances is not None:
@@ -90,8 +97,15 @@ def params_to_arrays(params, prefix: str) -> dict:
     return out
 
 
-def params_from_arrays(arrays: dict, prefix: str, covariance_type: str):
+def params_from_arrays(arrays: dict, prefix: str, covariance_type):
+    """GaussianParams, or a VariationalParams when ``covariance_type`` is a
+    (covariance type, weight prior type) pair (a BayesianGaussianMixture's)."""
     from ..math.params import GaussianParams
+
+    if isinstance(covariance_type, tuple):
+        from ..math.variational import VariationalParams
+
+        return VariationalParams.from_arrays(arrays, prefix, *covariance_type)
 
     return GaussianParams(covariance_type, arrays[f"{prefix}.weights"],
                           np.ascontiguousarray(arrays[f"{prefix}.means"]),
@@ -116,10 +130,13 @@ def model_to_payload(model) -> tuple[dict[str, np.ndarray], dict]:
         state["n_features_in"] = int(model.n_features_in_)
         arrays["lower_bounds"] = np.asarray(getattr(model, "lower_bounds_", []), dtype=np.float64)
         arrays["lower_bound"] = np.array([getattr(model, "lower_bound_", -np.inf)], dtype=np.float64)
-    if cls == "GaussianMixture" and hasattr(model, "means_"):
+        if hasattr(model, "_prior_arrays"):  # a Bayesian mixture: posterior and priors
+            arrays.update(model._current_state().to_arrays("variational"))
+            arrays.update(model._prior_arrays())
+    if cls in BATCH and hasattr(model, "means_"):
         state["n_iter"] = int(model.n_iter_)
         state["converged"] = bool(model.converged_)
-    if cls == "OnlineGaussianMixture":
+    if cls in ONLINE:
         online = {}
         if hasattr(model, "means_"):
             online.update({"n_updates": int(model.n_updates_),
@@ -169,14 +186,22 @@ def model_from_payload(arrays: dict[str, np.ndarray], state: dict):
                                     np.ascontiguousarray(arrays["means"]),
                                     arrays.get("covariances"),
                                     np.ascontiguousarray(arrays["precisions_cholesky"]))
-            model._set_params_value(params)
+            if "variational.means" in arrays:
+                from ..math.variational import VariationalParams
+
+                model._restore_prior(arrays)
+                model._set_state(VariationalParams.from_arrays(
+                    arrays, "variational", state["covariance_type"],
+                    hyper["weight_concentration_prior_type"]))
+            else:
+                model._set_params_value(params)
             model.n_features_in_ = int(state["n_features_in"])
             model.lower_bounds_ = [float(v) for v in arrays["lower_bounds"]]
             model.lower_bound_ = float(arrays["lower_bound"][0])
-        if state["estimator"] == "GaussianMixture" and state.get("fitted"):
+        if state["estimator"] in BATCH and state.get("fitted"):
             model.n_iter_ = int(state["n_iter"])
             model.converged_ = bool(state["converged"])
-        if state["estimator"] == "OnlineGaussianMixture":
+        if state["estimator"] in ONLINE:
             online = state["online"]
             if state.get("fitted"):
                 model.n_updates_ = int(online["n_updates"])

@@ -332,7 +332,7 @@ class CovarianceType(ABC):
         are not contiguous float64 about the current means (the general path then
         runs, or raises its error)."""
         call = self._online_step_call
-        if call is None or not eta < 1.0:
+        if call is None or not eta < 1.0 or params.log_weights is not None:
             return None
         arrays = (running.s0, running.s1, running.s2, running.centres, params.means)
         if not all(a.flags.c_contiguous and a.dtype == np.float64 for a in arrays):
@@ -381,11 +381,15 @@ class CovarianceType(ABC):
 
     # shared -------------------------------------------------------------------------
     def kernel_constants(self, params: GaussianParams) -> np.ndarray:
-        """log w_k + log det U_k - d/2 log 2 pi: everything of log N but the distance."""
+        """log w_k + log det U_k - d/2 log 2 pi: everything of log N but the distance
+        (``params.log_weights`` in place of log w_k when set)."""
         d = params.n_features
         log_det = self.log_det_cholesky(params.precisions_cholesky, d)
-        with np.errstate(divide="ignore"):
-            log_w = np.log(params.weights)
+        if params.log_weights is not None:
+            log_w = params.log_weights
+        else:
+            with np.errstate(divide="ignore"):
+                log_w = np.log(params.weights)
         return np.ascontiguousarray(log_w + log_det - 0.5 * d * LOG_2PI, dtype=np.float64)
 
     def n_parameters(self, n_components: int, n_features: int) -> int:

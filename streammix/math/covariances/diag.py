@@ -195,9 +195,12 @@ class DiagCovariance(CovarianceType):
         mixture mean (see kernels/diag.py) and its constants, in one call (this runs at
         every online update, where a dozen small numpy operations were a tenth of it)."""
         w = params.weights
-        return _diag_kernel_args(np.ascontiguousarray(w, dtype=np.float64),
+        args = _diag_kernel_args(np.ascontiguousarray(w, dtype=np.float64),
                                  params.means, np.ascontiguousarray(params.precisions_cholesky,
                                                                     dtype=np.float64))
+        if params.log_weights is None:
+            return args
+        return (*args[:4], DiagCovariance().kernel_constants(params))
 
     def stats_spec(self, params):
         K, d = params.means.shape
