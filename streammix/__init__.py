@@ -18,7 +18,7 @@ from .errors import (
     StreammixError,
     UnfinishedModelWarning,
 )
-from .estimators import BayesianGaussianMixture, GaussianMixture, OnlineGaussianMixture, align, canonical_order, relabel
+from .estimators import BayesianGaussianMixture, GaussianMixture, OnlineBayesianGaussianMixture, OnlineGaussianMixture, align, canonical_order, relabel
 from .execution.inputs import read_zarr
 from .execution.outputs import write_predictions
 from .persistence import load
@@ -37,6 +37,7 @@ __all__ = [
     "InvalidInputError",
     "InvalidParameterError",
     "NotFittedError",
+    "OnlineBayesianGaussianMixture",
     "OnlineGaussianMixture",
     "OutputExistsError",
     "StreammixError",

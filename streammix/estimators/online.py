@@ -308,7 +308,8 @@ class OnlineGaussianMixture(MixtureMixin):
             )
         mine = {k: v for k, v in self.get_params().items() if not k.endswith("_init")}
         theirs = {k: v for k, v in saved.get_params().items() if not k.endswith("_init")}
-        diffs = [k for k in mine if k not in ("verbose", "chunk_size") and mine[k] != theirs[k]]
+        diffs = [k for k in mine if k not in ("verbose", "chunk_size")
+                 and not _same_value(mine[k], theirs[k])]
         if diffs:
             raise CheckpointMismatchError(
                 f"checkpoint {checkpoint!r} was written with other parameters ({diffs}); "
@@ -570,7 +571,8 @@ class OnlineGaussianMixture(MixtureMixin):
         from scipy.stats import chi2  # (85 MB of RSS: imported only when needed)
 
         # log p(x) below this implies Mahalanobis^2 > chi2_{0.9999}(d) for every component
-        tau = np.min(np.log(params.weights) + log_det - 0.5 * d * math.log(2 * math.pi)
+        log_w = np.log(params.weights) if params.log_weights is None else params.log_weights
+        tau = np.min(log_w + log_det - 0.5 * d * math.log(2 * math.pi)
                      - 0.5 * chi2.ppf(0.9999, d))
         novel = logprob < tau
         w = np.ones(len(X)) if sw is None else sw
@@ -747,6 +749,13 @@ class OnlineGaussianMixture(MixtureMixin):
         self.component_ids_ = self.component_ids_[perm]
         if getattr(self, "_running", None) is not None:
             self._set_running_from_params()
+
+
+def _same_value(a, b) -> bool:
+    """Parameter equality that also holds for arrays (a prior's mean, say)."""
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        return a is not None and b is not None and np.array_equal(a, b)
+    return a == b
 
 
 class WeightHistory:

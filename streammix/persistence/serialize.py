@@ -143,6 +143,8 @@ def model_to_payload(model) -> tuple[dict[str, np.ndarray], dict]:
                            "n_samples_seen": float(model.n_samples_seen_),
                            "eta": None if model.eta_ is None else float(model.eta_),
                            "events": model.events_, "next_id": int(model._next_id)})
+            if hasattr(model, "_batch_rows"):
+                online["batch_rows"] = float(model._batch_rows)
             arrays["component_ids"] = np.asarray(model.component_ids_, dtype=np.int64)
             if getattr(model, "_search", None) is not None:
                 found = model._search
@@ -209,6 +211,8 @@ def model_from_payload(arrays: dict[str, np.ndarray], state: dict):
                 model.eta_ = online["eta"]
                 model.events_ = list(online["events"])
                 model._next_id = int(online["next_id"])
+                if "batch_rows" in online:
+                    model._batch_rows = float(online["batch_rows"])
                 model.component_ids_ = np.asarray(arrays["component_ids"], dtype=np.int64)
                 model._running = (stats_from_arrays(arrays, "running", online["running"])
                                   if "running" in online else None)

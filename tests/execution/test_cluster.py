@@ -18,7 +18,7 @@ import pytest
 import zarr
 from distributed import Client, LocalCluster
 
-from streammix import GaussianMixture
+from streammix import BayesianGaussianMixture, GaussianMixture
 from tests.conftest import make_blobs
 
 pytestmark = pytest.mark.filterwarnings("ignore")
@@ -59,6 +59,35 @@ def test_local_cluster_of_processes_equals_in_memory(cluster, zarr_data, cov_typ
     np.testing.assert_allclose(got.means_, ref.means_, rtol=1e-10)
     np.testing.assert_allclose(got.covariances_, ref.covariances_, rtol=1e-10)
     assert got.lower_bound_ == pytest.approx(ref.lower_bound_, rel=1e-10)
+
+
+@pytest.mark.parametrize("cov_type", ["full", "tied", "diag", "spherical"])
+def test_bayesian_mixture_on_the_cluster_equals_in_memory(cluster, zarr_data, cov_type):
+    """Variational inference on a 2-worker cluster reading the Zarr array (the priors'
+    pass, the initial k-means and every iteration) equals the in-memory fit to 1e-10."""
+    X, path = zarr_data
+    kw = dict(n_components=8, covariance_type=cov_type, random_state=0, max_iter=5, tol=0,
+              weight_concentration_prior_type="dirichlet_process")
+    start = BayesianGaussianMixture(**{**kw, "max_iter": 1}).fit(X[:30000])
+
+    def continued(data, **extra):
+        m = BayesianGaussianMixture(warm_start=True, **kw, **extra)
+        for name in ("weight_concentration_", "mean_precision_", "means_",
+                     "degrees_of_freedom_", "covariances_", "precisions_cholesky_",
+                     "converged_", "lower_bound_"):
+            setattr(m, name, getattr(start, name))
+        return m.fit(data)
+
+    ref = continued(X)
+    with Client(cluster, set_as_default=False) as client:
+        got = continued(path, client=client)
+        proba = client.compute(got.predict_proba(path), sync=True)
+    for name in ("means_", "covariances_", "weights_", "mean_precision_",
+                 "degrees_of_freedom_", "mean_prior_", "covariance_prior_"):
+        np.testing.assert_allclose(getattr(got, name), getattr(ref, name), rtol=1e-10,
+                                   err_msg=name)
+    assert got.lower_bound_ == pytest.approx(ref.lower_bound_, rel=1e-10)
+    np.testing.assert_allclose(proba, ref.predict_proba(X), atol=1e-10)
 
 
 def test_persisted_and_weighted_arrays_on_the_cluster(cluster, zarr_data):

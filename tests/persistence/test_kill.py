@@ -18,7 +18,8 @@ CHILD = textwrap.dedent("""
     warnings.simplefilter("ignore")
     import numpy as np
     import streammix.persistence.store as store
-    from streammix import GaussianMixture, OnlineGaussianMixture
+    from streammix import (BayesianGaussianMixture, GaussianMixture,
+                           OnlineBayesianGaussianMixture, OnlineGaussianMixture)
     kind, ck, out, slow_save = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4] == "1"
     if slow_save:
         def pause():
@@ -34,6 +35,21 @@ CHILD = textwrap.dedent("""
         m.fit(X, checkpoint=ck if ck != "-" else None, checkpoint_every=1)
         np.savez(out, means=m.means_, covs=m.covariances_, w=m.weights_,
                  lb=np.array(m.lower_bounds_), n_iter=m.n_iter_)
+    elif kind == "bayes":
+        m = BayesianGaussianMixture(n_components=6, covariance_type="full", tol=0,
+                                    max_iter=40, n_init=2, random_state=1, chunk_size=5000)
+        m.fit(X, checkpoint=ck if ck != "-" else None, checkpoint_every=1)
+        np.savez(out, means=m.means_, covs=m.covariances_, w=m.weights_,
+                 lb=np.array(m.lower_bounds_), n_iter=m.n_iter_,
+                 wc=np.asarray(m.weight_concentration_), dof=m.degrees_of_freedom_)
+    elif kind == "online_bayes":
+        batches = [X[i:i + 1000] for i in range(0, 60_000, 1000)]
+        m = OnlineBayesianGaussianMixture(6, covariance_type="diag", init_size=3000,
+                                          random_state=1, eta_min=0.02)
+        m.fit(batches, n_passes=2, checkpoint=ck if ck != "-" else None)
+        np.savez(out, means=m.means_, covs=m.covariances_, w=m.weights_,
+                 lb=np.array(m.lower_bounds_), n_iter=m.n_updates_,
+                 seen=m.n_samples_seen_, wc=np.asarray(m.weight_concentration_))
     else:
         batches = [X[i:i + 1000] for i in range(0, 60_000, 1000)]
         m = OnlineGaussianMixture(4, covariance_type="diag", init_size=3000, random_state=1,
@@ -80,7 +96,7 @@ def kill_during_save(proc, nth):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("kind", ["batch", "online"])
+@pytest.mark.parametrize("kind", ["batch", "online", "bayes", "online_bayes"])
 def test_sigkill_and_resume_gives_the_uninterrupted_result(tmp_path, kind):
     ref_out = tmp_path / "ref.npz"
     finish(run_child(kind, "-", ref_out))
@@ -103,6 +119,6 @@ def test_sigkill_and_resume_gives_the_uninterrupted_result(tmp_path, kind):
     ref, got = np.load(ref_out), np.load(out)
     for name in ref.files:
         assert np.array_equal(ref[name], got[name]), name
-    if kind == "online":
+    if kind in ("online", "online_bayes"):
         assert float(got["seen"]) == 2 * 60_000           # every batch exactly once
         assert int(got["n_iter"]) == 2 * 60 - 3           # 3 batches went to the init buffer
