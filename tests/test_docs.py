@@ -109,5 +109,40 @@ def test_cluster_guide_configs_load(tmp_path):
 @pytest.mark.parametrize("name", sorted(n for n in os.listdir(DOCS) if n.endswith(".md")))
 def test_every_doc_example_is_covered(name):
     """A new guide with Python examples needs its own test above."""
-    covered = {"streams.md", "cluster.md"}
+    covered = {"streams.md", "cluster.md", "bayesian.md"}
     assert name in covered or not python_blocks(name), f"docs/{name} has untested examples"
+
+
+def test_bayesian_guide_example_prints_what_it_shows(capsys):
+    """docs/bayesian.md: the example runs and prints the output the guide shows."""
+    import warnings
+
+    code, shown = python_blocks("bayesian.md")[0], blocks("bayesian.md", "text")[0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        exec(compile(code, "docs/bayesian.md", "exec"), {})
+    assert capsys.readouterr().out.strip() == shown.strip()
+
+
+def test_bayesian_guide_migration_continues_a_scikit_learn_model(tmp_path, monkeypatch):
+    """docs/bayesian.md's migration snippet: a scikit-learn model continued on a Zarr
+    array gives scikit-learn's own continuation."""
+    import warnings
+
+    import zarr
+    from sklearn.mixture import BayesianGaussianMixture
+
+    from tests.conftest import make_blobs
+
+    X, _ = make_blobs(3000, 3, 3, seed=5)
+    z = zarr.create_array(store=str(tmp_path / "big-data.zarr"), shape=X.shape,
+                          chunks=(500, 3), dtype="float64")
+    z[:] = X
+    monkeypatch.chdir(tmp_path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        sk_model = BayesianGaussianMixture(n_components=4, max_iter=3, random_state=0).fit(X)
+        space = {"sk_model": sk_model}
+        exec(compile(python_blocks("bayesian.md")[1], "docs/bayesian.md", "exec"), space)
+        sk_model.set_params(warm_start=True).fit(X)
+    np.testing.assert_allclose(space["ours"].means_, sk_model.means_, rtol=1e-8)

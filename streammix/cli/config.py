@@ -4,7 +4,11 @@ errors that name the file, the key and what was expected, before any work starts
 A config has five sections (only the ones a command needs are required):
 
 - ``source``: where the data are (type zarr / npy / directory / parquet, path or URL).
-- ``model``: the estimator and every one of its parameters (scikit-learn's names).
+- ``model``: the estimator and every one of its parameters (scikit-learn's names):
+  GaussianMixture or BayesianGaussianMixture (`fit`, `predict`, `score`; `select` only
+  GaussianMixture), OnlineGaussianMixture or OnlineBayesianGaussianMixture (`update`).
+  Array-valued parameters (a Bayesian mixture's mean_prior and covariance_prior) are
+  YAML lists.
 - ``run``: checkpoint path, checkpoint_every, keep_last, max_iter, tol, random_state,
   align_to, on_mismatch, batch_size (online updates) and the Dask cluster.
 - ``outputs``: where predictions/scores go, which ones, the anomaly threshold.
@@ -189,7 +193,15 @@ ANOMALY_KEYS: dict[str, Field] = {
                       check=_probability),
 }
 
-ESTIMATORS = ("GaussianMixture", "OnlineGaussianMixture")
+ESTIMATORS = ("GaussianMixture", "OnlineGaussianMixture", "BayesianGaussianMixture",
+              "OnlineBayesianGaussianMixture")
+#: the estimators `streammix fit` runs (batch EM) and those `streammix update` runs
+BATCH_ESTIMATORS = ("GaussianMixture", "BayesianGaussianMixture")
+ONLINE_ESTIMATORS = ("OnlineGaussianMixture", "OnlineBayesianGaussianMixture")
+#: the variational Bayesian mixtures (priors on the weights, no BIC/AIC)
+BAYESIAN_ESTIMATORS = ("BayesianGaussianMixture", "OnlineBayesianGaussianMixture")
+#: a component of a Bayesian mixture is in use when its weight is above this
+EFFECTIVE_THRESHOLD = 0.01
 # estimator parameters that make no sense in a file (set by the command line instead)
 _NOT_IN_CONFIG = {"client", "verbose", "verbose_interval"}
 # run keys that are estimator parameters
@@ -248,7 +260,24 @@ def value_hint(value, choices) -> str:
 
 # estimator parameters with a fixed set of values (checked here for a did-you-mean)
 MODEL_CHOICES = {"covariance_type": ("full", "tied", "diag", "spherical"),
-                 "init_params": ("kmeans", "k-means++", "random", "random_from_data")}
+                 "init_params": ("kmeans", "k-means++", "random", "random_from_data"),
+                 "weight_concentration_prior_type": ("dirichlet_process",
+                                                     "dirichlet_distribution")}
+
+
+def estimator_name(model_or_name) -> str:
+    """The estimator's name (a name is returned as is)."""
+    return model_or_name if isinstance(model_or_name, str) else type(model_or_name).__name__
+
+
+def is_online(model_or_name) -> bool:
+    """Whether the estimator (a model or its name) is an online one (`streammix update`)."""
+    return estimator_name(model_or_name) in ONLINE_ESTIMATORS
+
+
+def is_bayesian(model_or_name) -> bool:
+    """Whether the estimator (a model or its name) is a variational Bayesian mixture."""
+    return estimator_name(model_or_name) in BAYESIAN_ESTIMATORS
 
 
 def did_you_mean(key: str, known) -> str:
@@ -290,10 +319,37 @@ def _check_fields(values: dict, fields: dict[str, Field], prefix: str, path: str
 
 
 def _estimator_class(name: str):
-    from .. import GaussianMixture, OnlineGaussianMixture
+    from .. import (
+        BayesianGaussianMixture,
+        GaussianMixture,
+        OnlineBayesianGaussianMixture,
+        OnlineGaussianMixture,
+    )
 
     return {"GaussianMixture": GaussianMixture,
-            "OnlineGaussianMixture": OnlineGaussianMixture}[name]
+            "OnlineGaussianMixture": OnlineGaussianMixture,
+            "BayesianGaussianMixture": BayesianGaussianMixture,
+            "OnlineBayesianGaussianMixture": OnlineBayesianGaussianMixture}[name]
+
+
+def batch_estimator(cfg: "Config", command: str):
+    """The estimator class `streammix fit` builds from the config (a ConfigError for an
+    online one, naming the command that runs it)."""
+    if cfg.estimator not in BATCH_ESTIMATORS:
+        raise ConfigError(f"{cfg.path}: model.estimator: `streammix {command}` runs batch "
+                          f"EM ({' or '.join(BATCH_ESTIMATORS)}); use `streammix update` "
+                          f"for {cfg.estimator}")
+    return _estimator_class(cfg.estimator)
+
+
+def online_estimator(cfg: "Config", command: str):
+    """The estimator class `streammix update` builds from the config (a ConfigError for
+    a batch one, naming the command that runs it)."""
+    if cfg.estimator not in ONLINE_ESTIMATORS:
+        raise ConfigError(f"{cfg.path}: model.estimator: `streammix {command}` needs "
+                          f"{' or '.join(ONLINE_ESTIMATORS)}; got {cfg.estimator} (use "
+                          "`streammix fit` for batch EM)")
+    return _estimator_class(cfg.estimator)
 
 
 def check_model(model: dict, path: str, overridden: set[str]) -> dict:
@@ -315,7 +371,7 @@ def check_model(model: dict, path: str, overridden: set[str]) -> dict:
             raise ConfigError(f"{_where(path, f'model.{key}', overridden)}: not a parameter "
                               f"of {name}{did_you_mean(key, known | {'estimator'})}")
         choices = MODEL_CHOICES.get(key)
-        if key == "init_params" and name == "OnlineGaussianMixture":
+        if key == "init_params" and name in ONLINE_ESTIMATORS:
             choices = ("k-means++", "kmeans", "random", "random_from_data")
         if choices and model[key] not in choices:
             raise ConfigError(f"{_where(path, f'model.{key}', overridden)}: expected one of "
@@ -343,6 +399,85 @@ def check_params(cfg: Config) -> None:
         raise ConfigError(f"{cfg.path}: model: {exc}") from None
     except TypeError as exc:  # e.g. a list where an array-like of another shape is needed
         raise ConfigError(f"{cfg.path}: model: {exc}") from None
+    if is_bayesian(cfg.estimator):
+        _check_array_priors(cfg)
+
+
+def _numbers(value, depth: int) -> bool:
+    """Whether ``value`` is a non-empty list of finite numbers (depth 1) or of such
+    lists (depth 2); true/false are not numbers."""
+    import math
+
+    if depth == 0:
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and \
+            math.isfinite(value)
+    return isinstance(value, list) and bool(value) and \
+        all(_numbers(v, depth - 1) for v in value)
+
+
+def _check_array_priors(cfg: Config) -> None:
+    """A Bayesian mixture's mean_prior and covariance_prior as YAML gives them: a list
+    of numbers, and a number, a list or a list of lists by covariance type, checked
+    for what they are before any data are read (their length against the data's
+    features: ``check_priors_for_data``)."""
+    import numpy as np
+
+    model = cfg.estimator_params()
+    where = f"{cfg.path}: model"
+    mean = model.get("mean_prior")
+    if mean is not None and not _numbers(mean, 1):
+        raise ConfigError(f"{where}.mean_prior: expected a list of numbers (the prior on "
+                          f"the components' means, one per feature); got {mean!r}")
+    cov = model.get("covariance_prior")
+    t = model.get("covariance_type", "full")
+    if cov is None:
+        return
+    if t == "spherical":
+        if not _numbers(cov, 0) or not cov > 0:
+            raise ConfigError(f"{where}.covariance_prior: expected a number > 0 for "
+                              f"spherical covariances (the prior variance); got {cov!r}")
+        return
+    if t == "diag":
+        if not _numbers(cov, 1) or min(cov) <= 0:
+            raise ConfigError(f"{where}.covariance_prior: expected a list of numbers > 0 "
+                              f"for diag covariances (a prior variance per feature); got "
+                              f"{cov!r}")
+        d = len(cov)
+    else:
+        if not _numbers(cov, 2) or any(len(row) != len(cov) for row in cov):
+            raise ConfigError(f"{where}.covariance_prior: expected a square matrix (a list "
+                              f"of rows, e.g. [[1, 0], [0, 1]]) for {t} covariances; got "
+                              f"{cov!r}")
+        m = np.asarray(cov, dtype=np.float64)
+        if not np.allclose(m, m.T) or np.any(np.linalg.eigvalsh(m) <= 0):
+            raise ConfigError(f"{where}.covariance_prior: must be a symmetric "
+                              f"positive-definite matrix; got {cov!r}")
+        d = len(cov)
+    if mean is not None and len(mean) != d:
+        raise ConfigError(f"{where}: mean_prior has {len(mean)} values but "
+                          f"covariance_prior is for {d} features")
+
+
+def check_priors_for_data(cfg: Config, n_features: int) -> None:
+    """A Bayesian mixture's priors against the data's number of features (a config
+    error naming the key, before the fit starts); nothing for the other estimators."""
+    if not is_bayesian(cfg.estimator):
+        return
+    model = cfg.estimator_params()
+    where = f"{cfg.path}: model"
+    mean = model.get("mean_prior")
+    if mean is not None and len(mean) != n_features:
+        raise ConfigError(f"{where}.mean_prior: has {len(mean)} values but the data have "
+                          f"{n_features} features")
+    cov = model.get("covariance_prior")
+    if isinstance(cov, list) and len(cov) != n_features:
+        raise ConfigError(f"{where}.covariance_prior: is for {len(cov)} features but the "
+                          f"data have {n_features}")
+    dof = model.get("degrees_of_freedom_prior")
+    if dof is not None and not dof > n_features - 1:
+        raise ConfigError(f"{where}.degrees_of_freedom_prior: must be greater than "
+                          f"n_features - 1 = {n_features - 1} (the data have {n_features} "
+                          f"features); got {dof!r}")
 
 
 def _is_url(p: str) -> bool:
