@@ -1,5 +1,6 @@
 """Headless matplotlib for `streammix report` and `streammix select` (no display needed:
-the Agg backend writes PNGs on a server or in a cron job)."""
+the Agg backend writes PNGs on a server or in a cron job), and tick labels a person can
+read (``plain_ticks``)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,16 @@ def pyplot():
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def plain_ticks(ax, axis: str = "y") -> None:
+    """Tick labels as the values themselves: no offset ('+2.385e3') and no scientific
+    multiplier above the axis, which make an ELBO or a log-likelihood unreadable."""
+    from matplotlib.ticker import ScalarFormatter
+
+    fmt = ScalarFormatter(useOffset=False)
+    fmt.set_scientific(False)
+    (ax.yaxis if axis == "y" else ax.xaxis).set_major_formatter(fmt)
 
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

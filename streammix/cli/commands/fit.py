@@ -1,5 +1,7 @@
 """`streammix fit CONFIG`: exact (batch) EM from the configured source into the
-configured checkpoint. Reruns are idempotent: an interrupted fit resumes from its last
+configured checkpoint: a GaussianMixture, or a BayesianGaussianMixture (variational EM;
+its lower bound is the evidence lower bound, and the log says how many components the
+data use). Reruns are idempotent: an interrupted fit resumes from its last
 saved iteration, a finished one returns at once, and with ``align_to: previous`` a refit
 on new data keeps the labels of the model the checkpoint held before."""
 
@@ -10,7 +12,17 @@ import time
 from ...errors import CheckpointError, CheckpointMismatchError
 from ...persistence import current_version, list_versions, load, read_version
 from ..cluster import dask_client
-from ..config import Config, ConfigError, check_checkpoint_path, require
+from ..config import (
+    BATCH_ESTIMATORS,
+    EFFECTIVE_THRESHOLD,
+    Config,
+    ConfigError,
+    batch_estimator,
+    check_checkpoint_path,
+    check_priors_for_data,
+    is_bayesian,
+    require,
+)
 from ..console import Progress
 from ..sources import open_source, persisted
 
@@ -39,14 +51,17 @@ def previous_model(checkpoint: str, log):
     return None
 
 
-def _holds_this_fit(checkpoint: str, X, client) -> bool:
-    """Whether the checkpoint's current version is a finished fit of these data (by the
-    fit's own fingerprint), i.e. the rerun will be a no-op: no need to persist X."""
+def _holds_this_fit(checkpoint: str, X, client, estimator: str) -> bool:
+    """Whether the checkpoint's current version is a finished ``estimator`` fit of these
+    data (by the fit's own fingerprint), i.e. the rerun will be a no-op: no need to
+    persist X."""
     from ...execution.dask_source import DaskSource
 
     if current_version(checkpoint) is None:
         return False
     state = read_version(checkpoint)[1]["state"]
+    if state.get("estimator") != estimator:
+        return False
     prog = state.get("fit_progress")
     if not prog or not prog.get("done"):
         return False
@@ -68,19 +83,44 @@ def resolve_reference(align_to: str | None, checkpoint: str, log):
     return load(align_to)
 
 
+def _check_align_to(cfg: Config, align_to: str | None, flag: bool) -> None:
+    """A Dirichlet-process mixture's components are the ordered sticks of its prior:
+    refuse to renumber them (before any work), saying what to do instead."""
+    if align_to is None or cfg.estimator != "BayesianGaussianMixture":
+        return
+    if cfg.model.get("weight_concentration_prior_type",
+                     "dirichlet_process") != "dirichlet_process":
+        return
+    where = "--align-to" if flag else f"{cfg.path}: run.align_to"
+    raise ConfigError(f"{where}: a BayesianGaussianMixture with a Dirichlet-process prior "
+                      "(weight_concentration_prior_type: dirichlet_process, the default) "
+                      "orders its components as the sticks of its prior, so they cannot be "
+                      "renumbered to keep another model's labels; remove the alignment, or "
+                      "set model.weight_concentration_prior_type: dirichlet_distribution")
+
+
+def _fit_summary(model) -> str:
+    """What the fit's last log line says about the model's quality."""
+    if is_bayesian(model):
+        return (f"evidence lower bound {model.lower_bound_:.6f}; "
+                f"{model.effective_n_components(EFFECTIVE_THRESHOLD)} components with a "
+                f"weight above {EFFECTIVE_THRESHOLD:.0%}")
+    return f"mean log-likelihood {model.lower_bound_:.6f}"
+
+
 def run(cfg: Config, opts, log) -> int:
     require(cfg, "source.type", "source.path", "run.checkpoint", command="fit")
-    if cfg.estimator != "GaussianMixture":
-        raise ConfigError(f"{cfg.path}: model.estimator: `streammix fit` runs batch EM "
-                          f"(GaussianMixture); use `streammix update` for "
-                          f"{cfg.estimator}")
-    from ... import GaussianMixture
+    estimator = batch_estimator(cfg, "fit")
+    align_to = opts.align_to or cfg.run.get("align_to")
+    _check_align_to(cfg, align_to, bool(opts.align_to))
+    bayesian = is_bayesian(cfg.estimator)
 
     check_checkpoint_path(cfg)
     ck = cfg.run["checkpoint"]
     X = open_source(cfg)
     log.info(f"source {cfg.source['path']}: {X.shape[0]:,} rows x {X.shape[1]} features in "
              f"{X.numblocks[0]} chunks", fields={"rows": X.shape[0], "features": X.shape[1]})
+    check_priors_for_data(cfg, int(X.shape[1]))
     before = current_version(ck)
     newest_before = max(list_versions(ck), default=0)
     if before is None and newest_before:
@@ -88,7 +128,7 @@ def run(cfg: Config, opts, log) -> int:
                     "newest version that verifies (the pointer is restored)")
     if before is not None:
         state = read_version(ck)[1]["state"]
-        if state.get("estimator") != "GaussianMixture":
+        if state.get("estimator") not in BATCH_ESTIMATORS:
             raise CheckpointMismatchError(
                 f"checkpoint {ck} holds an {state.get('estimator')} (written by `streammix "
                 "update`), not a batch fit: use another run.checkpoint")
@@ -97,16 +137,19 @@ def run(cfg: Config, opts, log) -> int:
                  f"({'finished' if _finished(state) else 'in progress'}, "
                  f"iteration {state.get('n_iter')}, restart {prog.get('init', 0)})",
                  fields={"version": before, "finished": _finished(state)})
-    reference = resolve_reference(opts.align_to or cfg.run.get("align_to"), ck, log)
-    model = GaussianMixture(**cfg.estimator_params())
+    reference = resolve_reference(align_to, ck, log)
+    model = estimator(**cfg.estimator_params())
     bar = Progress(None, "EM iteration", enabled=opts.progress)
+
+    short, what = (("ELBO", "evidence lower bound") if bayesian else
+                   ("mean log-lik", "mean log-likelihood"))
 
     def on_iteration(info) -> None:
         bar.update(info.iteration, rows=X.shape[0], rate=info.rows_per_second,
-                   note=f"(max {model.max_iter})  mean log-lik {info.lower_bound:.6f}  "
+                   note=f"(max {model.max_iter})  {short} {info.lower_bound:.6f}  "
                         f"change {info.change:.2e} (tol {model.tol:g})")
         log_line = log.debug if bar.active else log.info
-        log_line(f"iteration {info.iteration}: mean log-likelihood {info.lower_bound:.6f} "
+        log_line(f"iteration {info.iteration}: {what} {info.lower_bound:.6f} "
                  f"change {info.change:.3e} {info.seconds:.2f} s "
                  f"{info.rows_per_second:,.0f} rows/s",
                  fields={"iteration": info.iteration, "lower_bound": info.lower_bound,
@@ -114,7 +157,8 @@ def run(cfg: Config, opts, log) -> int:
                          "rows_per_second": info.rows_per_second})
 
     t0 = time.perf_counter()
-    done = _holds_this_fit(ck, X, None)  # then fit returns at once: no cluster to start
+    # then fit returns at once: no cluster to start
+    done = _holds_this_fit(ck, X, None, cfg.estimator)
     try:
         with dask_client(None if done else cfg.run.get("cluster"),
                          None if done else opts.scheduler, None if done else opts.workers,
@@ -140,13 +184,16 @@ def run(cfg: Config, opts, log) -> int:
     fields = {"checkpoint": ck, "version": after, "n_iter": model.n_iter_,
               "converged": model.converged_, "lower_bound": model.lower_bound_,
               "seconds": round(time.perf_counter() - t0, 3)}
+    if bayesian:
+        fields["effective_n_components"] = model.effective_n_components(EFFECTIVE_THRESHOLD)
     if not saved:
         log.info(f"nothing to do: checkpoint {ck} version {after} already holds this fit "
-                 f"({model.n_iter_} iterations, converged={model.converged_})",
+                 f"({model.n_iter_} iterations, converged={model.converged_}"
+                 f"{'; ' + _fit_summary(model) if bayesian else ''})",
                  fields={**fields, "up_to_date": True})
     else:
         log.info(f"fitted {model.n_components} components ({model.covariance_type}) in "
-                 f"{model.n_iter_} iterations, converged={model.converged_}, mean "
-                 f"log-likelihood {model.lower_bound_:.6f}; saved {ck} version {after}",
+                 f"{model.n_iter_} iterations, converged={model.converged_}, "
+                 f"{_fit_summary(model)}; saved {ck} version {after}",
                  fields={**fields, "up_to_date": False})
     return 0

@@ -20,7 +20,7 @@ from ...execution.streams import BadMessage, RedisStream, StreamStopped, redacte
 from ...persistence import CheckpointWriter, current_version, list_versions
 from ...persistence.cadence import SaveCadence
 from ...persistence.serialize import model_from_payload, model_to_payload
-from ..config import Config, ConfigError, require
+from ..config import Config, ConfigError, check_priors_for_data, online_estimator, require
 from ..console import log_structure_events
 from ..metrics import FollowerMetrics
 
@@ -103,10 +103,10 @@ def run(cfg: Config, opts, log, check_same_model) -> int:
         raise ConfigError(f"{cfg.path}: source.type: --follow reads a broker stream "
                           "(type: redis); for files or a growing Zarr array run `streammix "
                           "update` without --follow")
-    from ... import OnlineGaussianMixture
+    estimator = online_estimator(cfg, "update --follow")
 
     ck = cfg.run["checkpoint"]
-    wanted = OnlineGaussianMixture(**cfg.estimator_params())
+    wanted = estimator(**cfg.estimator_params())
     metrics = FollowerMetrics(opts.metrics_port, "update")
     try:
         with CheckpointWriter(ck, keep_last=cfg.run["keep_last"]) as writer, \
@@ -178,6 +178,8 @@ class _Follower:
 
     def learn(self, batch) -> None:
         if batch.n_rows:
+            if not hasattr(self.model, "n_features_in_"):
+                check_priors_for_data(self.cfg, int(batch.X.shape[1]))
             seen = len(getattr(self.model, "events_", []))
             self.model.partial_fit(batch.X)
             log_structure_events(self.model, seen, self.log)

@@ -1,7 +1,10 @@
 """`streammix inspect CHECKPOINT`: what a checkpoint holds, for a person (text) or a
 machine (``--json``): estimator, covariance type, K, d, iterations or updates, whether
 the fit converged or is still in progress, weights, per-component summary, the
-log-likelihood history and the versions on disk."""
+log-likelihood history and the versions on disk. For a Bayesian mixture also: the prior
+on the weights, the effective number of components (weight above 1%), the posterior
+concentration of each component (Beta(a, b) of its stick for a Dirichlet process, the
+Dirichlet concentration otherwise), and its lower bound labelled for what it is."""
 
 from __future__ import annotations
 
@@ -12,6 +15,39 @@ import numpy as np
 
 from ...persistence import current_version, is_finished_state, list_versions, read_version
 from ...persistence.serialize import model_from_payload
+from ..config import EFFECTIVE_THRESHOLD, is_bayesian, is_online
+
+#: what each estimator's lower_bound_ is (JSON "lower_bound_kind", text labels)
+LOWER_BOUND_KINDS = {
+    "GaussianMixture": "mean log-likelihood per sample",
+    "OnlineGaussianMixture": "last batch mean log-likelihood",
+    "BayesianGaussianMixture": "evidence lower bound (ELBO)",
+    "OnlineBayesianGaussianMixture": "last batch mean score (variational E-step "
+                                     "log-normaliser; not a likelihood)",
+}
+
+
+def bayesian_summary(model, threshold: float = EFFECTIVE_THRESHOLD) -> dict:
+    """A Bayesian mixture's prior and posterior on the weights, JSON-ready: the prior
+    type and values in effect, the effective number of components (weight above
+    ``threshold``) and the posterior concentration (weight_concentration_)."""
+    K = len(model.weights_)
+    wc = model.weight_concentration_
+    dp = model.weight_concentration_prior_type == "dirichlet_process"
+    if dp:
+        concentration = {"beta_a": [float(x) for x in np.asarray(wc[0])],
+                         "beta_b": [float(x) for x in np.asarray(wc[1])]}
+    else:
+        concentration = {"dirichlet": [float(x) for x in np.asarray(wc)]}
+    used = [k for k in range(K) if model.weights_[k] > threshold]
+    return {"weight_concentration_prior_type": model.weight_concentration_prior_type,
+            "weight_concentration_prior": float(model.weight_concentration_prior_),
+            "mean_precision_prior": float(model.mean_precision_prior_),
+            "degrees_of_freedom_prior": float(model.degrees_of_freedom_prior_),
+            "effective_threshold": float(threshold),
+            "effective_n_components": int(model.effective_n_components(threshold)),
+            "effective_components": used,
+            "weight_concentration": concentration}
 
 
 def _component_scale(model, k: int) -> float:
@@ -50,9 +86,12 @@ def summarise(path: str, version: int | None = None) -> dict:
     K, d = model.means_.shape
     out.update({"covariance_type": model.covariance_type, "n_components": int(K),
                 "n_features": int(d), "lower_bound": float(model.lower_bound_),
+                "lower_bound_kind": LOWER_BOUND_KINDS.get(state["estimator"]),
                 "lower_bounds": [float(x) for x in model.lower_bounds_]})
+    if is_bayesian(model):
+        out["bayesian"] = bayesian_summary(model)
     prog = state.get("fit_progress")
-    if state["estimator"] == "GaussianMixture":
+    if not is_online(state["estimator"]):
         out.update({"n_iter": int(model.n_iter_), "converged": bool(model.converged_),
                     "in_progress": bool(prog is not None and not prog.get("done")),
                     "restart": int(prog["init"]) if prog else None})
@@ -66,6 +105,11 @@ def summarise(path: str, version: int | None = None) -> dict:
         {"k": k, "id": None if ids is None else int(ids[k]), "weight": float(model.weights_[k]),
          "mean": [float(x) for x in model.means_[k]], "scale": _component_scale(model, k)}
         for k in range(K)]
+    if "bayesian" in out:  # each component's posterior concentration, beside its weight
+        conc = out["bayesian"]["weight_concentration"]
+        for c in out["components"]:
+            c["concentration"] = ([conc["beta_a"][c["k"]], conc["beta_b"][c["k"]]]
+                                  if "beta_a" in conc else conc["dirichlet"][c["k"]])
     return out
 
 
@@ -86,11 +130,13 @@ def as_text(s: dict) -> str:
         return "\n".join(lines)
     lines.append(f"model       K={s['n_components']}, d={s['n_features']}, "
                  f"{s['covariance_type']} covariances")
-    if s["estimator"] == "GaussianMixture":
+    bayes = s.get("bayesian")
+    kind = s.get("lower_bound_kind") or "lower bound"
+    if not is_online(s["estimator"]):
         state = ("in progress or interrupted: the last iterate, not a finished fit"
                  if s["in_progress"] else
                  "converged" if s["converged"] else "finished without converging")
-        lines.append(f"fit         {s['n_iter']} iterations, {state}, mean log-likelihood "
+        lines.append(f"fit         {s['n_iter']} iterations, {state}, {kind} "
                      f"{s['lower_bound']:.6f}")
     else:
         step = "n/a" if s["last_step"] is None else f"{s['last_step']:.4g}"
@@ -100,17 +146,53 @@ def as_text(s: dict) -> str:
             lines.append("fit         an online fit() in progress or interrupted: not a "
                          "finished fit (load(path, finished=True) for the last finished one)")
         lines.append(f"events      {s['n_events']} (births, deaths, splits)")
+        if bayes:
+            lines.append(f"score       {kind} {s['lower_bound']:.6f}")
+    if bayes:
+        lines += _bayesian_lines(s, bayes)
     hist = s["lower_bounds"]
     if hist:
         shown = ", ".join(f"{v:.5f}" for v in hist[-6:])
-        lines.append(f"log-lik     {len(hist)} values; last: {shown}")
+        label = ("ELBO" if s["estimator"] == "BayesianGaussianMixture" else
+                 "score" if bayes else "log-lik").ljust(11)
+        lines.append(f"{label} {len(hist)} values; last: {shown}")
     lines.append("")
-    lines.append("     k     id   weight    scale  mean")
+    dp = bool(bayes) and "beta_a" in bayes["weight_concentration"]
+    conc = ("  stick Beta(a, b)      " if dp else "  concentration" if bayes else "")
+    lines.append(f"     k     id   weight    scale{conc}  mean")
     for c in s["components"]:
         cid = "-" if c["id"] is None else str(c["id"])
-        lines.append(f"  {c['k']:4d} {cid:>6} {c['weight']:8.4f} {c['scale']:8.3g}  "
+        extra = ""
+        if bayes:
+            v = c["concentration"]
+            extra = (f"  {v[0]:10.4g} {v[1]:10.4g}" if dp else f"  {v:13.4g}")
+        lines.append(f"  {c['k']:4d} {cid:>6} {c['weight']:8.4f} {c['scale']:8.3g}{extra}  "
                      f"{_head(c['mean'])}")
     return "\n".join(lines)
+
+
+def _bayesian_lines(s: dict, b: dict) -> list[str]:
+    """The prior, the effective number of components and the posterior concentration."""
+    dp = b["weight_concentration_prior_type"] == "dirichlet_process"
+    prior = ("Dirichlet process (stick-breaking)" if dp else "Dirichlet distribution")
+    used = b["effective_components"]
+    listed = ", ".join(str(k) for k in used[:20]) + (", ..." if len(used) > 20 else "")
+    conc = b["weight_concentration"]
+    if dp:
+        posterior = (f"Beta(a, b) per stick: a {_head(conc['beta_a'])}, "
+                     f"b {_head(conc['beta_b'])}")
+    else:
+        posterior = f"Dirichlet concentrations {_head(conc['dirichlet'])}"
+    return [
+        f"prior       {b['weight_concentration_prior_type']}: {prior} on the weights, "
+        f"weight_concentration_prior {b['weight_concentration_prior']:.4g}, "
+        f"mean_precision_prior {b['mean_precision_prior']:.4g}, "
+        f"degrees_of_freedom_prior {b['degrees_of_freedom_prior']:.4g}",
+        f"effective   {b['effective_n_components']} of {s['n_components']} components "
+        f"have a weight above {b['effective_threshold']:.0%} "
+        f"(components {listed or 'none'})",
+        f"posterior   weight concentration (weight_concentration_): {posterior}",
+    ]
 
 
 def run(args, opts, log) -> int:

@@ -12,7 +12,7 @@ import numpy as np
 from ...errors import NotFittedError
 from ...persistence import current_version, load
 from ..cluster import dask_client
-from ..config import Config, ConfigError, require
+from ..config import EFFECTIVE_THRESHOLD, Config, ConfigError, is_bayesian, is_online, require
 from ..sources import open_source
 
 
@@ -68,11 +68,13 @@ def _load_model(cfg: Config, log):
         raise NotFittedError(f"checkpoint {path!r} holds a model that is not fitted yet "
                              "(an online model still buffering rows)")
     version = current_version(path)
-    if type(model).__name__ == "GaussianMixture" and not model.converged_:
+    if not is_online(model) and not model.converged_:
         log.warning(f"the model at {path} has not converged (a fit in progress, or one that "
                     f"stopped at max_iter after {model.n_iter_} iterations)")
+    effective = (f", {model.effective_n_components(EFFECTIVE_THRESHOLD)} with a weight "
+                 f"above {EFFECTIVE_THRESHOLD:.0%}" if is_bayesian(model) else "")
     log.info(f"model: {type(model).__name__} from {path} version {version} "
-             f"(K={len(model.weights_)}, {model.covariance_type})",
+             f"(K={len(model.weights_)}{effective}, {model.covariance_type})",
              fields={"model": path, "model_version": version})
     return model, path, version
 

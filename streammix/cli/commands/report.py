@@ -1,8 +1,10 @@
 """`streammix report CHECKPOINT --out DIR`: PNG plots of a saved model a person would
-rather look at than read: the log-likelihood trace, the BIC/AIC curves when
-`streammix select` left them, an online model's component timeline (weights over the
-updates, births, deaths, merges and splits marked), and a sample of the data projected on the model's two
-principal axes with each component's 2-sigma ellipse.
+rather look at than read: the log-likelihood trace (a Bayesian mixture's: its evidence
+lower bound), the BIC/AIC curves when `streammix select` left them, an online model's
+component timeline (weights over the updates, births, deaths, merges and splits marked),
+a Bayesian mixture's sorted weights (the sticks: how many components the data use), and
+a sample of the data projected on the model's two principal axes with each component's
+2-sigma ellipse.
 
 Everything that can fail (loading the model, reading the data, drawing) happens before
 the first file is written, and the PNGs never go into the checkpoint or the data: a
@@ -19,11 +21,13 @@ import numpy as np
 from ...errors import NotFittedError
 from ...persistence import load
 from ...persistence.storage import Storage
-from ..plotting import REPORT_MARKER, pyplot
+from ..config import EFFECTIVE_THRESHOLD, is_bayesian, is_online
+from ..plotting import REPORT_MARKER, plain_ticks, pyplot
 from .select import SELECTION_FILE, plot_selection
 
 #: the files a report writes (a folder no report wrote must not hold any of them)
-REPORT_FILES = ("loglik.png", "components.png", "selection.png", "timeline.png")
+REPORT_FILES = ("loglik.png", "components.png", "selection.png", "timeline.png",
+                "weights.png")
 
 
 def component_covariances(model) -> np.ndarray:
@@ -83,19 +87,31 @@ def plot_loglik(model, path) -> None:
     file object)."""
     plt = pyplot()
     hist = np.asarray(getattr(model, "lower_bounds_", []), dtype=float)
-    online = type(model).__name__ == "OnlineGaussianMixture"
+    online = is_online(model)
+    bayesian = is_bayesian(model)
+    if bayesian:
+        label = "batch mean score" if online else "evidence lower bound (ELBO)"
+        ylabel = ("mean variational score per sample" if online else
+                  "evidence lower bound (ELBO)")
+    else:
+        label = "batch mean log-likelihood" if online else "mean log-likelihood"
+        ylabel = "mean log-likelihood per sample"
     fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
     x = np.arange(1, len(hist) + 1)
     ax.plot(x, hist, "-", color="tab:blue", alpha=0.5 if online else 1.0,
-            marker=None if online or len(hist) > 60 else "o",
-            label="batch mean log-likelihood" if online else "mean log-likelihood")
+            marker=None if online or len(hist) > 60 else "o", label=label)
     if online and len(hist) >= 10:
         w = max(5, len(hist) // 20)
         smooth = np.convolve(hist, np.ones(w) / w, mode="valid")
         ax.plot(x[w - 1:], smooth, color="tab:red", lw=2, label=f"moving average ({w})")
-    ax.set_xlabel("stepwise update" if online else "EM iteration")
-    ax.set_ylabel("mean log-likelihood per sample")
-    ax.set_title(f"{type(model).__name__}: K={len(model.weights_)}, "
+    ax.set_xlabel(("stochastic variational update" if bayesian else "stepwise update")
+                  if online else
+                  "variational EM iteration" if bayesian else "EM iteration")
+    ax.set_ylabel(ylabel)
+    plain_ticks(ax)
+    effective = (f" ({model.effective_n_components(EFFECTIVE_THRESHOLD)} above "
+                 f"{EFFECTIVE_THRESHOLD:.0%} weight)" if bayesian else "")
+    ax.set_title(f"{type(model).__name__}: K={len(model.weights_)}{effective}, "
                  f"{model.covariance_type}")
     ax.grid(alpha=0.3)
     ax.legend()
@@ -110,13 +126,17 @@ def plot_components(model, X: np.ndarray, from_model: bool, path) -> None:
     plt = pyplot()
     K, d = model.means_.shape
     labels = model.predict(X)
+    # a Bayesian mixture's switched-off components (the prior's, nearly weightless and
+    # as broad as the data) would hide the others: only those in use are drawn
+    shown = [k for k in range(K)
+             if not is_bayesian(model) or model.weights_[k] > EFFECTIVE_THRESHOLD]
     fig, ax = plt.subplots(figsize=(7, 6), dpi=100)
     cmap = plt.get_cmap("tab10" if K <= 10 else "tab20")
     if d == 1:
         ax.hist(X[:, 0], bins=80, density=True, color="0.7")
         grid = np.linspace(X[:, 0].min(), X[:, 0].max(), 400)[:, None]
         resp = model.predict_proba(grid) * np.exp(model.score_samples(grid))[:, None]
-        for k in range(K):
+        for k in shown:
             ax.plot(grid[:, 0], resp[:, k], color=cmap(k % cmap.N), lw=2,
                     label=f"k={k} (w={model.weights_[k]:.2f})")
         ax.set_xlabel("x")
@@ -126,7 +146,7 @@ def plot_components(model, X: np.ndarray, from_model: bool, path) -> None:
         for k in range(K):
             ax.scatter(*Z[labels == k].T, s=3, alpha=0.35, color=cmap(k % cmap.N))
         covs = component_covariances(model)
-        for k in range(K):
+        for k in shown:
             centre = P @ model.means_[k]
             _ellipse(ax, centre, P @ covs[k] @ P.T, cmap(k % cmap.N))
             ax.annotate(str(k), centre, fontsize=11, weight="bold", ha="center",
@@ -135,9 +155,52 @@ def plot_components(model, X: np.ndarray, from_model: bool, path) -> None:
         ax.set_ylabel("x1" if d == 2 else "principal axis 2")
         ax.autoscale_view()
     what = "points drawn from the model" if from_model else "rows sampled from the data"
-    ax.set_title(f"{len(X):,} {what}; ellipses: 1 and 2 sigma")
+    which = (f" of the {len(shown)} components above {EFFECTIVE_THRESHOLD:.0%} weight"
+             if len(shown) < K else "")
+    ax.set_title(f"{len(X):,} {what}; ellipses{which}: 1 and 2 sigma")
     if d == 1:
         ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, format="png")
+    plt.close(fig)
+
+
+def plot_weights(model, path, threshold: float = EFFECTIVE_THRESHOLD) -> None:
+    """A Bayesian mixture's weights in decreasing order as a bar chart (the sticks),
+    the ``threshold`` drawn and the number of components above it in the title, as a
+    PNG at ``path`` (a path or a binary file object): how many components the data use
+    out of the n_components the prior was given."""
+    from matplotlib.ticker import MaxNLocator, PercentFormatter
+
+    plt = pyplot()
+    w = np.asarray(model.weights_, dtype=float)
+    K = len(w)
+    order = np.argsort(-w, kind="stable")
+    used = w[order] > threshold
+    n_used = int(used.sum())
+    fig, ax = plt.subplots(figsize=(8, 4), dpi=100)
+    x = np.arange(1, K + 1)
+    ax.bar(x, w[order], width=0.8, color=np.where(used, "tab:blue", "0.65"),
+           edgecolor="none")
+    ax.axhline(threshold, color="tab:red", ls="--", lw=1.2,
+               label=f"{threshold:.0%} threshold")
+    if K <= 30:  # each bar named by its component index
+        ax.set_xticks(x)
+        ax.set_xticklabels([str(k) for k in order], fontsize=8 if K > 15 else 10)
+        ax.set_xlabel("component (heaviest first)")
+    else:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlabel("rank of the component's weight (heaviest first)")
+    ax.set_xlim(0.3, K + 0.7)
+    ax.set_ylim(0, max(float(w.max()) * 1.08, threshold * 3))
+    ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=None))
+    ax.set_ylabel("weight")
+    prior = ("Dirichlet process" if model.weight_concentration_prior_type ==
+             "dirichlet_process" else "Dirichlet distribution")
+    ax.set_title(f"{n_used} of {K} components above {threshold:.0%} weight "
+                 f"({prior} prior)")
+    ax.grid(alpha=0.3, axis="y")
+    ax.legend()
     fig.tight_layout()
     fig.savefig(path, format="png")
     plt.close(fig)
@@ -235,7 +298,11 @@ def render_report(model, checkpoint: str, data, sample: int) -> dict[str, bytes]
     plot_loglik(model, buf)
     pngs["loglik.png"] = buf.getvalue()
     st = Storage(checkpoint)
-    if st.exists(SELECTION_FILE):
+    if is_bayesian(model):
+        buf = io.BytesIO()
+        plot_weights(model, buf)
+        pngs["weights.png"] = buf.getvalue()
+    elif st.exists(SELECTION_FILE):  # (a Bayesian mixture has no BIC/AIC to compare)
         sel = json.loads(st.read_text(SELECTION_FILE))
         chosen = next(r for r in sel["results"] if r == sel["chosen"])
         buf = io.BytesIO()

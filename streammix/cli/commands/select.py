@@ -18,7 +18,7 @@ from ...errors import CheckpointError
 from ...persistence import model_to_payload, read_version, save
 from ...persistence.storage import Storage
 from ..cluster import dask_client
-from ..config import Config, ConfigError, check_checkpoint_path, require
+from ..config import Config, ConfigError, check_checkpoint_path, is_bayesian, require
 from ..plotting import check_png_target
 from ..sources import open_source, persisted
 
@@ -149,6 +149,15 @@ def run(cfg: Config, opts, log) -> int:
     from ... import GaussianMixture
 
     require(cfg, "source.type", "source.path", "select.n_components", command="select")
+    if is_bayesian(cfg.estimator):
+        raise ConfigError(
+            f"{cfg.path}: model.estimator: `streammix select` compares candidates by BIC/AIC, "
+            f"which a {cfg.estimator} does not have (its lower bound is an evidence lower "
+            "bound, not a likelihood, and its prior decides how many components it uses); "
+            "instead run `streammix fit` with model.estimator: BayesianGaussianMixture and a "
+            "generous model.n_components (an upper bound), then read its effective number "
+            "of components (weight above 1%) with `streammix inspect CHECKPOINT` or see it "
+            "in `streammix report`'s weights.png")
     if cfg.estimator != "GaussianMixture":
         raise ConfigError(f"{cfg.path}: model.estimator: `streammix select` compares "
                           "GaussianMixture fits")

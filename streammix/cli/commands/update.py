@@ -1,5 +1,6 @@
 """`streammix update CONFIG`: fold the data not yet consumed into an online model
-(stepwise EM). The checkpoint holds the model and the stream cursor together (rows of a
+(stepwise EM for an OnlineGaussianMixture, stochastic variational inference for an
+OnlineBayesianGaussianMixture). The checkpoint holds the model and the stream cursor together (rows of a
 growing Zarr array, or the files of a directory already read), so a rerun with no new
 data is a quick no-op and a killed run continues where it stopped and ends where an
 uninterrupted run ends."""
@@ -16,12 +17,41 @@ from ...persistence import CheckpointWriter, current_version, list_versions
 from ...persistence.cadence import SaveCadence
 from ...persistence.serialize import model_from_payload, model_to_payload
 from ...validation import check_finite
-from ..config import Config, ConfigError, check_checkpoint_path, check_source_exists, require
+from ..config import (
+    EFFECTIVE_THRESHOLD,
+    Config,
+    ConfigError,
+    check_checkpoint_path,
+    check_priors_for_data,
+    check_source_exists,
+    is_bayesian,
+    online_estimator,
+    require,
+)
 from ..console import Progress, log_structure_events
 from ..sources import list_files, pending_batches
 
 # parameters that do not change what an update computes
 _IGNORED = {"verbose", "chunk_size"}
+
+
+def _same_param(a, b) -> bool:
+    """Equality of two parameter values; array-valued ones (a Bayesian mixture's
+    mean_prior and covariance_prior: arrays in a checkpoint, lists in a config) by
+    value."""
+    if isinstance(a, (np.ndarray, list, tuple)) or isinstance(b, (np.ndarray, list, tuple)):
+        if a is None or b is None:
+            return False
+        try:
+            return np.array_equal(np.asarray(a, dtype=np.float64),
+                                  np.asarray(b, dtype=np.float64))
+        except (TypeError, ValueError):
+            return False
+    return a == b
+
+
+def _shown(value) -> str:
+    return repr(np.asarray(value).tolist() if isinstance(value, np.ndarray) else value)
 
 
 def _check_same_model(saved, wanted, ck: str) -> None:
@@ -33,8 +63,8 @@ def _check_same_model(saved, wanted, ck: str) -> None:
     for k in a:
         if k in _IGNORED or k.endswith("_init"):
             continue
-        if a[k] != b[k]:
-            diffs.append(f"{k}: checkpoint {a[k]!r} vs config {b[k]!r}")
+        if not _same_param(a[k], b.get(k)):
+            diffs.append(f"{k}: checkpoint {_shown(a[k])} vs config {_shown(b.get(k))}")
     if diffs:
         raise CheckpointMismatchError(f"checkpoint {ck!r} was written with other model "
                                       f"parameters ({'; '.join(diffs)}); use the same "
@@ -51,6 +81,19 @@ def batch_error(exc: InvalidInputError, X, batch) -> str:
     return f"{batch.where}: {exc}"
 
 
+def update_summary(model) -> str:
+    """The state of an online model after an update, for the log."""
+    if not hasattr(model, "means_"):
+        return "still buffering rows for initialisation"
+    effective = (f" ({model.effective_n_components(EFFECTIVE_THRESHOLD)} with a weight "
+                 f"above {EFFECTIVE_THRESHOLD:.0%})" if is_bayesian(model) else "")
+    if model.eta_ is None:
+        return f"initialised: K={len(model.weights_)}{effective}"
+    score = "batch mean score" if is_bayesian(model) else "batch mean log-likelihood"
+    return (f"K={len(model.weights_)}{effective}, {model.n_updates_} updates, last step "
+            f"{model.eta_:.4f}, last {score} {model.lower_bound_:.6f}")
+
+
 def run(cfg: Config, opts, log) -> int:
     if getattr(opts, "follow", False):
         from . import follow_update
@@ -60,15 +103,11 @@ def run(cfg: Config, opts, log) -> int:
         raise ConfigError(f"{cfg.path}: source.type: redis is a broker stream: run `streammix "
                           "update CONFIG --follow`")
     require(cfg, "source.type", "source.path", "run.checkpoint", command="update")
-    if cfg.estimator != "OnlineGaussianMixture":
-        raise ConfigError(f"{cfg.path}: model.estimator: `streammix update` needs "
-                          f"OnlineGaussianMixture; got {cfg.estimator} (use `streammix "
-                          f"fit` for batch EM)")
-    from ... import OnlineGaussianMixture
+    estimator = online_estimator(cfg, "update")
 
     ck = cfg.run["checkpoint"]
     every = cfg.run["checkpoint_every"]
-    wanted = OnlineGaussianMixture(**cfg.estimator_params())
+    wanted = estimator(**cfg.estimator_params())
     t0 = time.perf_counter()
     check_source_exists(cfg)  # before anything is created at run.checkpoint
     check_checkpoint_path(cfg)
@@ -116,6 +155,8 @@ def run(cfg: Config, opts, log) -> int:
                 if X is not None and cfg.source.get("dtype"):
                     X = X.astype(cfg.source["dtype"])
                 if X is not None and len(X):
+                    if not hasattr(model, "n_features_in_") and X.ndim == 2:
+                        check_priors_for_data(cfg, int(X.shape[1]))
                     try:
                         seen = len(getattr(model, "events_", []))
                         model.partial_fit(X)
@@ -148,11 +189,7 @@ def run(cfg: Config, opts, log) -> int:
             # on an interrupt nothing more is saved (a signal may land mid-update); the
             # batches after the last save are read again by the next run
             bar.close()
-    fitted = hasattr(model, "means_")
-    summary = (f"K={len(model.weights_)}, {model.n_updates_} updates, last step "
-               f"{model.eta_:.4f}, last batch mean log-likelihood {model.lower_bound_:.6f}"
-               if fitted and model.eta_ is not None else
-               "still buffering rows for initialisation" if not fitted else "initialised")
+    summary = update_summary(model)
     skipped_note = f" ({len(skipped)} bad batches skipped)" if skipped else ""
     log.info(f"consumed {done_rows:,} rows in {time.perf_counter() - t0:.1f} s{skipped_note}; "
              f"{summary}; saved {ck} version {current_version(ck)}",
