@@ -177,14 +177,19 @@ def check_float_param(value, name: str, low: float, *, strict: bool = False) -> 
     return value
 
 
-def check_init_array(value, name: str, shape: tuple[int, ...]) -> np.ndarray:
-    """A user-given initial parameter as a finite float64 array of the expected shape."""
+def check_init_array(value, name: str, shape: tuple[int, ...], sk_name: str | None = None
+                     ) -> np.ndarray:
+    """A user-given initial parameter as a finite float64 array of the expected shape.
+    A wrong shape is reported in scikit-learn's words (``sk_name``: the name its message
+    uses, such as 'weights' for weights_init), then ours."""
     try:
         arr = np.array(value, dtype=np.float64)
     except (TypeError, ValueError):
         raise InvalidParameterError(f"{name} must be numeric; got {value!r}") from None
     if arr.shape != shape:
-        raise InvalidParameterError(f"{name} has shape {arr.shape}; expected {shape}")
+        raise InvalidParameterError(
+            f"The parameter '{sk_name or name}' should have the shape of {shape}, but got "
+            f"{arr.shape} ({name} must be an array of shape {shape})")
     if not np.all(np.isfinite(arr)):
         raise InvalidParameterError(f"{name} contains NaN or infinite values")
     return arr

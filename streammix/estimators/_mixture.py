@@ -74,22 +74,25 @@ class MixtureMixin(EstimatorBase):
         cov = get_covariance_type(self.covariance_type)
         weights = means = precisions = None
         if self.weights_init is not None:
-            weights = check_init_array(self.weights_init, "weights_init", (K,))
+            weights = check_init_array(self.weights_init, "weights_init", (K,), "weights")
             if np.any(weights < 0) or np.any(weights > 1):
                 raise InvalidParameterError(
-                    f"weights_init must lie in [0, 1]; got min {weights.min():.5g}, "
-                    f"max {weights.max():.5g}"
+                    "The parameter 'weights' should be in the range [0, 1], but got max "
+                    f"value {weights.max():.5f}, min value {weights.min():.5f} "
+                    "(weights_init must lie in [0, 1])"
                 )
             if not np.isclose(weights.sum(), 1.0, rtol=0, atol=1e-8):
                 raise InvalidParameterError(
-                    f"weights_init must sum to 1; got sum {weights.sum():.10g}"
+                    "The parameter 'weights' should be normalized, but got sum(weights) = "
+                    f"{weights.sum():.5f} (weights_init must sum to 1)"
                 )
         if self.means_init is not None:
-            means = check_init_array(self.means_init, "means_init", (K, n_features))
+            means = check_init_array(self.means_init, "means_init", (K, n_features), "means")
         if self.precisions_init is not None:
             shape = cov.covariance_shape(K, n_features)
             precisions = check_init_array(self.precisions_init,
-                                          f"precisions_init ('{cov.name}')", shape)
+                                          f"precisions_init ('{cov.name}')", shape,
+                                          f"{cov.name} precision")
             precisions = cov.validate_precisions(precisions, K, n_features)
         return weights, means, precisions
 

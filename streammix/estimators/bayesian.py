@@ -133,7 +133,7 @@ class BayesianGaussianMixture(GaussianMixture):
                 f"{d - 1}, but got {dof:.3f}.")
         mean = cov_prior = None
         if self.mean_prior is not None:
-            mean = check_init_array(self.mean_prior, "means", (d,))
+            mean = check_init_array(self.mean_prior, "mean_prior", (d,), "means")
         if self.covariance_prior is not None:
             cov_prior = self._checked_covariance_prior(d)
         if mean is None or cov_prior is None:
@@ -153,7 +153,8 @@ class BayesianGaussianMixture(GaussianMixture):
         if t == "spherical":
             return _positive_number(self.covariance_prior, "covariance_prior")
         shape = (d, d) if t in ("full", "tied") else (d,)
-        value = check_init_array(self.covariance_prior, f"{t} covariance_prior", shape)
+        value = check_init_array(self.covariance_prior, "covariance_prior", shape,
+                                 f"{t} covariance_prior")
         if t == "diag":
             if np.any(value <= 0.0):
                 raise InvalidParameterError(f"'{t} precision' should be positive "

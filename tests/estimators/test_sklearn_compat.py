@@ -300,3 +300,28 @@ def test_importing_streammix_does_not_import_scikit_learn():
         "    print('ok')\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
+
+
+@pytest.mark.parametrize("kwargs", [
+    dict(weights_init=[[0.5], [0.5]]),
+    dict(weights_init=[1.5, -0.5]),
+    dict(weights_init=[0.3, 0.3]),
+    dict(means_init=np.zeros((3, 2))),
+    dict(precisions_init=np.ones((2, 3, 3))),
+    dict(precisions_init=np.array([[[1.0, 2.0], [0.0, 1.0]], [[1.0, 0.0], [0.0, 1.0]]])),
+    dict(precisions_init=-np.ones((2, 2)), covariance_type="diag"),
+    dict(precisions_init=np.array([1.0, -1.0]), covariance_type="spherical"),
+    dict(precisions_init=-np.eye(2), covariance_type="tied"),
+])
+def test_bad_inits_are_reported_in_scikit_learns_words(kwargs):
+    """scikit-learn's message comes first (code matches on it); our hint follows."""
+    from sklearn.mixture import GaussianMixture as SkGaussianMixture
+
+    X = _data()[:, :2]
+    with pytest.raises(ValueError) as theirs:
+        SkGaussianMixture(2, **kwargs).fit(X)
+    with pytest.raises(InvalidParameterError) as ours:
+        GaussianMixture(2, **kwargs).fit(X)
+    # (scikit-learn swaps the max and min values of the range message: ours are right)
+    expected = str(theirs.value).rstrip(".").split(" but got max value")[0]
+    assert str(ours.value).startswith(expected), (str(ours.value), str(theirs.value))

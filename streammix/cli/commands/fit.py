@@ -88,12 +88,13 @@ def _check_align_to(cfg: Config, align_to: str | None, flag: bool) -> None:
     refuse to renumber them (before any work), saying what to do instead."""
     if align_to is None or cfg.estimator != "BayesianGaussianMixture":
         return
-    if cfg.model.get("weight_concentration_prior_type",
-                     "dirichlet_process") != "dirichlet_process":
+    prior = cfg.model.get("weight_concentration_prior_type")
+    if prior not in (None, "dirichlet_process"):
         return
     where = "--align-to" if flag else f"{cfg.path}: run.align_to"
+    default = "" if prior else ", the default"
     raise ConfigError(f"{where}: a BayesianGaussianMixture with a Dirichlet-process prior "
-                      "(weight_concentration_prior_type: dirichlet_process, the default) "
+                      f"(weight_concentration_prior_type: dirichlet_process{default}) "
                       "orders its components as the sticks of its prior, so they cannot be "
                       "renumbered to keep another model's labels; remove the alignment, or "
                       "set model.weight_concentration_prior_type: dirichlet_distribution")

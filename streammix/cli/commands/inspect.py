@@ -146,16 +146,18 @@ def as_text(s: dict) -> str:
             lines.append("fit         an online fit() in progress or interrupted: not a "
                          "finished fit (load(path, finished=True) for the last finished one)")
         lines.append(f"events      {s['n_events']} (births, deaths, splits)")
-        if bayes:
-            lines.append(f"score       {kind} {s['lower_bound']:.6f}")
     if bayes:
         lines += _bayesian_lines(s, bayes)
     hist = s["lower_bounds"]
     if hist:
         shown = ", ".join(f"{v:.5f}" for v in hist[-6:])
-        label = ("ELBO" if s["estimator"] == "BayesianGaussianMixture" else
-                 "score" if bayes else "log-lik").ljust(11)
-        lines.append(f"{label} {len(hist)} values; last: {shown}")
+        if s["estimator"] == "BayesianGaussianMixture":
+            label, what = "ELBO", " (evidence lower bound)"
+        elif bayes:  # an online one: not an ELBO
+            label, what = "score", " (batch mean score, variational: not a likelihood)"
+        else:
+            label, what = "log-lik", ""
+        lines.append(f"{label:<11} {len(hist)} values{what}; last: {shown}")
     lines.append("")
     dp = bool(bayes) and "beta_a" in bayes["weight_concentration"]
     conc = ("  stick Beta(a, b)      " if dp else "  concentration" if bayes else "")
@@ -184,9 +186,9 @@ def _bayesian_lines(s: dict, b: dict) -> list[str]:
     else:
         posterior = f"Dirichlet concentrations {_head(conc['dirichlet'])}"
     return [
-        f"prior       {b['weight_concentration_prior_type']}: {prior} on the weights, "
-        f"weight_concentration_prior {b['weight_concentration_prior']:.4g}, "
-        f"mean_precision_prior {b['mean_precision_prior']:.4g}, "
+        f"prior       {prior} on the weights ({b['weight_concentration_prior_type']}), "
+        f"weight_concentration_prior {b['weight_concentration_prior']:.4g}",
+        f"            mean_precision_prior {b['mean_precision_prior']:.4g}, "
         f"degrees_of_freedom_prior {b['degrees_of_freedom_prior']:.4g}",
         f"effective   {b['effective_n_components']} of {s['n_components']} components "
         f"have a weight above {b['effective_threshold']:.0%} "

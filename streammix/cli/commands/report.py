@@ -85,6 +85,8 @@ def _ellipse(ax, centre, cov2, color) -> None:
 def plot_loglik(model, path) -> None:
     """The EM (or online) log-likelihood trace as a PNG at ``path`` (a path or a binary
     file object)."""
+    from matplotlib.ticker import MaxNLocator
+
     plt = pyplot()
     hist = np.asarray(getattr(model, "lower_bounds_", []), dtype=float)
     online = is_online(model)
@@ -108,6 +110,7 @@ def plot_loglik(model, path) -> None:
                   if online else
                   "variational EM iteration" if bayesian else "EM iteration")
     ax.set_ylabel(ylabel)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     plain_ticks(ax)
     effective = (f" ({model.effective_n_components(EFFECTIVE_THRESHOLD)} above "
                  f"{EFFECTIVE_THRESHOLD:.0%} weight)" if bayesian else "")
@@ -155,9 +158,11 @@ def plot_components(model, X: np.ndarray, from_model: bool, path) -> None:
         ax.set_ylabel("x1" if d == 2 else "principal axis 2")
         ax.autoscale_view()
     what = "points drawn from the model" if from_model else "rows sampled from the data"
-    which = (f" of the {len(shown)} components above {EFFECTIVE_THRESHOLD:.0%} weight"
-             if len(shown) < K else "")
-    ax.set_title(f"{len(X):,} {what}; ellipses{which}: 1 and 2 sigma")
+    if len(shown) < K:
+        ax.set_title(f"{len(X):,} {what}\nellipses (1 and 2 sigma): the {len(shown)} "
+                     f"components above {EFFECTIVE_THRESHOLD:.0%} weight")
+    else:
+        ax.set_title(f"{len(X):,} {what}; ellipses: 1 and 2 sigma")
     if d == 1:
         ax.legend()
     fig.tight_layout()
@@ -170,7 +175,7 @@ def plot_weights(model, path, threshold: float = EFFECTIVE_THRESHOLD) -> None:
     the ``threshold`` drawn and the number of components above it in the title, as a
     PNG at ``path`` (a path or a binary file object): how many components the data use
     out of the n_components the prior was given."""
-    from matplotlib.ticker import MaxNLocator, PercentFormatter
+    from matplotlib.ticker import FuncFormatter, MaxNLocator
 
     plt = pyplot()
     w = np.asarray(model.weights_, dtype=float)
@@ -193,7 +198,7 @@ def plot_weights(model, path, threshold: float = EFFECTIVE_THRESHOLD) -> None:
         ax.set_xlabel("rank of the component's weight (heaviest first)")
     ax.set_xlim(0.3, K + 0.7)
     ax.set_ylim(0, max(float(w.max()) * 1.08, threshold * 3))
-    ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=None))
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{100 * v:.4g}%"))
     ax.set_ylabel("weight")
     prior = ("Dirichlet process" if model.weight_concentration_prior_type ==
              "dirichlet_process" else "Dirichlet distribution")

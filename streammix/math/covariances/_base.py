@@ -405,17 +405,19 @@ class CovarianceType(ABC):
         return logprob, labels, resp
 
 
-def check_square_spd(matrix: np.ndarray, what: str) -> None:
-    """Raise a clear error unless ``matrix`` is symmetric positive definite."""
+def check_square_spd(matrix: np.ndarray, what: str, kind: str | None = None) -> None:
+    """Raise a clear error unless ``matrix`` is symmetric positive definite; ``kind``
+    ('full' or 'tied') puts scikit-learn's sentence first."""
+    lead = f"'{kind} precision' should be symmetric, positive-definite: " if kind else ""
     if not np.allclose(matrix, matrix.T, rtol=1e-5, atol=1e-8):
-        raise InvalidParameterError(f"{what} is not symmetric")
+        raise InvalidParameterError(f"{lead}{what} is not symmetric")
     try:
         eig = np.linalg.eigvalsh(matrix)
     except np.linalg.LinAlgError as exc:  # pragma: no cover
-        raise InvalidParameterError(f"{what} could not be decomposed: {exc}") from exc
+        raise InvalidParameterError(f"{lead}{what} could not be decomposed: {exc}") from exc
     if not np.all(eig > 0):
         raise InvalidParameterError(
-            f"{what} is not positive definite (smallest eigenvalue {eig.min():.3g})"
+            f"{lead}{what} is not positive definite (smallest eigenvalue {eig.min():.3g})"
         )
 
 

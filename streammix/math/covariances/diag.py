@@ -183,7 +183,8 @@ class DiagCovariance(CovarianceType):
         if len(bad):
             k = int(bad[0])
             raise InvalidParameterError(
-                f"precisions_init ('diag') must be positive; precisions_init[{k}] = "
+                f"'diag precision' should be positive: precisions_init ('diag') must be "
+                f"positive; precisions_init[{k}] = "
                 f"{precisions[k].tolist()!r}"
             )
         return precisions

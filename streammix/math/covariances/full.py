@@ -165,7 +165,7 @@ class FullCovariance(CovarianceType):
     def validate_precisions(self, precisions, n_components, n_features):
         check_shape(precisions, (n_components, n_features, n_features), "precisions_init ('full')")
         for k in range(n_components):
-            check_square_spd(precisions[k], f"precisions_init[{k}] ('full')")
+            check_square_spd(precisions[k], f"precisions_init[{k}] ('full')", "full")
         return precisions
 
     def stats_spec(self, params):

@@ -57,7 +57,8 @@ class SphericalCovariance(CovarianceType):
         if len(bad):
             k = int(bad[0])
             raise InvalidParameterError(
-                f"precisions_init ('spherical') must be positive; precisions_init[{k}] = "
+                f"'spherical precision' should be positive: precisions_init ('spherical') "
+                f"must be positive; precisions_init[{k}] = "
                 f"{precisions[k].tolist()!r}"
             )
         return precisions

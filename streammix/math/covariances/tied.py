@@ -72,7 +72,7 @@ class TiedCovariance(CovarianceType):
 
     def validate_precisions(self, precisions, n_components, n_features):
         check_shape(precisions, (n_features, n_features), "precisions_init ('tied')")
-        check_square_spd(precisions, "precisions_init ('tied')")
+        check_square_spd(precisions, "precisions_init ('tied')", "tied")
         return precisions
 
     def _white(self, params):
