@@ -95,6 +95,10 @@ class ConvergenceWarning(*_CONVERGENCE_BASES):
     scikit-learn is installed)."""
 
 
+class ClusterConnectionError(StreammixError, OSError):
+    """The Dask scheduler given as ``client`` cannot be reached."""
+
+
 class CheckpointError(StreammixError, ValueError):
     """A checkpoint cannot be read, written or resumed (base of the checkpoint errors)."""
 

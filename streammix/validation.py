@@ -57,6 +57,7 @@ def raise_if_nonfinite(scan: tuple[int, int, int, float], X: np.ndarray, what: s
 
 
 def check_array(X, *, what: str = "X", n_features: int | None = None,
+                estimator: str = "GaussianMixture",
                 min_samples: int = 1, allow_nd_check: bool = True,
                 finite: bool = True) -> np.ndarray:
     """Validate a data matrix: 2-D, numeric, non-empty, finite, right feature count.
@@ -117,7 +118,7 @@ def check_array(X, *, what: str = "X", n_features: int | None = None,
         )
     if n_features is not None and d != n_features:
         raise InvalidInputError(
-            f"{what} has {d} features, but GaussianMixture is expecting {n_features} features "
+            f"{what} has {d} features, but {estimator} is expecting {n_features} features "
             "as input (the number it was fitted with)"
         )
     if n < min_samples:

@@ -112,7 +112,8 @@ class MixtureMixin(EstimatorBase):
         """(log p, labels, responsibilities or None): numpy arrays for in-memory input,
         lazy dask arrays for Dask/Zarr input."""
         self._check_is_fitted()
-        source = as_source(X, None, chunk_size=self.chunk_size, n_features=self.n_features_in_)
+        source = as_source(X, None, chunk_size=self.chunk_size, n_features=self.n_features_in_,
+                           estimator=type(self).__name__)
         params = self._get_params_value()
         cov = get_covariance_type(params.covariance_type)
         if isinstance(source, DaskSource):

@@ -58,10 +58,10 @@ class GaussianMixture(MixtureMixin):
     - ``chunk_size``: rows per chunk (default: about 4 MiB of data for numpy input, the
       array's own chunks for Dask/Zarr input). The result depends on the chunking only
       to rounding; the same chunking gives the same bits.
-    - ``init_params='kmeans'`` runs our k-means (k-means++ seeds on a uniform sample of
-      at most 50,000 rows, then Lloyd over all rows), not scikit-learn's KMeans, so the
+    - ``init_params='kmeans'`` runs our k-means (k-means|| seeding over all rows, then
+      Lloyd over all rows, both chunk by chunk), not scikit-learn's KMeans, so the
       initial means differ from scikit-learn's for the same seed; 'k-means++' picks its
-      seeds from the same kind of sample. As in scikit-learn, ``means_init`` alone
+      seeds from a uniform sample of at most 50,000 rows. As in scikit-learn, ``means_init`` alone
       replaces only the means: weights and covariances still come from
       ``init_params`` (its clusters paired with the given means by index), which
       draws from ``random_state``, so set it for reproducible bits.

@@ -198,7 +198,8 @@ class OnlineGaussianMixture(MixtureMixin):
         self._check_parameters()
         if hasattr(X, "shape") and len(X.shape) == 2 and X.shape[0] == 0:
             if hasattr(self, "n_features_in_") and X.shape[1] != self.n_features_in_:
-                check_array(np.zeros((1, X.shape[1])), n_features=self.n_features_in_)
+                check_array(np.zeros((1, X.shape[1])), n_features=self.n_features_in_,
+                            estimator=type(self).__name__)
             return self
         if isinstance(X, (list, tuple)) and len(X) == 0:
             return self
@@ -206,11 +207,12 @@ class OnlineGaussianMixture(MixtureMixin):
         if n_features is None and getattr(self, "_buffer", None):
             n_features = self._buffer[0].shape[1]
         if not self._initialised:
-            X = check_array(X, n_features=n_features)
+            X = check_array(X, n_features=n_features, estimator=type(self).__name__)
             self._buffer_batch(X, check_sample_weight(sample_weight, X.shape[0]))
             return self
         # the NaN/inf scan is left to the update's kernels (see stepwise_batch_update)
-        X = check_array(X, n_features=n_features, finite=False)
+        X = check_array(X, n_features=n_features, finite=False,
+                        estimator=type(self).__name__)
         try:
             sw = check_sample_weight(sample_weight, X.shape[0])
         except StreammixError:

@@ -56,9 +56,22 @@ def resolve_client(client):
     if client is None:
         return active_client()
     if isinstance(client, str):
+        import dask
         from distributed import Client
 
-        return Client(client, set_as_default=False)
+        from ..errors import ClusterConnectionError
+
+        # how long to try: Dask's setting (DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT)
+        timeout = dask.config.get("distributed.comm.timeouts.connect")
+        try:
+            return Client(client, set_as_default=False, timeout=timeout)
+        except (OSError, TimeoutError) as exc:
+            raise ClusterConnectionError(
+                f"cannot reach the Dask scheduler at {client!r} ({exc}): start one "
+                "(`dask scheduler`, then `dask worker ADDRESS` on each host), check the "
+                "address and that this machine reaches it, or pass client=None to run on "
+                "this machine's threads; DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT sets how "
+                f"long to try ({timeout})") from None
     return client
 
 

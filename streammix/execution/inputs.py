@@ -109,14 +109,15 @@ def as_dask_array(X, what: str = "X", chunk_size: int | None = None,
 
 
 def as_source(X, sample_weight=None, *, chunk_size: int | None = None, client=None,
-              n_features: int | None = None, min_samples: int = 1, what: str = "X"):
+              n_features: int | None = None, min_samples: int = 1, what: str = "X",
+              estimator: str = "GaussianMixture"):
     """A ChunkSource for X: NumpySource for in-memory data, DaskSource otherwise."""
     if is_lazy_input(X):
         Xd = as_dask_array(X, what, chunk_size)
         n, d = (int(s) for s in Xd.shape)
         if n_features is not None and d != n_features:
             raise InvalidInputError(
-                f"{what} has {d} features, but GaussianMixture is expecting {n_features} "
+                f"{what} has {d} features, but {estimator} is expecting {n_features} "
                 "features as input (the number it was fitted with)"
             )
         if n < min_samples:
@@ -129,5 +130,6 @@ def as_source(X, sample_weight=None, *, chunk_size: int | None = None, client=No
                 f"sample_weight has shape {sw.shape}; expected ({n},), one weight per sample"
             )
         return DaskSource(Xd, sw, client=client)
-    X = check_array(X, what=what, n_features=n_features, min_samples=min_samples)
+    X = check_array(X, what=what, n_features=n_features, min_samples=min_samples,
+                    estimator=estimator)
     return NumpySource(X, check_sample_weight(sample_weight, X.shape[0]), chunk_size)

@@ -355,6 +355,20 @@ def _check_meta(meta, where: str) -> dict:
     return meta
 
 
+def _raise_if_not_a_checkpoint(st: Storage, path) -> None:
+    """A clear error for a path that never was a checkpoint (a Zarr data array, another
+    folder), instead of calling it a damaged one."""
+    from .markers import is_checkpoint_root_group
+
+    if list_versions(path) or is_checkpoint_root_group(st.read_bytes("zarr.json")):
+        return
+    what = ("a Zarr array or group (data?)" if st.exists("zarr.json")
+            else "a folder no fit or save wrote")
+    raise CheckpointError(
+        f"{_shown(path)!r} is not a streammix checkpoint: it is {what}. Give the path a "
+        "fit(checkpoint=...), save() or a CLI job's checkpoint wrote")
+
+
 def read_version(path, version: int | None = None) -> tuple[dict[str, np.ndarray], dict, int]:
     """(arrays, metadata, version number) of one verified version: ``version`` or the one
     CURRENT.json points to. Raises CheckpointCorruptError naming the version and file."""
@@ -365,6 +379,7 @@ def read_version(path, version: int | None = None) -> tuple[dict[str, np.ndarray
     if version is None:
         pointer = read_pointer(path)
         if pointer is None:
+            _raise_if_not_a_checkpoint(st, path)
             raise CheckpointCorruptError(
                 f"checkpoint {_shown(path)!r} has no pointer {POINTER} (never committed, or removed); "
                 f"versions on disk: {list_versions(path)}; load one with load(path, version=N) "

@@ -286,3 +286,13 @@ def test_partial_fit_gives_the_same_bits_on_one_thread_and_on_two(cov_type, monk
         runs.append(m)
     for name in ("means_", "covariances_", "weights_", "precisions_cholesky_"):
         np.testing.assert_array_equal(getattr(runs[0], name), getattr(runs[1], name))
+
+
+def test_a_wrong_feature_count_names_the_online_estimator():
+    rng = np.random.default_rng(0)
+    m = OnlineGaussianMixture(2, init_size=200, random_state=0)
+    m.partial_fit(rng.normal(size=(300, 3)))
+    with pytest.raises(InvalidInputError, match="but OnlineGaussianMixture is expecting 3"):
+        m.partial_fit(rng.normal(size=(10, 4)))
+    with pytest.raises(InvalidInputError, match="but OnlineGaussianMixture is expecting 3"):
+        m.predict(rng.normal(size=(10, 4)))
