@@ -1,12 +1,15 @@
 """The `streammix` command line (also `python -m streammix`).
 
     streammix fit CONFIG        exact EM from the configured source into a checkpoint
+                                (GaussianMixture or BayesianGaussianMixture)
     streammix update CONFIG     online update from the data not consumed yet
+                                (OnlineGaussianMixture or OnlineBayesianGaussianMixture)
     streammix predict CONFIG    labels / responsibilities / log-density to Zarr
     streammix score CONFIG      log-density (+ anomaly flags) to Zarr
-    streammix select CONFIG     BIC/AIC over K and covariance types
-    streammix inspect CKPT      what a checkpoint holds (--json for machines)
-    streammix report CKPT --out DIR   PNG plots
+    streammix select CONFIG     BIC/AIC over K and covariance types (GaussianMixture)
+    streammix inspect CKPT      what a checkpoint holds (--json for machines); a Bayesian
+                                mixture's effective number of components
+    streammix report CKPT --out DIR   PNG plots (a Bayesian mixture's: its sorted weights)
     streammix repair CKPT       point a damaged checkpoint at its newest good version
     streammix demo              what `make demo` runs
 
