@@ -90,8 +90,10 @@ UNEXPLAINED = "unexplained"
 # source (scikit-learn 1.9.1). A key is a test function name (every parametrisation), a
 # full pytest id "name[params]", or an fnmatch pattern such as "name[float32-*]"; the
 # most specific match wins (exact id, then patterns, then the function name).
-_FLOAT32_DTYPE = ("c", "float32 input gives float64 fitted attributes (and score_samples); "
-                  "scikit-learn keeps the input dtype and the test asserts it")
+_FLOAT32_DTYPE = ("b", "documented: float32 input gives float64 fitted attributes and "
+                       "score_samples (statistics and parameters are float64 whatever "
+                       "the input: more accurate); scikit-learn keeps float32 and the test "
+                       "asserts it")
 EXPLAINED: dict[str, dict[str, tuple[str, str]]] = {
     "bayesian": {
         "test_compare_covar_type": (
@@ -114,29 +116,19 @@ EXPLAINED: dict[str, dict[str, tuple[str, str]]] = {
                  "way, so precisions_init built from scikit-learn's KMeans labels is "
                  "paired with the other mean: 3 EM iterations instead of 2 (same optimum)"),
         "test_gaussian_mixture_precisions_init_diag[float32]": (
-            "c", _FLOAT32_DTYPE[1] + "; then fails as the float64 case (k-means order, b)"),
+            "b", _FLOAT32_DTYPE[1] + "; then fails as the float64 case (k-means order)"),
         "test_check_weights": (
             "b", "message: scikit-learn's weights_init range error labels the minimum "
                  "'max value' and the maximum 'min value' (its bug, pinned by the test); "
                  "ours labels them right. Shape and sum messages match"),
-        "test_sample": (
-            "b", "message: sample(0) raises 'n_samples must be a positive integer; got 0', "
-                 "scikit-learn 'Invalid value for 'n_samples': ...' (the rest passes)"),
         # float32 variants: only run with --float32 (SKLEARN_RUN_FLOAT32_TESTS=1)
         "test_fitted_precision_covariance_concistency[float32-*]": _FLOAT32_DTYPE,
         "test_gaussian_mixture_fit[float32]": _FLOAT32_DTYPE,
         "test_means_for_all_inits[float32-*]": _FLOAT32_DTYPE,
         "test_score[float32]": _FLOAT32_DTYPE,
-        "test_gaussian_mixture_fit_predict[float32-*]": (
-            "c", "float32 weights_init summing to 1 within float32 rounding is rejected "
-                 "(tolerance 1e-8; scikit-learn uses 1e-6 for float32), and the fitted "
-                 "attributes are float64 where the test asserts float32"),
+        "test_gaussian_mixture_fit_predict[float32-*]": _FLOAT32_DTYPE,
     },
     "common": {
-        "test_mixture_n_components_greater_than_n_samples_error": (
-            "b", "message: 'X has 10 samples but n_components=12: need n_samples >= "
-                 "n_components ...' lacks scikit-learn's 'Expected n_samples >= "
-                 "n_components' (class and condition are right)"),
     },
 }
 

@@ -81,7 +81,9 @@ class MixtureMixin(EstimatorBase):
                     f"value {weights.max():.5f}, min value {weights.min():.5f} "
                     "(weights_init must lie in [0, 1])"
                 )
-            if not np.isclose(weights.sum(), 1.0, rtol=0, atol=1e-8):
+            # scikit-learn's tolerance: float32 weights sum to 1 only to float32 rounding
+            atol = 1e-6 if np.asarray(self.weights_init).dtype == np.float32 else 1e-8
+            if not np.isclose(weights.sum(), 1.0, rtol=0, atol=atol):
                 raise InvalidParameterError(
                     "The parameter 'weights' should be normalized, but got sum(weights) = "
                     f"{weights.sum():.5f} (weights_init must sum to 1)"
@@ -152,7 +154,8 @@ class MixtureMixin(EstimatorBase):
         if isinstance(n_samples, bool) or not isinstance(n_samples, (int, np.integer)) \
                 or n_samples < 1:
             raise InvalidParameterError(
-                f"n_samples must be a positive integer; got {n_samples!r}"
+                f"Invalid value for 'n_samples': {n_samples} . The sampling requires at "
+                f"least one sample (n_samples must be a positive integer; got {n_samples!r})"
             )
         rng = check_random_state(self.random_state)
         params = self._get_params_value()

@@ -121,8 +121,8 @@ class GaussianMixture(MixtureMixin):
             )
         if n < self.n_components:
             raise InvalidInputError(
-                f"X has {n} samples but n_components={self.n_components}: need "
-                "n_samples >= n_components (use fewer components or more data)"
+                f"Expected n_samples >= n_components but got n_components = "
+                f"{self.n_components}, n_samples = {n} (use fewer components or more data)"
             )
         return source
 
