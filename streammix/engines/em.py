@@ -60,6 +60,9 @@ def _chunk_stats(X, sw, cov: CovarianceType, params: GaussianParams) -> Sufficie
 # from the parameters once per unit, not once per chunk (the same numbers); see
 # execution.dask_source._run_unit
 _chunk_stats.for_unit = lambda cov, params: cov.stats_kernel(params)
+# ... and by runs of consecutive chunks, one numba call each (``stats_run``; see
+# execution.dask_source._run_unit_by_runs)
+_chunk_stats.for_runs = lambda cov, params: cov.stats_run(params)
 
 
 def m_step(cov: CovarianceType, stats: SufficientStats, reg_covar: float) -> GaussianParams:

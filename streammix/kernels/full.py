@@ -192,7 +192,24 @@ def _full_stats_chunks(X, sample_weight, has_weight, bounds, consts, F, top, n_t
     fold_rows_in_order(F)
 
 
-#: the per-chunk kernel and the parallel driver as Python calls them (cached, complete
-#: units: see jit.py); kernels call the parts ``_full_stats`` and ``_full_stats_chunks``
+@part
+def _full_stats_run(X, sample_weight, has_weight, bounds, consts, F, top):
+    """``_full_stats_chunks`` on one thread, without a parallel region (a Dask work
+    unit's aligned run of chunks, on a worker thread among others): chunk c's statistics
+    to row c of F, all summed into row 0 by the same in-order fold, so a run of 2**j
+    chunks gives the node of the fold that the chunks pushed one by one would make."""
+    for c in range(bounds.shape[0]):
+        start, stop = bounds[c, 0], bounds[c, 1]
+        w = sample_weight[start:stop] if has_weight else sample_weight
+        r0, r1, r2, ll, n = _full_stats(X[start:stop], w, has_weight, top[c:c + 1],
+                                    *consts)
+        store_chunk_row(F, c, r0, r1, r2, ll, n)
+    fold_rows_in_order(F)
+
+
+#: the per-chunk kernel and the drivers as Python calls them (cached, complete units:
+#: see jit.py); kernels call the parts ``_full_stats``, ``_full_stats_chunks`` and
+#: ``_full_stats_run``
 full_stats = entry(_full_stats)
 full_stats_chunks = entry(_full_stats_chunks)
+full_stats_run = entry(_full_stats_run)

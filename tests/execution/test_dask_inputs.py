@@ -75,7 +75,7 @@ def test_nan_at_predict_time_names_the_row():
 
 
 def test_too_few_rows_and_wrong_feature_count():
-    with pytest.raises(InvalidInputError, match="n_components=5"):
+    with pytest.raises(InvalidInputError, match="n_components = 5"):
         GaussianMixture(5).fit(da.zeros((3, 2), chunks=(2, 2)))
     g = GaussianMixture(2, random_state=0).fit(np.random.default_rng(0).normal(size=(500, 3)))
     with pytest.raises(InvalidInputError, match="4 features.*3 features"):

@@ -144,6 +144,7 @@ class StatsSpec:
     centre2: np.ndarray | None = None
     uses_blas: bool = False
     block_rows: int = 256  # rows per block of the kernel (its buffers' width)
+    run: Callable | None = None  # the serial driver over a run of chunks (``*_stats_run``)
 
 
 # A region's chunks: at least this many rows (a few hundred microseconds of kernel, so
@@ -228,16 +229,13 @@ class CovarianceType(ABC):
         the kernel derives from the parameters are computed once, not per chunk. Worth it
         when a small batch is split over threads: those few small numpy operations hold
         the GIL, so chunk tasks that each redo them partly wait on one another."""
-        spec = self.stats_spec(params)
-        name, means, centre2 = self.name, params.means, spec.centre2
-        blas = single_threaded_blas if spec.uses_blas else contextlib.nullcontext
+        # the serial driver on one chunk: the kernel compiled as the drivers inline it,
+        # so a chunk's statistics have the same bits on every path (a task per chunk, a
+        # work unit's runs, a parallel region)
+        run = self.stats_run(params)
 
         def kernel(X, sample_weight):
-            sw, has_w = as_weight_array(sample_weight)
-            with blas():
-                s0, s1, s2, ll, n = spec.kernel(X, sw, has_w, np.zeros(1, np.int64),
-                                                *spec.consts)
-            return SufficientStats(name, s0, s1, s2, ll, n, means, centre2)
+            return run(X, sample_weight, ((0, X.shape[0]),))[0]
 
         return kernel
 
@@ -275,6 +273,35 @@ class CovarianceType(ABC):
             total = SufficientStats(name, row[:K], s1, s2, float(row[-2]), float(row[-1]),
                                     means, centre2)
             return total, top
+
+        return run
+
+    def stats_run(self, params: GaussianParams
+                  ) -> Callable[..., tuple[SufficientStats, np.ndarray]]:
+        """fn(X, sample_weight, bounds) -> (statistics of X's row chunks ``bounds``, tops)
+        on the calling thread (``*_stats_run``: no parallel region, for a work unit on a
+        Dask worker thread): the chunks' statistics folded by the in-order fold, so an
+        aligned run of 2**j chunks gives that fold's node for them. tops as in
+        ``stats_chunks``."""
+        spec = self.stats_spec(params)
+        name, means, centre2 = self.name, params.means, spec.centre2
+        K, d = means.shape
+        n2 = math.prod(spec.s2_shape)
+        width = K + K * d + n2 + 2
+        blas = single_threaded_blas if spec.uses_blas else contextlib.nullcontext
+
+        def run(X, sample_weight, bounds):
+            chunks = np.asarray(bounds, dtype=np.int64).reshape(-1, 2)
+            F = np.empty((len(chunks), width))
+            top = np.zeros(len(chunks), dtype=np.int64)
+            sw, has_w = as_weight_array(sample_weight)
+            with blas():
+                spec.run(X, sw, has_w, chunks, spec.consts, F, top)
+            row = F[0]
+            s1 = row[K:K + K * d].reshape(K, d)
+            s2 = row[K + K * d:K + K * d + n2].reshape(spec.s2_shape)
+            return (SufficientStats(name, row[:K], s1, s2, float(row[-2]), float(row[-1]),
+                                    means, centre2), top)
 
         return run
 

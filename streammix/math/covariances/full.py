@@ -6,7 +6,7 @@ import numpy as np
 from numba import njit
 
 from ...kernels.full import (_full_stats_chunks, full_block_rows, full_outputs, full_stats,
-                             full_stats_chunks)
+                             full_stats_chunks, full_stats_run)
 from ...kernels.blas import single_threaded_blas
 from ...kernels.jit import cached
 from ...kernels.linalg import batched_precision_cholesky
@@ -172,7 +172,7 @@ class FullCovariance(CovarianceType):
         K, d = params.means.shape
         consts = (params.means, params.precisions_cholesky, self.kernel_constants(params))
         return StatsSpec(full_stats, full_stats_chunks, consts, (K, d, d), uses_blas=True,
-                         block_rows=self.region_block_rows(d))
+                         block_rows=self.region_block_rows(d), run=full_stats_run)
 
     def chunk_outputs(self, X, params, want_resp):
         logprob, labels, resp = self._output_buffers(X.shape[0], params.n_components, want_resp)
