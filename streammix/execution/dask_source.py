@@ -258,13 +258,17 @@ def _run_unit_by_runs(run, blocks: list, sws: list, first: int, combine):
     the per-chunk way costs 15-60 us each. Returns the fold's stack, or None when the
     chunks cannot go this way (mixed dtypes or widths) or hold a bad value (the
     per-chunk way then reports it)."""
-    graphs = {j: read_block(b) for j, b in enumerate(blocks)
-              if _block_nbytes(b) is None}  # computed chunks: their size once computed
-    nbytes = [graphs[j].nbytes if j in graphs else _block_nbytes(b)
-              for j, b in enumerate(blocks)]
+    if all(type(b) is np.ndarray for b in blocks):  # held chunks (the common case)
+        graphs, nbytes = {}, [b.nbytes for b in blocks]
+    else:
+        graphs = {j: read_block(b) for j, b in enumerate(blocks)
+                  if _block_nbytes(b) is None}  # computed chunks: sized once computed
+        nbytes = [graphs[j].nbytes if j in graphs else _block_nbytes(b)
+                  for j, b in enumerate(blocks)]
     fold = _InOrderFold(combine)
     for pos, size in _runs(first, nbytes):
-        part = [graphs.get(j, blocks[j]) for j in range(pos, pos + size)]
+        part = blocks[pos:pos + size] if not graphs else \
+            [graphs.get(j, blocks[j]) for j in range(pos, pos + size)]
         if size == 1:
             X = np.ascontiguousarray(read_block(part[0], reuse=True))
             bounds = np.array([[0, X.shape[0]]], dtype=np.int64)
@@ -289,6 +293,13 @@ def _run_unit_by_runs(run, blocks: list, sws: list, first: int, combine):
 def _gather(part: list) -> tuple[np.ndarray | None, np.ndarray | None]:
     """Consecutive chunks (arrays or chunk files) copied into one C-ordered buffer, and
     their row bounds in it; (None, None) when they differ in dtype or width."""
+    if all(type(b) is np.ndarray for b in part):  # held chunks: one C-level copy
+        if len({b.dtype for b in part}) != 1 or len({b.shape[1:] for b in part}) != 1 \
+                or part[0].ndim != 2:
+            return None, None
+        ends = np.cumsum([b.shape[0] for b in part])
+        starts = np.concatenate(([0], ends[:-1]))
+        return np.concatenate(part), np.stack([starts, ends], axis=1).astype(np.int64)
     sizes = [b.rows if isinstance(b, ChunkFile) else b.shape[0] for b in part]
     widths = {b.n_features if isinstance(b, ChunkFile) else
               (b.shape[1] if b.ndim == 2 else -1) for b in part}
@@ -299,7 +310,10 @@ def _gather(part: list) -> tuple[np.ndarray | None, np.ndarray | None]:
     bounds = np.stack([ends - np.asarray(sizes), ends], axis=1).astype(np.int64)
     X = np.empty((int(ends[-1]), widths.pop()), dtype=dtypes.pop())
     for (b0, b1), b in zip(bounds, part):
-        X[b0:b1] = read_block(b, reuse=True)  # copied at once: a reused buffer is fine
+        if isinstance(b, ChunkFile):
+            b.read_into(X[b0:b1])
+        else:
+            X[b0:b1] = read_block(b, reuse=True)
     return X, bounds
 
 

@@ -57,6 +57,38 @@ class ChunkFile:
         decoded into this thread's scratch buffer, which the next read overwrites."""
         return read_chunk(self, reuse)
 
+    def read_into(self, out: np.ndarray) -> None:
+        """The chunk's rows into ``out`` (rows x n_features, C order, this dtype): an
+        uncompressed chunk is read straight into it (a work unit gathering small
+        chunks: no mapping or buffer per chunk), a compressed one decoded and copied."""
+        read_chunk_into(self, out)
+
+
+def read_chunk_into(ref: ChunkFile, out: np.ndarray) -> None:
+    """``ChunkFile.read_into``."""
+    if ref.compressor is not None or ref.stamp is None:
+        out[...] = read_chunk(ref, reuse=True)
+        return
+    try:
+        fd = os.open(ref.path, os.O_RDONLY)
+    except FileNotFoundError:
+        out[...] = read_chunk(ref)  # its error, as the other ways report it
+        return
+    try:
+        size = os.fstat(fd).st_size
+        if size != ref.nbytes:
+            raise InvalidInputError(
+                f"Zarr chunk file {ref.path!r} holds {size} bytes; an uncompressed "
+                f"{ref.chunk_rows} x {ref.n_features} {ref.dtype} chunk holds "
+                f"{ref.nbytes}: the file is truncated or not this array's")
+        view = memoryview(out).cast("B")
+        got = os.readv(fd, [view])
+        if got != len(view):
+            raise InvalidInputError(f"Zarr chunk file {ref.path!r}: read {got} of "
+                                    f"{len(view)} bytes (changed while read?)")
+    finally:
+        os.close(fd)
+
 
 _SCRATCH = threading.local()
 

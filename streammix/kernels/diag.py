@@ -61,7 +61,7 @@ def _diag_stats(X, sample_weight, has_weight, top, means, centre, prec, pm, q, c
     top[0] is raised to X's largest |x| bit pattern (``block_top_bits``)."""
     n, d = X.shape
     K = means.shape[0]
-    B = block_rows(d)
+    B = min(block_rows(d), max(n, 1))  # a small chunk: no padded block
     XT = np.zeros((d, B))
     Y = np.empty((d, B))
     Y2 = np.empty((d, B))

@@ -86,7 +86,7 @@ def _full_stats(X, sample_weight, has_weight, top, means, prec_chol, const):
     """
     n, d = X.shape
     K = means.shape[0]
-    B = full_block_rows(d)
+    B = min(full_block_rows(d), max(n, 1))  # a small chunk: no padded block
     XB = np.zeros((B, d))
     Z = np.zeros((B, d))
     RZ = np.zeros((B, d))

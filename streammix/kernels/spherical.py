@@ -50,7 +50,7 @@ def _spherical_stats(X, sample_weight, has_weight, top, means, prec, const):
     top[0] is raised to X's largest |x| bit pattern (``block_top_bits``)."""
     n, d = X.shape
     K = means.shape[0]
-    B = block_rows(d)
+    B = min(block_rows(d), max(n, 1))  # a small chunk: no padded block
     XT = np.empty((d, B))
     maha = np.empty(B)
     scratch = np.empty(B)

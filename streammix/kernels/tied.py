@@ -68,7 +68,7 @@ def _tied_stats(X, sample_weight, has_weight, top, means, centre, prec_chol, whi
     (``block_top_bits``)."""
     n, d = X.shape
     K = means.shape[0]
-    B = block_rows(d)
+    B = min(block_rows(d), max(n, 1))  # a small chunk: no padded block
     XT = np.empty((d, B))
     XC = np.empty((d, B))
     W = np.empty((d, B))

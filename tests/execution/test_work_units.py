@@ -295,3 +295,36 @@ def test_chunks_behind_aliases_are_computed_not_taken_as_data():
     assert all(isinstance(b, _ChunkGraph) for b in src.blocks) and src.unit_size() > 1
     cov, params = get_covariance_type("diag"), random_params("diag", 3, D)
     _same(statistics(src, cov, params), statistics(NumpySource(X, None, 100), cov, params))
+
+
+@pytest.mark.parametrize("compressors", [None, "auto"], ids=["uncompressed", "zstd"])
+@pytest.mark.parametrize("cov_type", ["diag", "spherical", "tied", "full"])
+def test_runs_of_small_chunk_files_give_the_per_chunk_bits(tmp_path, compressors, cov_type,
+                                                           monkeypatch):
+    """Small chunks are gathered into runs (one numba call per run, files read straight
+    into the run's buffer): the statistics are the bits of a task per chunk, of any unit
+    size, and of the in-memory fold over the same chunks."""
+    import streammix.execution.dask_source as ds
+
+    X = make_blobs(20_000, 3, 3, seed=5)[0]
+    path = str(tmp_path / "x.zarr")
+    zarr.create_array(path, data=X, chunks=(37, 3), compressors=compressors)  # 541 chunks
+    cov, params = get_covariance_type(cov_type), random_params(cov_type, 3, 3)
+    memory = statistics(NumpySource(X, None, 37), cov, params)
+    for run_bytes, per_thread in ((4 * 2**20, 4), (4 * 2**20, 1), (600, 4), (1, 10_000)):
+        monkeypatch.setattr(ds, "RUN_BYTES", run_bytes)
+        monkeypatch.setattr(ds, "UNITS_PER_THREAD", per_thread)
+        _same(statistics(DaskSource(read_zarr(path)), cov, params), memory)
+
+
+def test_a_bad_value_in_a_run_is_reported_exactly(tmp_path):
+    """A NaN in one small chunk of a run: the run goes the per-chunk way, which names
+    the first bad value's row and column, as before."""
+    X = make_blobs(20_000, 3, 3, seed=5)[0]
+    X[12_345, 2] = np.nan
+    path = str(tmp_path / "x.zarr")
+    zarr.create_array(path, data=X, chunks=(50, 3), compressors=None)
+    from streammix import InvalidInputError
+
+    with pytest.raises(InvalidInputError, match="row 12345, column 2"):
+        GaussianMixture(2, random_state=0).fit(path)
