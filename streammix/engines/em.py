@@ -18,7 +18,7 @@ import numpy as np
 from ..execution.base import ChunkSource
 from ..math.covariances import CovarianceType
 from ..math.params import GaussianParams
-from ..math.stats import SufficientStats
+from ..math.stats import SufficientStats, tree_sum
 
 
 @dataclass
@@ -63,6 +63,47 @@ _chunk_stats.for_unit = lambda cov, params: cov.stats_kernel(params)
 # ... and by runs of consecutive chunks, one numba call each (``stats_run``; see
 # execution.dask_source._run_unit_by_runs)
 _chunk_stats.for_runs = lambda cov, params: cov.stats_run(params)
+
+
+def statistics_many(source: ChunkSource, cov: CovarianceType,
+                    params_list: list[GaussianParams]) -> list[SufficientStats]:
+    """``statistics`` under several parameters in one pass: each chunk is read (and
+    decoded) once and every candidate's kernel runs on it while it is in cache. Each
+    candidate's sum is the one its own pass gives, bit for bit (the same kernel on the
+    same chunks, folded by the same tree)."""
+    if len(params_list) == 1 or source.runs_in_one_region():
+        return [statistics(source, cov, p) for p in params_list]  # in memory: no read
+    return source.map_reduce(_chunk_stats_many, combine=combine_many,
+                             shared=(cov, list(params_list)))
+
+
+def _chunk_stats_many(X, sw, cov: CovarianceType, params_list) -> list[SufficientStats]:
+    return [cov.chunk_stats(X, sw, p) for p in params_list]
+
+
+def combine_many(parts: list[list[SufficientStats]]) -> list[SufficientStats]:
+    """The fold's combine for lists of per-candidate statistics: candidate by candidate,
+    as each candidate's own pass combines them."""
+    return [tree_sum([p[i] for p in parts]) for i in range(len(parts[0]))]
+
+
+def _kernels_many(cov, params_list):
+    kernels = [cov.stats_kernel(p) for p in params_list]
+    return lambda X, sw: [k(X, sw) for k in kernels]
+
+
+def _runs_many(cov, params_list):
+    runs = [cov.stats_run(p) for p in params_list]
+
+    def run(X, sw, bounds):
+        out = [r(X, sw, bounds) for r in runs]
+        return [s for s, _ in out], out[0][1]
+
+    return run
+
+
+_chunk_stats_many.for_unit = _kernels_many
+_chunk_stats_many.for_runs = _runs_many
 
 
 def m_step(cov: CovarianceType, stats: SufficientStats, reg_covar: float) -> GaussianParams:
@@ -130,3 +171,34 @@ def run_em(source: ChunkSource, cov: CovarianceType, params: GaussianParams, *,
         if result.converged:
             break
     return result
+
+
+def run_em_many(source: ChunkSource, cov: CovarianceType, starts: list, *, tol: float,
+                max_iter: int, reg_covar: float, updates: list | None = None
+                ) -> list[EMResult]:
+    """``run_em`` from several starts at once (``n_init`` restarts, a grid of
+    candidates of the same type and K): every iteration is one pass
+    (``statistics_many``) for all the candidates still running; a candidate that
+    converges drops out. Each result is, bit for bit, what ``run_em`` gives from its
+    start alone. ``updates``: one update rule per candidate (default: EM)."""
+    updates = updates or [GaussianUpdate(cov, reg_covar) for _ in starts]
+    results = [EMResult(params=p, lower_bound=-np.inf) for p in starts]
+    live = list(range(len(starts))) if max_iter > 0 else []
+    for n_iter in range(1, max_iter + 1):
+        if not live:
+            break
+        kernel_params = [updates[i].kernel_params(results[i].params) for i in live]
+        stats = statistics_many(source, cov, kernel_params)
+        still = []
+        for i, st in zip(live, stats):
+            res = results[i]
+            prev = res.lower_bound
+            res.params, res.lower_bound = updates[i].step(st, res.params)
+            res.lower_bounds.append(res.lower_bound)
+            res.n_iter = n_iter
+            if abs(res.lower_bound - prev) < tol:
+                res.converged = True
+            else:
+                still.append(i)
+        live = still
+    return results

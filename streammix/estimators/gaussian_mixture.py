@@ -248,9 +248,16 @@ class GaussianMixture(MixtureMixin):
                     cadence.saved(started)
 
             if not progress.done:
-                self._run_restarts(source, cov, progress, n_init, do_init, resumed,
-                                   weights_init, means_init, precisions_init, save,
-                                   cadence, callback)
+                if (writer is None and callback is None and not self.verbose
+                        and not resumed and do_init and n_init > 1):
+                    # no checkpoint to save each restart's progress in: the restarts
+                    # advance together, sharing every pass over the data
+                    self._run_restarts_together(source, cov, progress, n_init,
+                                                weights_init, means_init, precisions_init)
+                else:
+                    self._run_restarts(source, cov, progress, n_init, do_init, resumed,
+                                       weights_init, means_init, precisions_init, save,
+                                       cadence, callback)
         finally:
             if writer is not None:
                 writer.close()
@@ -303,6 +310,38 @@ class GaussianMixture(MixtureMixin):
                 break
         return best
 
+    def _run_restarts_together(self, source, cov, progress, n_init, weights_init,
+                               means_init, precisions_init) -> None:
+        """The n_init restarts in lockstep (``run_em_many``): each pass reads a chunk
+        once for all the restarts still running. The starts are drawn from the random
+        state in the same order as one after another (EM draws nothing), so every
+        restart, the winner and its labels are the sequential loop's, bit for bit."""
+        from ..engines.em import run_em_many
+
+        rng = progress.rng
+        starts = [self._initial_state(source, cov, rng, weights_init, means_init,
+                                      precisions_init) for _ in range(n_init)]
+        updates = [self._update_rule(cov) for _ in range(n_init)]
+        results = run_em_many(source, cov, starts, tol=self.tol, max_iter=self.max_iter,
+                              reg_covar=self.reg_covar,
+                              updates=None if updates[0] is None else updates)
+        for init, result in enumerate(results):
+            progress.init = init
+            progress.current = result
+            self._consider(progress, result)
+        self._finish_restarts(progress, n_init, lambda prog: None)
+
+    def _consider(self, progress, result) -> None:
+        """Keep ``result`` if it is the best restart so far (scikit-learn's rule)."""
+        if progress.first_params is None:
+            progress.first_params = result.params
+        best = progress.best
+        if self.max_iter == 0:
+            progress.best = EMResult(result.params, -np.inf, [], 0, False)
+        elif best is None or result.lower_bound > best.lower_bound or \
+                best.lower_bound == -np.inf:
+            progress.best = result
+
     def _run_restarts(self, source, cov, progress, n_init, do_init, resumed, weights_init,
                       means_init, precisions_init, save, cadence,
                       callback=None) -> None:
@@ -348,17 +387,15 @@ class GaussianMixture(MixtureMixin):
                                 start_iter=start_iter, lower_bounds=history,
                                 on_iteration=on_iteration, update=self._update_rule(cov))
             progress.current = result
-            if progress.first_params is None:
-                progress.first_params = result.params
             if self.verbose:
                 state = "converged" if result.converged else "did not converge"
                 print(f"Initialization {state}. lower bound {result.lower_bound:.5f}")
-            best = progress.best
-            if self.max_iter == 0:
-                progress.best = EMResult(result.params, -np.inf, [], 0, False)
-            elif best is None or result.lower_bound > best.lower_bound or \
-                    best.lower_bound == -np.inf:
-                progress.best = result
+            self._consider(progress, result)
+        self._finish_restarts(progress, n_init, save)
+
+    def _finish_restarts(self, progress, n_init, save) -> None:
+        """Align the winner (to the first restart, then to align_to's reference) and
+        mark the fit done (saved as the finished model)."""
         best = progress.best
         if n_init > 1 and best.params is not progress.first_params:
             # labels must not depend on which restart won: match the winner's components
