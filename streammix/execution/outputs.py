@@ -349,7 +349,7 @@ def write_predictions(model, X, store, outputs=OUTPUT_NAMES, *, overwrite: bool 
     return group
 
 
-def _write_unit(blocks, first: int, starts: list[int], params: GaussianParams,
+def _write_unit(blocks, first: int, starts, params: GaussianParams,
                 outputs: tuple, store, names: list[str]) -> int:
     """One work unit of write_predictions: each chunk read once, its outputs computed
     and written to the same rows of every output array; returns the rows written."""
@@ -362,7 +362,7 @@ def _write_unit(blocks, first: int, starts: list[int], params: GaussianParams,
     want_resp = "proba" in outputs
     cov = get_covariance_type(params.covariance_type)
     written = 0
-    for blk, start in zip(blocks.items, starts):
+    for blk, start in zip(blocks.items, map(int, starts)):
         X = read_block(blk, reuse=True)
         check_finite(X, what=f"chunk starting at row {start}", row_offset=start)
         logprob, labels, resp = cov.chunk_outputs(X, params, want_resp)
