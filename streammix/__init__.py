@@ -19,7 +19,7 @@ from .errors import (
     StreammixError,
     UnfinishedModelWarning,
 )
-from .estimators import BayesianGaussianMixture, GaussianMixture, OnlineBayesianGaussianMixture, OnlineGaussianMixture, align, canonical_order, relabel
+from .estimators import BayesianGaussianMixture, GaussianMixture, OnlineBayesianGaussianMixture, OnlineGaussianMixture, Selection, align, canonical_order, relabel, select
 from .execution.inputs import read_zarr
 from .execution.outputs import write_predictions
 from .persistence import load
@@ -50,5 +50,7 @@ __all__ = [
     "load",
     "read_zarr",
     "relabel",
+    "select",
+    "Selection",
     "write_predictions",
 ]

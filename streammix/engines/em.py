@@ -65,20 +65,23 @@ _chunk_stats.for_unit = lambda cov, params: cov.stats_kernel(params)
 _chunk_stats.for_runs = lambda cov, params: cov.stats_run(params)
 
 
-def statistics_many(source: ChunkSource, cov: CovarianceType,
-                    params_list: list[GaussianParams]) -> list[SufficientStats]:
+def statistics_many(source: ChunkSource, covs, params_list: list[GaussianParams]
+                    ) -> list[SufficientStats]:
     """``statistics`` under several parameters in one pass: each chunk is read (and
     decoded) once and every candidate's kernel runs on it while it is in cache. Each
     candidate's sum is the one its own pass gives, bit for bit (the same kernel on the
-    same chunks, folded by the same tree)."""
+    same chunks, folded by the same tree). ``covs``: one covariance type for all, or
+    one per candidate."""
+    if not isinstance(covs, (list, tuple)):
+        covs = [covs] * len(params_list)
     if len(params_list) == 1 or source.runs_in_one_region():
-        return [statistics(source, cov, p) for p in params_list]  # in memory: no read
+        return [statistics(source, c, p) for c, p in zip(covs, params_list)]
     return source.map_reduce(_chunk_stats_many, combine=combine_many,
-                             shared=(cov, list(params_list)))
+                             shared=(list(covs), list(params_list)))
 
 
-def _chunk_stats_many(X, sw, cov: CovarianceType, params_list) -> list[SufficientStats]:
-    return [cov.chunk_stats(X, sw, p) for p in params_list]
+def _chunk_stats_many(X, sw, covs, params_list) -> list[SufficientStats]:
+    return [c.chunk_stats(X, sw, p) for c, p in zip(covs, params_list)]
 
 
 def combine_many(parts: list[list[SufficientStats]]) -> list[SufficientStats]:
@@ -87,13 +90,13 @@ def combine_many(parts: list[list[SufficientStats]]) -> list[SufficientStats]:
     return [tree_sum([p[i] for p in parts]) for i in range(len(parts[0]))]
 
 
-def _kernels_many(cov, params_list):
-    kernels = [cov.stats_kernel(p) for p in params_list]
+def _kernels_many(covs, params_list):
+    kernels = [c.stats_kernel(p) for c, p in zip(covs, params_list)]
     return lambda X, sw: [k(X, sw) for k in kernels]
 
 
-def _runs_many(cov, params_list):
-    runs = [cov.stats_run(p) for p in params_list]
+def _runs_many(covs, params_list):
+    runs = [c.stats_run(p) for c, p in zip(covs, params_list)]
 
     def run(X, sw, bounds):
         out = [r(X, sw, bounds) for r in runs]
@@ -173,22 +176,24 @@ def run_em(source: ChunkSource, cov: CovarianceType, params: GaussianParams, *,
     return result
 
 
-def run_em_many(source: ChunkSource, cov: CovarianceType, starts: list, *, tol: float,
+def run_em_many(source: ChunkSource, cov, starts: list, *, tol: float,
                 max_iter: int, reg_covar: float, updates: list | None = None
                 ) -> list[EMResult]:
     """``run_em`` from several starts at once (``n_init`` restarts, a grid of
     candidates of the same type and K): every iteration is one pass
     (``statistics_many``) for all the candidates still running; a candidate that
     converges drops out. Each result is, bit for bit, what ``run_em`` gives from its
-    start alone. ``updates``: one update rule per candidate (default: EM)."""
-    updates = updates or [GaussianUpdate(cov, reg_covar) for _ in starts]
+    start alone. ``cov``: one covariance type for all, or one per start; ``updates``:
+    one update rule per start (default: EM)."""
+    covs = list(cov) if isinstance(cov, (list, tuple)) else [cov] * len(starts)
+    updates = updates or [GaussianUpdate(c, reg_covar) for c in covs]
     results = [EMResult(params=p, lower_bound=-np.inf) for p in starts]
     live = list(range(len(starts))) if max_iter > 0 else []
     for n_iter in range(1, max_iter + 1):
         if not live:
             break
         kernel_params = [updates[i].kernel_params(results[i].params) for i in live]
-        stats = statistics_many(source, cov, kernel_params)
+        stats = statistics_many(source, [covs[i] for i in live], kernel_params)
         still = []
         for i, st in zip(live, stats):
             res = results[i]

@@ -4,6 +4,7 @@ from .bayesian import BayesianGaussianMixture
 from .gaussian_mixture import GaussianMixture
 from .online import OnlineGaussianMixture
 from .online_bayesian import OnlineBayesianGaussianMixture
+from .selection import Selection, select
 from .tracking import align, canonical_order, relabel
 
-__all__ = ["BayesianGaussianMixture", "GaussianMixture", "OnlineBayesianGaussianMixture", "OnlineGaussianMixture", "align", "canonical_order", "relabel"]
+__all__ = ["BayesianGaussianMixture", "GaussianMixture", "OnlineBayesianGaussianMixture", "OnlineGaussianMixture", "Selection", "align", "canonical_order", "relabel", "select"]

@@ -267,6 +267,11 @@ class GaussianMixture(MixtureMixin):
                 raise InvalidParameterError(
                     f"split_merge must be True, False or None; got {self.split_merge!r}")
             best = self._split_merge(source, cov, best)
+        self._adopt(best, source)
+
+    def _adopt(self, best, source) -> None:
+        """Take the winning run as the fitted model (its attributes), warning as
+        scikit-learn does when it did not converge."""
         if not best.converged and self.max_iter > 0:
             warnings.warn(
                 "Best performing initialization did not converge. Try different init "
