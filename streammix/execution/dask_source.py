@@ -609,8 +609,14 @@ class DaskSource(ChunkSource):
                 sw = np.asarray(self.sample_weight[idx] if isinstance(self.sample_weight, np.ndarray)
                                 else compute(self.sample_weight[idx], self.client))[order]
             return rows[order], sw
-        return self.map_reduce(_reservoir_chunk, _ReservoirMerge(size), shared=(seed, size),
-                               indexed=True)[1:]
+        # the sample is a function of (seed, size): candidates of a grid with the same
+        # random_state draw the same one, and a pass over the data reads it only once
+        memo = self.__dict__.setdefault("_samples", {})
+        if (seed, size) not in memo:
+            memo[(seed, size)] = self.map_reduce(_reservoir_chunk, _ReservoirMerge(size),
+                                                 shared=(seed, size), indexed=True)[1:]
+        rows, sw = memo[(seed, size)]
+        return rows.copy(), None if sw is None else sw.copy()
 
     @property
     def total_weight(self) -> float:
