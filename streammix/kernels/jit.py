@@ -23,6 +23,8 @@ scans) round the same however they are compiled and stay plain ``njit(cache=True
 
 from __future__ import annotations
 
+import hashlib
+import os
 import time
 
 from numba import njit
@@ -130,3 +132,52 @@ def compile_for_parent() -> None:
         obj = getattr(obj, name)
     py_func = getattr(obj, "py_func", obj)
     njit(cache=True, **options)(py_func).compile(args)
+
+
+def _drop_stale_caches() -> None:
+    """numba stamps a cached function with its own file only, but our kernels inline
+    parts from other files: after a part changes (a development tree, an editable
+    install), a kernel would load the old code, whose bits differ from the kernels
+    compiled anew. So the caches are dropped whenever a source with numba code (the
+    kernels, math/, the thread pool) differs from the sources they were built with (a
+    stamp of those files' sizes and mtimes, checked once per process: ~30 stat calls).
+    Only numba's default cache folders (__pycache__ beside the sources) are handled; a
+    read-only install keeps its caches."""
+    if os.environ.get("NUMBA_CACHE_DIR"):
+        return
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    numba_code = (os.path.join(root, "kernels"), os.path.join(root, "math"),
+                  os.path.join(root, "execution", "threads.py"))
+    sources = []
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = sorted(d for d in dirs if d != "__pycache__")
+        for name in sorted(files):
+            path = os.path.join(folder, name)
+            if name.endswith(".py") and path.startswith(numba_code):
+                st = os.stat(os.path.join(folder, name))
+                sources.append(f"{os.path.relpath(os.path.join(folder, name), root)}:"
+                               f"{st.st_size}:{st.st_mtime_ns}")
+    stamp = hashlib.sha256("\n".join(sources).encode()).hexdigest()
+    stamp_path = os.path.join(root, "__pycache__", "numba-sources.stamp")
+    try:
+        with open(stamp_path) as f:
+            if f.read().strip() == stamp:
+                return
+    except OSError:
+        pass
+    try:
+        for folder, dirs, files in os.walk(root):
+            if os.path.basename(folder) == "__pycache__":
+                for name in files:
+                    if name.endswith((".nbi", ".nbc")):
+                        os.remove(os.path.join(folder, name))
+        os.makedirs(os.path.dirname(stamp_path), exist_ok=True)
+        tmp = f"{stamp_path}.{os.getpid()}"
+        with open(tmp, "w") as f:
+            f.write(stamp)
+        os.replace(tmp, stamp_path)
+    except OSError:  # read-only install, or another process just did the same
+        pass
+
+
+_drop_stale_caches()
