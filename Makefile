@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench clean system-tools
+.PHONY: demo test bench docs clean system-tools
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,20 @@ system-tools:
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_em.py
+
+# The HTML documentation (docs/*.md and an API reference from the docstrings) into
+# docs/_build/html, offline, every warning an error. The docs extra's tools are also in
+# the test extra, so `make test` runs the same build (tests/test_docs.py).
+DOCS_STAMP := $(VENV)/.docs-installed
+
+$(DOCS_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -e '.[docs]'
+	touch $(DOCS_STAMP)
+
+docs: $(DOCS_STAMP)
+	rm -rf docs/_build/html
+	$(PY) -m sphinx -E -W --keep-going -q -b html -d docs/_build/doctrees docs docs/_build/html
+	@echo "docs: open docs/_build/html/index.html"
 
 clean:
 	rm -rf $(VENV) demo-data .pytest_cache

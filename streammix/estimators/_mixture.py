@@ -41,10 +41,11 @@ class MixtureMixin(EstimatorBase):
 
     @property
     def precisions_(self) -> np.ndarray:
-        """Precision matrices (scikit-learn's shapes), computed from precisions_cholesky_
-        when first read after the parameters changed, then kept: an online model changes
-        its parameters at every batch, and for 'full' this product was a tenth of a
-        small update's bookkeeping, for a value that is rarely read."""
+        """Precision matrices (scikit-learn's shapes), computed from
+        ``precisions_cholesky_`` when first read after the parameters changed, then kept:
+        an online model changes its parameters at every batch, and for 'full' this
+        product was a tenth of a small update's bookkeeping, for a value that is rarely
+        read."""
         try:
             value = self.__dict__["_precisions"]
         except KeyError:
@@ -100,7 +101,7 @@ class MixtureMixin(EstimatorBase):
 
     def save(self, path, keep_last: int = 3) -> int:
         """Save this model as a new version of the checkpoint at ``path`` (a directory or
-        fsspec URL; see the README for the layout). Returns the version number."""
+        fsspec URL; docs/checkpoints.md describes the layout). Returns the version number."""
         from ..persistence import save
 
         return save(self, path, keep_last=keep_last)

@@ -45,10 +45,11 @@ class OnlineGaussianMixture(MixtureMixin):
     eta_t = max(eta_min, (t + t0)^-alpha), and runs the M-step (Cappé & Moulines 2009;
     Liang & Klein 2009).
 
-    Parameters (scikit-learn's names where they apply)
-    ----------
+    Parameters (scikit-learn's names where they apply):
+
     n_components, covariance_type, reg_covar, weights_init, means_init,
     precisions_init, random_state, verbose: as in ``GaussianMixture``.
+
     alpha : float in (0.5, 1], default 0.6. Step-size decay. 0.6 is the middle of the
         range Liang & Klein found best for stepwise EM: fast enough early, and still a
         Robbins-Monro schedule (sum eta = inf, sum eta^2 < inf) so the model converges on
@@ -68,7 +69,8 @@ class OnlineGaussianMixture(MixtureMixin):
         a stepwise update.
     init_params : {'k-means++', 'kmeans', 'random', 'random_from_data'}, default
         'k-means++'.
-    init_em_iter : int, default 10. Batch EM iterations on the initial buffer (tol 1e-3).
+    init_em_iter : int, default 10.
+        Batch EM iterations on the initial buffer (tol 1e-3).
     min_weight : float, default 0.01 / n_components. A component whose weight falls below
         it is dead: it is re-seeded by splitting the heaviest component along its
         principal axis (a new component id, events 'death' and 'split').
@@ -76,6 +78,7 @@ class OnlineGaussianMixture(MixtureMixin):
         model may grow: when a batch holds at least ``novelty_fraction`` of points that lie
         outside every component's 99.99% ellipsoid, a new component is born on them.
     novelty_fraction : float, default 0.02.
+        (See max_components.)
     split_merge : bool, default True. Let the stream change shape at full capacity: when
         a batch holds novel points and no slot is free, the most redundant pair of
         components is merged (moment-matched) and a component is born on the novel
@@ -97,11 +100,12 @@ class OnlineGaussianMixture(MixtureMixin):
     statistics degenerate (and a collapsed covariance is repaired with diagonal loading
     and a DegenerateComponentWarning, as in batch EM).
 
-    Attributes: weights_, means_, covariances_, precisions_, precisions_cholesky_,
-    n_features_in_, n_updates_ (stepwise updates done), n_samples_seen_, eta_ (last step),
-    lower_bound_ (mean log-likelihood of the last batch before its update),
-    lower_bounds_ (that value for every update), component_ids_ (persistent integer id of
-    each component, never reused), events_ (births, deaths, splits, with the update count).
+    Attributes: ``weights_``, ``means_``, ``covariances_``, ``precisions_``,
+    ``precisions_cholesky_``, ``n_features_in_``, ``n_updates_`` (stepwise updates done),
+    ``n_samples_seen_``, ``eta_`` (last step), ``lower_bound_`` (mean log-likelihood of the
+    last batch before its update), ``lower_bounds_`` (that value for every update),
+    ``component_ids_`` (persistent integer id of each component, never reused),
+    ``events_`` (births, deaths, splits, with the update count).
     """
 
     def __init__(self, n_components=1, *, covariance_type="full", reg_covar=1e-6, alpha=0.6,

@@ -36,7 +36,7 @@ class OnlineBayesianGaussianMixture(OnlineGaussianMixture):
     parameters to the variational M-step on the running statistics scaled to the
     stream's size N. Because the posterior's natural parameters are the prior's plus
     linear functions of the statistics, this is exactly the natural-gradient step of
-    SVI on them (lambda <- (1 - rho) lambda + rho (prior + N/|B| batch statistics)).
+    SVI on them (``lambda <- (1 - rho) lambda + rho (prior + N/|B| batch statistics)``).
 
     A sibling class, not a mode of ``BayesianGaussianMixture``: a stream needs the online
     mixture's state (running statistics, step count, the stream cursor in checkpoints,
@@ -50,6 +50,7 @@ class OnlineBayesianGaussianMixture(OnlineGaussianMixture):
     of ``OnlineGaussianMixture`` for the stream (alpha, t0, eta_min, init_size,
     init_params, novelty_fraction). The data-dependent prior defaults come from the
     initial buffer (a stream has no whole to take them from).
+
     init_em_iter : int, default 100. Variational iterations on the initial buffer (tol
         1e-3; a buffer of a few thousand rows converges in tens): the prior switches off
         the components the buffer does not need before the stream's size makes it weak.
@@ -61,12 +62,12 @@ class OnlineBayesianGaussianMixture(OnlineGaussianMixture):
         novelty_fraction of points no component explains, the lightest switched-off
         component is re-seeded on them (events 'death' and 'birth', a new component id).
 
-    Attributes: those of ``BayesianGaussianMixture`` (weights_, means_, covariances_,
-    precisions_, precisions_cholesky_, weight_concentration_, mean_precision_,
-    degrees_of_freedom_, the priors with a trailing underscore) and of
-    ``OnlineGaussianMixture`` (n_updates_, n_samples_seen_, eta_, lower_bound_ and
-    lower_bounds_: the mean of ``score_samples`` over the batch before its update,
-    component_ids_, events_).
+    Attributes: those of ``BayesianGaussianMixture`` (``weights_``, ``means_``,
+    ``covariances_``, ``precisions_``, ``precisions_cholesky_``, ``weight_concentration_``,
+    ``mean_precision_``, ``degrees_of_freedom_``, the priors with a trailing underscore)
+    and of ``OnlineGaussianMixture`` (``n_updates_``, ``n_samples_seen_``, ``eta_``,
+    ``lower_bound_`` and ``lower_bounds_``: the mean of ``score_samples`` over the batch
+    before its update, ``component_ids_``, ``events_``).
     """
 
     MOVE_EVERY = OnlineGaussianMixture.MOVE_EVERY

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import os
 
 import numpy as np
@@ -22,8 +23,9 @@ from ...errors import NotFittedError
 from ...persistence import load
 from ...persistence.storage import Storage
 from ..config import EFFECTIVE_THRESHOLD, is_bayesian, is_online
-from ..plotting import REPORT_MARKER, plain_ticks, pyplot
-from .select import SELECTION_FILE, plot_selection
+from ..plotting import (REPORT_MARKER, component_colors, place_labels, plain_ticks,
+                        plot_selection, pyplot, save_png)
+from .select import SELECTION_FILE
 
 #: the files a report writes (a folder no report wrote must not hold any of them)
 REPORT_FILES = ("loglik.png", "components.png", "selection.png", "timeline.png",
@@ -44,15 +46,20 @@ def component_covariances(model) -> np.ndarray:
     return c[:, None, None] * np.eye(d)[None]
 
 
-def principal_axes(model) -> np.ndarray:
-    """(2, d): the two leading eigenvectors of the mixture's overall covariance
+def principal_axes(model, n: int = 2) -> np.ndarray:
+    """(n, d): the n leading eigenvectors of the mixture's overall covariance
     sum_k w_k (S_k + m_k m_k^T) - m m^T (the data's, if the model fits them)."""
+    return _principal(model, n)[1]
+
+
+def _principal(model, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """(the overall covariance's eigenvalues, largest first; its n leading axes (n, d))."""
     w, mu = model.weights_, model.means_
     covs = component_covariances(model)
     m = w @ mu
     total = np.einsum("k,kij->ij", w, covs) + (mu * w[:, None]).T @ mu - np.outer(m, m)
     vals, vecs = np.linalg.eigh(total)
-    return vecs[:, ::-1][:, :2].T
+    return np.clip(vals[::-1], 0, None), vecs[:, ::-1][:, :n].T
 
 
 def sample_rows(data, n: int, seed: int = 0) -> np.ndarray:
@@ -71,7 +78,7 @@ def sample_rows(data, n: int, seed: int = 0) -> np.ndarray:
     return np.asarray(out.compute() if hasattr(out, "compute") else out, dtype=np.float64)
 
 
-def _ellipse(ax, centre, cov2, color) -> None:
+def _ellipse(ax, centre, cov2, color, lw: float = 2.0) -> None:
     from matplotlib.patches import Ellipse
 
     vals, vecs = np.linalg.eigh(cov2)
@@ -79,16 +86,38 @@ def _ellipse(ax, centre, cov2, color) -> None:
     angle = float(np.degrees(np.arctan2(vecs[1, 1], vecs[0, 1])))
     for nsig, alpha in ((1.0, 0.9), (2.0, 0.5)):
         ax.add_patch(Ellipse(centre, 2 * nsig * np.sqrt(vals[1]), 2 * nsig * np.sqrt(vals[0]),
-                             angle=angle, fill=False, color=color, lw=2, alpha=alpha))
+                             angle=angle, fill=False, color=color, lw=lw, alpha=alpha))
 
 
-def plot_loglik(model, path) -> None:
-    """The EM (or online) log-likelihood trace as a PNG at ``path`` (a path or a binary
-    file object)."""
-    from matplotlib.ticker import MaxNLocator
+def _off_scale(hist: np.ndarray) -> int:
+    """How many leading points of a trace to leave off the y range: each one that alone
+    stretches the axis more than 20-fold (a first iteration at -2,500,000 before the
+    trace settles near -3.7 would flatten the rest into a line)."""
+    s = 0
+    while s < min(5, len(hist) - 2):
+        rest = np.ptp(hist[s + 1:])
+        if not np.ptp(hist[s:]) > 20 * max(rest, 1e-12 * max(1.0, abs(hist[-1]))):
+            break
+        s += 1
+    return s
+
+
+def _num(v: float) -> str:
+    """A number as a person reads it: -3.7369, -2,516,230, 0.00012."""
+    if v == 0 or not np.isfinite(v):
+        return f"{v:g}"
+    if abs(v) >= 1e4:
+        return f"{v:,.0f}"
+    return f"{v:.5g}"
+
+
+def loglik_figure(model):
+    """The Figure of ``plot_loglik``: axes[0] is the trace."""
+    from matplotlib.ticker import FixedLocator, MaxNLocator
 
     plt = pyplot()
     hist = np.asarray(getattr(model, "lower_bounds_", []), dtype=float)
+    hist = hist[np.isfinite(hist)]
     online = is_online(model)
     bayesian = is_bayesian(model)
     if bayesian:
@@ -98,76 +127,290 @@ def plot_loglik(model, path) -> None:
     else:
         label = "batch mean log-likelihood" if online else "mean log-likelihood"
         ylabel = "mean log-likelihood per sample"
-    fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
-    x = np.arange(1, len(hist) + 1)
+    tol = None if online else getattr(model, "tol", None)
+    convergence = tol is not None and len(hist) >= 1
+    if convergence:
+        fig, (ax, cax) = plt.subplots(2, 1, figsize=(8, 6.4), dpi=100, sharex=True,
+                                      gridspec_kw=dict(height_ratios=(1.3, 1)))
+    else:
+        fig, ax = plt.subplots(figsize=(8, 4.4), dpi=100)
+        cax = None
+    n = len(hist)
+    x = np.arange(1, n + 1)
     ax.plot(x, hist, "-", color="tab:blue", alpha=0.5 if online else 1.0,
-            marker=None if online or len(hist) > 60 else "o", label=label)
-    if online and len(hist) >= 10:
-        w = max(5, len(hist) // 20)
+            marker=None if online or n > 60 else "o", ms=4, label=label)
+    if online and n >= 10:
+        w = max(5, n // 20)
         smooth = np.convolve(hist, np.ones(w) / w, mode="valid")
         ax.plot(x[w - 1:], smooth, color="tab:red", lw=2, label=f"moving average ({w})")
-    ax.set_xlabel(("stochastic variational update" if bayesian else "stepwise update")
-                  if online else
-                  "variational EM iteration" if bayesian else "EM iteration")
+    s = _off_scale(hist) if n else 0
+    if s:  # the first points would flatten the rest: left below the axis, named
+        rest = hist[s:]
+        lo, hi = float(rest.min()), float(rest.max())
+        margin = 0.08 * (hi - lo) if hi > lo else max(abs(hi) * 1e-6, 1e-9)
+        ax.set_ylim(lo - margin, hi + margin)
+        ax.plot(x[:s], np.full(s, lo - 0.6 * margin), "v", color="tab:blue", ms=7,
+                clip_on=False, ls="none")
+        named = ", ".join(f"{i + 1}: {_num(hist[i])}" for i in range(s))
+        ax.annotate(f"below the axis: iteration {named}",
+                    (x[s - 1], lo - 0.6 * margin), xytext=(24, 8),
+                    textcoords="offset points", fontsize=8.5, color="0.25",
+                    ha="left", va="bottom")
+    step = ("stochastic variational update" if bayesian else "stepwise update") \
+        if online else "variational EM iteration" if bayesian else "EM iteration"
     ax.set_ylabel(ylabel)
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     plain_ticks(ax)
     effective = (f" ({model.effective_n_components(EFFECTIVE_THRESHOLD)} above "
                  f"{EFFECTIVE_THRESHOLD:.0%} weight)" if bayesian else "")
     ax.set_title(f"{type(model).__name__}: K={len(model.weights_)}{effective}, "
-                 f"{model.covariance_type}")
+                 f"{model.covariance_type}" + (f"; final {_num(hist[-1])}" if n else ""))
     ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, format="png")
-    plt.close(fig)
+    ax.legend(loc="lower right")
+    if online:
+        fig.text(0.01, 0.01, "An online model has no convergence test: each point is one "
+                 "batch's mean, scored before the model learns from it.", fontsize=8.5,
+                 color="0.25", ha="left", va="bottom")
+    bottom = cax if cax is not None else ax
+    bottom.set_xlabel(step)
+    bottom.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+    bottom.set_xlim(0.5, max(n, 1) + 0.5)
+    if cax is not None:
+        _convergence_panel(cax, model, hist, float(tol), bayesian, s)
+        cax.yaxis.set_minor_locator(FixedLocator([]))
+    fig.tight_layout(rect=(0, 0.04 if online else 0, 1, 1))
+    return fig
 
 
-def plot_components(model, X: np.ndarray, from_model: bool, path) -> None:
-    """X projected on the model's principal axes (or a histogram when d = 1) with each
-    component's 1 and 2 sigma ellipse, as a PNG at ``path`` (a path or a file object)."""
+def _convergence_panel(ax, model, hist: np.ndarray, tol: float, bayesian: bool,
+                       off: int = 0) -> None:
+    """|change| of the lower bound from one iteration to the next, on a log scale,
+    against the tolerance: EM stops at the first change below tol (converged_). The
+    changes from the ``off`` first iterations (off the trace's scale) are marked at the
+    top, not scaled to."""
+    from matplotlib.ticker import LogLocator
+
+    n = len(hist)
+    what = "ELBO" if bayesian else "mean log-likelihood"
+    if tol > 0:  # (tol = 0: EM runs to max_iter)
+        ax.axhspan(tol * 1e-30, tol, color="tab:green", alpha=0.10, lw=0)
+        ax.axhline(tol, color="tab:red", ls="--", lw=1.5, label=f"tol = {tol:g}")
+    converged = bool(getattr(model, "converged_", False))
+    if n >= 2:
+        change = np.diff(hist)
+        mag = np.abs(change)
+        positive = [v for v in (tol, mag[mag > 0].min() if (mag > 0).any() else 0) if v > 0]
+        floor = min(positive) / 10 if positive else 1e-12
+        shown = np.maximum(mag, floor)  # (a change of exactly 0 at the bottom)
+        it = np.arange(2, n + 1)
+        ax.plot(it, shown, "-", color="0.6", lw=1, zorder=2)
+        up = change >= 0
+        big = mag >= tol
+        for sel, style, lab in (
+                (up & big, dict(color="tab:blue", marker="o"), "rose by tol or more"),
+                (up & ~big, dict(color="tab:green", marker="o"), "rose by less than tol"),
+                (~up, dict(color="tab:red", marker="v"), f"fell (the {what} went down)")):
+            if sel.any():
+                ax.plot(it[sel], shown[sel], ls="none", ms=4 if n > 60 else 5, zorder=3,
+                        label=lab, **style)
+        ax.annotate(f"{float(mag[-1]):.2g}", (n, shown[-1]), xytext=(-9, 0),
+                    textcoords="offset points", ha="right", va="center", fontsize=8.5,
+                    color="0.2")  # (left of the last point: the earlier ones are higher)
+        lo = min(float(shown.min()), tol if tol > 0 else np.inf) / 3
+        rest = shown[off:] if off < len(shown) else shown
+        hi = max(float(rest.max()), tol) * 3
+        ax.set_ylim(lo, hi)
+        if off and off < len(shown) and shown[:off].max() > hi:
+            over = np.flatnonzero(shown[:off] > hi)
+            ax.plot(it[over], np.full(len(over), hi), "^", color="tab:blue", ms=7,
+                    clip_on=False, ls="none", zorder=4)
+            ax.annotate("above the axis: iteration " + ", ".join(
+                f"{it[i]}: {_num(float(mag[i]))}" for i in over), (it[over[-1]], hi),
+                xytext=(12, -4), textcoords="offset points", fontsize=8.5, color="0.25",
+                ha="left", va="top")
+    ax.set_yscale("log")
+    ax.yaxis.set_major_locator(LogLocator(base=10, numticks=8))
+    max_iter = getattr(model, "max_iter", None)
+    if n < 2:
+        verdict = ("no iteration recorded" if n == 0 else
+                   "one iteration: no change to compare with tol")
+    elif converged:
+        verdict = (f"converged at iteration {n}: the {what} changed by "
+                   f"{abs(hist[-1] - hist[-2]):.2g} < tol = {tol:g}")
+    else:
+        verdict = (f"not converged: stopped at iteration {n}"
+                   + (f" (max_iter = {max_iter})" if max_iter == n else "")
+                   + f" with a change of {abs(hist[-1] - hist[-2]):.2g} ≥ tol = {tol:g}")
+    ax.set_title(verdict, fontsize=10, color="0.1" if converged else "tab:red")
+    ax.set_ylabel(f"|change| of the {what}\n(log scale)")
+    ax.grid(alpha=0.3, which="major")
+    ax.legend(loc="best", fontsize=8.5)
+
+
+def plot_loglik(model, path) -> None:
+    """The EM (or online) log-likelihood trace as a PNG at ``path`` (a path or a binary
+    file object): the trace (a Bayesian mixture's evidence lower bound, an online
+    model's per-batch mean score) with integer iteration ticks and plain values, and,
+    for a batch fit, below it each iteration's |change| on a log scale against the
+    convergence tolerance ``tol``, so that a person sees why it stopped."""
+    save_png(loglik_figure(model), path)
+
+
+def _pct(w: float) -> str:
+    return f"{100 * w:.3g}%"
+
+
+def components_figure(model, X: np.ndarray, from_model: bool):
+    """The Figure of ``plot_components``."""
     plt = pyplot()
     K, d = model.means_.shape
+    weights = np.asarray(model.weights_, dtype=float)
     labels = model.predict(X)
     # a Bayesian mixture's switched-off components (the prior's, nearly weightless and
     # as broad as the data) would hide the others: only those in use are drawn
     shown = [k for k in range(K)
-             if not is_bayesian(model) or model.weights_[k] > EFFECTIVE_THRESHOLD]
-    fig, ax = plt.subplots(figsize=(7, 6), dpi=100)
-    cmap = plt.get_cmap("tab10" if K <= 10 else "tab20")
-    if d == 1:
-        ax.hist(X[:, 0], bins=80, density=True, color="0.7")
-        grid = np.linspace(X[:, 0].min(), X[:, 0].max(), 400)[:, None]
-        resp = model.predict_proba(grid) * np.exp(model.score_samples(grid))[:, None]
-        for k in shown:
-            ax.plot(grid[:, 0], resp[:, k], color=cmap(k % cmap.N), lw=2,
-                    label=f"k={k} (w={model.weights_[k]:.2f})")
-        ax.set_xlabel("x")
-    else:
-        P = np.eye(2, d) if d == 2 else principal_axes(model)
-        Z = X @ P.T
-        for k in range(K):
-            ax.scatter(*Z[labels == k].T, s=3, alpha=0.35, color=cmap(k % cmap.N))
-        covs = component_covariances(model)
-        for k in shown:
-            centre = P @ model.means_[k]
-            _ellipse(ax, centre, P @ covs[k] @ P.T, cmap(k % cmap.N))
-            ax.annotate(str(k), centre, fontsize=11, weight="bold", ha="center",
-                        va="center")
-        ax.set_xlabel("x0" if d == 2 else "principal axis 1")
-        ax.set_ylabel("x1" if d == 2 else "principal axis 2")
-        ax.autoscale_view()
+             if not is_bayesian(model) or weights[k] > EFFECTIVE_THRESHOLD]
+    shown = shown or [int(np.argmax(weights))]
+    order = sorted(range(len(shown)), key=lambda i: -weights[shown[i]])  # heaviest first
+    colors = component_colors(K)
+    ncol = max(1, math.ceil(len(shown) / 20))
+    fontsize = 9 if len(shown) <= 12 else 8
+    lw = 2.0 if len(shown) <= 6 else 1.5 if len(shown) <= 15 else 1.0
     what = "points drawn from the model" if from_model else "rows sampled from the data"
     if len(shown) < K:
-        ax.set_title(f"{len(X):,} {what}\nellipses (1 and 2 sigma): the {len(shown)} "
-                     f"components above {EFFECTIVE_THRESHOLD:.0%} weight")
+        title = (f"{len(X):,} {what}; ellipses (1 and 2 sigma): the {len(shown)} "
+                 f"components above {EFFECTIVE_THRESHOLD:.0%} weight")
     else:
-        ax.set_title(f"{len(X):,} {what}; ellipses: 1 and 2 sigma")
+        title = f"{len(X):,} {what}; ellipses: 1 and 2 sigma"
+    vals, P = _principal(model, min(d, 3))
+    share = vals / vals.sum() if vals.sum() > 0 else np.zeros_like(vals)
+    if d >= 3:
+        fig = plt.figure(figsize=(10.5, 10), dpi=100)
+        gs = fig.add_gridspec(2, 2, left=0.075, right=0.985, bottom=0.06, top=0.95,
+                              wspace=0.06, hspace=0.1)
+        a12 = fig.add_subplot(gs[0, 0])
+        a32 = fig.add_subplot(gs[0, 1], sharey=a12)
+        a13 = fig.add_subplot(gs[1, 0], sharex=a12)
+        side = fig.add_subplot(gs[1, 1])
+        panels = ((a12, 0, 1), (a32, 2, 1), (a13, 0, 2))
+        Z = X @ P.T
+        covs = component_covariances(model)
+        centres = []
+        for ax, i, j in panels:
+            Pij = P[[i, j]]
+            centres.append(_scatter_panel(ax, Z[:, [i, j]], labels, colors, shown,
+                                          model.means_ @ Pij.T,
+                                          [Pij @ covs[k] @ Pij.T for k in range(K)], lw))
+            plain_ticks(ax, "both")
+        axis = [f"principal axis {i + 1} ({share[i]:.0%} of the variance)" for i in range(3)]
+        a12.set_ylabel(axis[1])
+        a13.set_xlabel(axis[0])
+        a13.set_ylabel(axis[2])
+        a32.set_xlabel(axis[2])
+        a32.tick_params(labelleft=False)
+        a12.tick_params(labelbottom=False)
+        side.axis("off")
+        kept = share[:3].sum()
+        note = (f"Each panel is a 2-D projection of the {d} dimensions on the mixture's "
+                f"principal axes (axes 1 to 3 hold {kept:.0%} of the variance): "
+                f"components that are apart in {d}-D can overlap here."
+                if d > 3 else
+                "Each panel is a 2-D projection of the 3 dimensions (rotated to the "
+                "mixture's principal axes): components that are apart in 3-D can "
+                "overlap in one view and not in another.")
+        _legend_table(side, shown, weights, colors, K, ncol, fontsize, loc="upper left",
+                      anchor=(0.06, 0.97))
+        side.text(0.06, 0.0, _wrap(note, 58), transform=side.transAxes, fontsize=9,
+                  color="0.2", va="bottom", ha="left")
+        fig.suptitle(title, fontsize=11)
+        for (ax, _, _), anchors in zip(panels, centres):
+            _label_centres(ax, anchors, shown, order, colors, fontsize)
+        return fig
+    W, H = 6.7 + 0.3 + 1.25 * ncol, 6.2  # inches: the plot, then the table
+    fig = plt.figure(figsize=(W, H), dpi=100)
+    ax = fig.add_axes((0.85 / W, 0.75 / H, 5.7 / W, 5.0 / H))
+    side = fig.add_axes((6.75 / W, 0.75 / H, (W - 6.8) / W, 5.0 / H))
+    side.axis("off")
     if d == 1:
-        ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, format="png")
-    plt.close(fig)
+        ax.hist(X[:, 0], bins=80, density=True, color="0.75")
+        lo, hi = X[:, 0].min(), X[:, 0].max()
+        grid = np.linspace(lo, hi, 400)[:, None]
+        dens = model.predict_proba(grid) * np.exp(model.score_samples(grid))[:, None]
+        peaks = []
+        for k in shown:
+            ax.plot(grid[:, 0], dens[:, k], color=colors[k], lw=lw + 0.5)
+            peaks.append((grid[np.argmax(dens[:, k]), 0], dens[:, k].max()))
+        ax.set_xlabel("x")
+        ax.set_ylabel("density")
+        ax.set_ylim(0, ax.get_ylim()[1] * 1.15)
+        ax.set_xlim(lo, hi)
+        note = ("Grey: histogram of the sample; each curve: a component's weight times "
+                "its density.")
+        anchors = np.array(peaks)
+    else:
+        anchors = _scatter_panel(ax, X, labels, colors, shown, model.means_,
+                                 list(component_covariances(model)), lw)
+        ax.set_xlabel("x0")
+        ax.set_ylabel("x1")
+        note = "The data's own 2 dimensions (no projection)."
+    plain_ticks(ax, "both")
+    _legend_table(side, shown, weights, colors, K, ncol, fontsize, loc="upper left",
+                  anchor=(0.05, 1.0))
+    fig.text(0.85 / W, 0.1 / H, note, fontsize=9, color="0.2", ha="left", va="bottom")
+    if d == 1:
+        title = title.split(";")[0] + "; curves: the components"
+    ax.set_title(title, fontsize=11)
+    _label_centres(ax, anchors, shown, order, colors, fontsize)
+    return fig
+
+
+def _wrap(text: str, width: int) -> str:
+    import textwrap
+
+    return "\n".join(textwrap.wrap(text, width))
+
+
+def _scatter_panel(ax, Z, labels, colors, shown, centres, covs2, lw) -> np.ndarray:
+    """The points coloured by their component, each shown component's 1 and 2 sigma
+    ellipses and a dot at its mean; returns the shown components' means."""
+    cols = np.asarray(colors)[labels]
+    ax.scatter(Z[:, 0], Z[:, 1], s=3, c=cols, alpha=0.35, linewidths=0, rasterized=False)
+    for k in shown:
+        _ellipse(ax, centres[k], covs2[k], colors[k], lw=lw)
+    ax.plot(centres[shown, 0], centres[shown, 1], ".", color="black", ms=3, zorder=4)
+    ax.autoscale_view()
+    return np.asarray(centres)[shown]
+
+
+def _label_centres(ax, anchors, shown, order, colors, fontsize) -> None:
+    """Each shown component's number at its mean, none overlapping another."""
+    place_labels(ax, anchors, [str(k) for k in shown], [colors[k] for k in shown],
+                 order=order, fontsize=fontsize, gid="component-label")
+
+
+def _legend_table(ax, shown, weights, colors, K, ncol, fontsize, loc, anchor) -> None:
+    """A numbered table of the shown components and their weights, beside the plot."""
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], ls="none", marker="s", ms=8, color=colors[k],
+                      label=f"{k}: {_pct(weights[k])}") for k in shown]
+    title = "component: weight"
+    if len(shown) < K:
+        title += (f"\n({K - len(shown)} more below {EFFECTIVE_THRESHOLD:.0%}: "
+                  "not drawn)")
+    ax.legend(handles=handles, loc=loc, bbox_to_anchor=anchor, ncol=ncol,
+              fontsize=fontsize + 0.5, title=title, title_fontsize=fontsize + 1,
+              frameon=False, handletextpad=0.3, columnspacing=1.0, borderaxespad=0)
+
+
+def plot_components(model, X: np.ndarray, from_model: bool, path) -> None:
+    """X projected on the model's principal axes (a corner of three 2-D views, axes 1-2,
+    3-2 and 1-3, when d >= 3; the data's own axes when d = 2; a histogram with each
+    component's weighted density when d = 1) with each component's 1 and 2 sigma
+    ellipse, its number at its mean (labels never overlap: the nearest free place, with
+    a leader line), a table of the components' weights beside the plot, and a note that
+    a projection can overlap components that are apart in d dimensions; as a PNG at
+    ``path`` (a path or a file object)."""
+    save_png(components_figure(model, X, from_model), path)
 
 
 def plot_weights(model, path, threshold: float = EFFECTIVE_THRESHOLD) -> None:
