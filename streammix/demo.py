@@ -63,7 +63,15 @@ def truth_match(fitted_means: np.ndarray, true_means: np.ndarray) -> np.ndarray:
 
 class _HelpFormatter(argparse.RawDescriptionHelpFormatter,
                      argparse.ArgumentDefaultsHelpFormatter):
-    """The module docstring as written, and every option's default in --help."""
+    """The module docstring as written, and an option's default in --help where it says
+    something (not None, False or 0, and not when the help already gives it)."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        default = action.default
+        if default in (None, False, 0, argparse.SUPPRESS) or "default" in text:
+            return text
+        return super()._get_help_string(action)
 
 
 def _silent(*args, **kwargs) -> None:
@@ -76,14 +84,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n", type=int, default=3_000_000, help="rows to generate")
     ap.add_argument("--d", type=int, default=8, help="features")
     ap.add_argument("--k", type=int, default=6, help="components")
-    ap.add_argument("--covariance-type", default="full")
+    ap.add_argument("--covariance-type", default="full",
+                    choices=("full", "tied", "diag", "spherical"),
+                    help="the fit's covariance type")
     ap.add_argument("--n-init", type=int, default=None,
                     help="EM restarts, the best kept (default: 3 below 1,000,000 rows, where "
                          "a restart is cheap and one start may stop in a local optimum; "
                          "else 1)")
     ap.add_argument("--workers", type=int, default=2, help="local Dask worker processes")
     ap.add_argument("--dir", default="demo-data", help="where the Zarr arrays go")
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seed", type=int, default=0,
+                    help="random seed of the data and of the fit (default: 0)")
     ap.add_argument("--fresh", action="store_true",
                     help="delete the previous run's checkpoint first")
     # the global options of every streammix command, before or after "demo"

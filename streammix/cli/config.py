@@ -666,3 +666,47 @@ def check_checkpoint_path(cfg: Config) -> None:
         raise ConfigError(f"{cfg.path}: run.checkpoint {ck!r} overlaps source.path {src!r}: "
                           "the checkpoint would be written into the data it reads; choose "
                           "another run.checkpoint")
+
+
+#: what the library's "not a streammix checkpoint" error suggests (Python calls), and
+#: what the command line says instead
+_LIBRARY_CHECKPOINT_HINT = ". Give the path a fit(checkpoint=...), save() or a CLI job's " \
+                           "checkpoint wrote"
+CHECKPOINT_HINT = ("; give the path of a checkpoint (the run.checkpoint of a `streammix "
+                   "fit`, `update` or `select` job)")
+
+
+def cli_checkpoint_message(message: str) -> str:
+    """The library's "'...' is not a streammix checkpoint" message worded for the
+    command line (what to give instead, not which Python call writes one)."""
+    if "is not a streammix checkpoint: " in message and _LIBRARY_CHECKPOINT_HINT in message:
+        return message.replace(_LIBRARY_CHECKPOINT_HINT, CHECKPOINT_HINT)
+    return message
+
+
+def require_checkpoint(path: str, what: str = "") -> None:
+    """Refuse a local path that exists but is not a streammix checkpoint (a Zarr data
+    array, a .npy or other file, a folder no fit wrote) with the library's own
+    "not a streammix checkpoint" error (CheckpointError, exit code 4), before anything
+    reads it: not as a damaged checkpoint (whose way out, `repair`, cannot help) and
+    not with a traceback. ``what``: the key or option that named the path, for the
+    message. Damaged checkpoints pass (their errors and `repair` deal with them);
+    missing paths and URLs are left to the library's own errors."""
+    from ..errors import CheckpointError
+    from ..persistence.markers import is_checkpoint
+    from ..persistence.storage import Storage, is_url
+    from ..persistence.store import _raise_if_not_a_checkpoint
+
+    if not isinstance(path, str) or is_url(path):
+        return
+    local = path[len("file://"):] if path.startswith("file://") else path
+    if not os.path.exists(local) or is_checkpoint(local):
+        return
+    prefix = f"{what} " if what else ""
+    if not os.path.isdir(local):
+        raise CheckpointError(f"{prefix}{path!r} is not a streammix checkpoint: it is a file "
+                              f"(data?){CHECKPOINT_HINT}")
+    try:
+        _raise_if_not_a_checkpoint(Storage(path), path)
+    except CheckpointError as exc:
+        raise CheckpointError(prefix + cli_checkpoint_message(str(exc))) from None

@@ -16,8 +16,44 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from ..errors import InvalidInputError
+from ..errors import InvalidDtypeError, InvalidInputError
 from .config import Config, ConfigError, check_source_exists
+
+
+NPY_MAGIC = b"\x93NUMPY"
+#: the dtype kinds source.dtype may cast (bool, integers, floats)
+_CASTABLE = "buif"
+_KIND_NAMES = {"i": "an integer", "u": "an unsigned integer", "b": "a boolean",
+               "O": "an object", "U": "a string", "S": "a bytes", "c": "a complex",
+               "V": "a structured", "M": "a datetime", "m": "a timedelta"}
+
+
+def check_float_dtype(dtype, where: str) -> None:
+    """Refuse data that are not floating point, the same way for every command (`fit`,
+    `update`, `predict`, ...); the command line adds how source.dtype casts them."""
+    dtype = np.dtype(dtype)
+    if dtype.kind != "f":
+        raise InvalidDtypeError(
+            f"{where} has {_KIND_NAMES.get(dtype.kind, 'a non-float')} dtype ({dtype}); "
+            "streammix reads float32 or float64 data")
+
+
+def check_source_dtype(found, where: str, dtype: str | None) -> None:
+    """Whether data of dtype ``found`` can be read: floating point, or castable to
+    source.dtype (``dtype``) when it is set."""
+    found = np.dtype(found)
+    if dtype is None:
+        check_float_dtype(found, where)
+    elif found.kind not in _CASTABLE:
+        raise InvalidDtypeError(f"{where} has {_KIND_NAMES.get(found.kind, 'a')} dtype "
+                                f"({found}), which source.dtype: {dtype} cannot cast")
+
+
+def as_float(X, where: str, dtype: str | None):
+    """A lazy (dask) array of the source as floating-point data: cast to ``dtype``
+    (source.dtype) chunk by chunk when it is set, else refused unless it already is."""
+    check_source_dtype(X.dtype, where, dtype)
+    return X if dtype is None or X.dtype == dtype else X.astype(dtype)
 
 
 def _npy_rows(path: str, start: int, stop: int) -> np.ndarray:
@@ -25,13 +61,44 @@ def _npy_rows(path: str, start: int, stop: int) -> np.ndarray:
     return np.array(np.load(path, mmap_mode="r")[start:stop])
 
 
-def _npy_shape(path: str) -> tuple[tuple[int, ...], np.dtype]:
+def npy_header(path: str) -> tuple[tuple[int, ...], np.dtype]:
+    """(shape, dtype) from a .npy file's header, read without unpickling anything: a
+    file that is not a .npy array (random bytes, a pickle, a .npz archive) or that
+    holds Python objects is refused with an error naming the file."""
+    from numpy.lib import format as npy_format
+
     try:
-        mm = np.load(path, mmap_mode="r")
+        with open(path, "rb") as f:
+            start = f.read(len(NPY_MAGIC))
+            if start != NPY_MAGIC:
+                what = ("a .npz archive of several arrays (np.savez), not a single array"
+                        if start[:2] == b"PK" else "no .npy header: another format, or a "
+                        "damaged file")
+                raise InvalidInputError(f"{path}: not a .npy array file ({what}); save the "
+                                        "data with numpy.save")
+            f.seek(0)
+            version = npy_format.read_magic(f)
+            read = (npy_format.read_array_header_1_0 if version == (1, 0)
+                    else npy_format.read_array_header_2_0)
+            shape, _, dtype = read(f)
+    except InvalidInputError:
+        raise
     except (ValueError, OSError) as exc:
-        raise InvalidInputError(f"{path}: not a readable .npy array: {exc}") from None
-    if not isinstance(mm, np.ndarray):
-        raise InvalidInputError(f"{path}: holds an archive, not a single array")
+        raise InvalidInputError(f"{path}: not a readable .npy array file: {exc}") from None
+    if dtype.hasobject:
+        raise InvalidInputError(
+            f"{path}: holds Python objects (dtype {dtype}): object arrays are refused "
+            "(reading them would unpickle code); save a numeric array, e.g. "
+            "numpy.save(path, X.astype('float64'))")
+    return shape, dtype
+
+
+def _npy_shape(path: str) -> tuple[tuple[int, ...], np.dtype]:
+    shape, dtype = npy_header(path)
+    try:
+        mm = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (ValueError, OSError) as exc:  # e.g. a truncated file
+        raise InvalidInputError(f"{path}: not a readable .npy array file: {exc}") from None
     return mm.shape, mm.dtype
 
 
@@ -64,13 +131,25 @@ def list_files(directory: str, pattern: str) -> list[str]:
     return sorted(n for n in names if fnmatch.fnmatch(n, pattern) and not n.startswith("."))
 
 
-def file_array(path: str, chunk_rows: int):
-    """One file of a directory source: a .npy file or a Zarr array, as a dask array."""
-    from ..execution.inputs import as_dask_array
+def zarr_dask_array(path: str, what: str, dtype: str | None = None,
+                    storage_options: dict | None = None):
+    """A Zarr array (path or URL) as a validated dask array with one task per chunk,
+    cast to ``dtype`` chunk by chunk when it is set (never read whole)."""
+    from ..execution.inputs import as_dask_array, open_zarr_array, read_zarr
 
+    z = open_zarr_array(path, what, storage_options)
+    if len(z.shape) != 2:
+        raise InvalidInputError(f"{what} must be a 2-D array (n_samples, n_features); the "
+                                f"Zarr array has shape {z.shape}")
+    return as_dask_array(as_float(read_zarr(z, what), what, dtype), what=what)
+
+
+def file_array(path: str, chunk_rows: int, dtype: str | None = None):
+    """One file of a directory source: a .npy file or a Zarr array, as a dask array
+    (cast to ``dtype`` when set; otherwise refused unless floating point)."""
     if path.endswith(".npy"):
-        return npy_dask_array(path, chunk_rows)
-    return as_dask_array(path, what=path)
+        return as_float(npy_dask_array(path, chunk_rows), path, dtype)
+    return zarr_dask_array(path, path, dtype)
 
 
 def parquet_dask_array(path: str, columns: list[str] | None, chunk_rows: int):
@@ -99,36 +178,29 @@ def parquet_dask_array(path: str, columns: list[str] | None, chunk_rows: int):
 
 
 def open_source(cfg: Config):
-    """The configured source as a lazy 2-D dask array (nothing is read but metadata),
-    cast to source.dtype when set."""
-    X = _open_source(cfg)
-    dtype = cfg.source.get("dtype")
-    return X if dtype is None or X.dtype == dtype else X.astype(dtype)
-
-
-def _open_source(cfg: Config):
+    """The configured source as a lazy 2-D floating-point dask array (nothing is read
+    but metadata): cast chunk by chunk to source.dtype when it is set; otherwise data
+    that are not floating point are refused (InvalidDtypeError) by every command."""
     import dask.array as da
-
-    from ..execution.inputs import as_dask_array
 
     src = cfg.source
     check_source_exists(cfg)
-    kind, path, rows = src["type"], src["path"], src["chunk_rows"]
+    kind, path, rows, dtype = src["type"], src["path"], src["chunk_rows"], src.get("dtype")
     if kind == "zarr":
         if os.path.isfile(path):
             raise InvalidInputError(f"{cfg.path}: source.path {path!r} is a file, not a Zarr "
                                     "array (a directory); for a .npy file set source.type: npy")
-        return as_dask_array(path, what=f"source.path {path!r}",
-                             storage_options=src.get("storage_options"))
+        return zarr_dask_array(path, f"source.path {path!r}", dtype,
+                               storage_options=src.get("storage_options"))
     if kind == "npy":
-        return npy_dask_array(path, rows)
+        return as_float(npy_dask_array(path, rows), path, dtype)
     if kind == "parquet":
-        return parquet_dask_array(path, src.get("columns"), rows)
+        return as_float(parquet_dask_array(path, src.get("columns"), rows), path, dtype)
     files = list_files(path, src["pattern"])
     if not files:
         raise InvalidInputError(f"{cfg.path}: source.path {path!r} holds no file matching "
                                 f"{src['pattern']!r}")
-    arrays = [file_array(os.path.join(path, f), rows) for f in files]
+    arrays = [file_array(os.path.join(path, f), rows, dtype) for f in files]
     widths = {a.shape[1] for a in arrays if a.ndim == 2}
     if len(widths) > 1 or any(a.ndim != 2 for a in arrays):
         raise InvalidInputError(f"{path}: the files do not all have the same number of "
@@ -202,7 +274,7 @@ def pending_batches(cfg: Config, cursor: dict | None) -> Iterator[Batch]:
     Directory: the rest of the current file, then the files not seen yet, in name order.
     Batch boundaries depend only on the cursor, so a rerun after a crash reads the same
     batches an uninterrupted run reads."""
-    src, size = cfg.source, cfg.run["batch_size"]
+    src, size, dtype = cfg.source, cfg.run["batch_size"], cfg.source.get("dtype")
     check_source_exists(cfg)
     check_cursor(cfg, cursor)
     root = src["path"]
@@ -211,6 +283,8 @@ def pending_batches(cfg: Config, cursor: dict | None) -> Iterator[Batch]:
         if z.ndim != 2:
             raise InvalidInputError(f"source.path {root!r}: expected a 2-D array; "
                                     f"got shape {z.shape}")
+        # refused as `fit` refuses it, before any batch is read
+        check_source_dtype(z.dtype, f"source.path {root!r}", dtype)
         start = int((cursor or {}).get("rows", 0))
         if start > z.shape[0]:
             raise InvalidInputError(
@@ -237,14 +311,15 @@ def pending_batches(cfg: Config, cursor: dict | None) -> Iterator[Batch]:
             continue
         path = os.path.join(root, name)
         if path.endswith(".npy"):
-            shape, _ = _npy_shape(path)
+            shape, file_dtype = _npy_shape(path)
             reader = lambda a, b, p=path: _npy_rows(p, a, b)  # noqa: E731
         else:
             z = _zarr_array(path)
-            shape = z.shape
+            shape, file_dtype = z.shape, z.dtype
             reader = lambda a, b, z=z: np.asarray(z[a:b])  # noqa: E731
         if len(shape) != 2:
             raise InvalidInputError(f"{path}: expected a 2-D array; got shape {shape}")
+        check_source_dtype(file_dtype, path, dtype)
         start = offset if name == current else 0
         n = shape[0]
         for a in range(start, n, size):

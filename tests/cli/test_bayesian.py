@@ -150,8 +150,8 @@ def test_report_draws_the_sorted_weights(bayes_ws):
     assert sorted(n for n in os.listdir(out) if n.endswith(".png")) == [
         "components.png", "loglik.png", "weights.png"]
     _check_png(os.path.join(out, "weights.png"), 800, 400)
-    _check_png(os.path.join(out, "loglik.png"), 700, 400)
-    _check_png(os.path.join(out, "components.png"), 700, 600)
+    _check_png(os.path.join(out, "loglik.png"), 800, 640)
+    _check_png(os.path.join(out, "components.png"), 1050, 1000)
 
 
 def test_weights_plot_marks_the_threshold_and_the_count(tmp_path, monkeypatch):

@@ -163,8 +163,8 @@ def test_report_writes_plots_that_are_not_blank(fitted_workspace):
     proc = run_cli("report", ck, "--out", "report", "--config", "configs/fit-cluster.yaml",
                    cwd=root)
     assert proc.returncode == 0, proc.stderr
-    _check_png(os.path.join(root, "report/loglik.png"), 700, 400)
-    _check_png(os.path.join(root, "report/components.png"), 700, 600)
+    _check_png(os.path.join(root, "report/loglik.png"), 800, 640)
+    _check_png(os.path.join(root, "report/components.png"), 1050, 1000)
     assert not os.path.exists(os.path.join(root, "report/selection.png"))
 
 

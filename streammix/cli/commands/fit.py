@@ -7,9 +7,12 @@ on new data keeps the labels of the model the checkpoint held before."""
 
 from __future__ import annotations
 
+import contextlib
+import shlex
 import time
+import warnings
 
-from ...errors import CheckpointError, CheckpointMismatchError
+from ...errors import CheckpointError, CheckpointMismatchError, ConvergenceWarning
 from ...persistence import current_version, list_versions, load, read_version
 from ..cluster import dask_client
 from ..config import (
@@ -22,6 +25,7 @@ from ..config import (
     check_priors_for_data,
     is_bayesian,
     require,
+    require_checkpoint,
 )
 from ..console import Progress
 from ..sources import open_source, persisted
@@ -79,6 +83,7 @@ def resolve_reference(align_to: str | None, checkpoint: str, log):
             log.info("align_to: previous, but there is no previous model yet: labels as "
                      "fitted")
         return ref
+    require_checkpoint(align_to, "the alignment reference")
     log.info(f"aligning labels to the model at {align_to}")
     return load(align_to)
 
@@ -98,6 +103,40 @@ def _check_align_to(cfg: Config, align_to: str | None, flag: bool) -> None:
                       "orders its components as the sticks of its prior, so they cannot be "
                       "renumbered to keep another model's labels; remove the alignment, or "
                       "set model.weight_concentration_prior_type: dirichlet_distribution")
+
+
+def convergence_advice(model, config_path: str) -> str:
+    """What the CLI says when a fit stops at max_iter: the library's "increase max_iter"
+    alone fails from the command line (a rerun with another run.max_iter on the same
+    checkpoint is another fit, refused with exit code 4), so say what works."""
+    more = max(100, 2 * int(model.max_iter))
+    return (f"EM stopped at max_iter={model.max_iter} iterations before the lower bound "
+            f"changed by less than tol={model.tol:g}; the checkpoint holds this unconverged "
+            "model. For more iterations run a new fit in the checkpoint: `streammix fit "
+            f"{shlex.quote(config_path)} --set run.max_iter={more} --set run.on_mismatch=restart` (plus "
+            "any other --set of this run; a larger run.max_iter alone is refused as another "
+            "fit), or set run.max_iter with a new run.checkpoint; a larger run.tol stops "
+            "sooner")
+
+
+@contextlib.contextmanager
+def _convergence_advice(model, config_path: str, log):
+    """While the fit runs: a ConvergenceWarning is logged with the command-line advice
+    (convergence_advice) instead of the library's; other warnings as usual."""
+    shown = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, ConvergenceWarning):
+            log.warning(f"ConvergenceWarning: {convergence_advice(model, config_path)}",
+                        fields={"warning": category.__name__, "max_iter": model.max_iter})
+        else:
+            shown(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = show
+    try:
+        yield
+    finally:
+        warnings.showwarning = shown
 
 
 def _fit_summary(model) -> str:
@@ -166,11 +205,12 @@ def run(cfg: Config, opts, log) -> int:
                          log) as client:
             if not done:
                 X = persisted(X, cfg, client, log)
-            model.fit(X, align_to=reference, checkpoint=ck,
-                      checkpoint_every=cfg.run["checkpoint_every"],
-                      checkpoint_interval=cfg.run["checkpoint_interval"],
-                      keep_last=cfg.run["keep_last"],
-                      checkpoint_mismatch=cfg.run["on_mismatch"], callback=on_iteration)
+            with _convergence_advice(model, cfg.path, log):
+                model.fit(X, align_to=reference, checkpoint=ck,
+                          checkpoint_every=cfg.run["checkpoint_every"],
+                          checkpoint_interval=cfg.run["checkpoint_interval"],
+                          keep_last=cfg.run["keep_last"],
+                          checkpoint_mismatch=cfg.run["on_mismatch"], callback=on_iteration)
     except CheckpointMismatchError as exc:
         raise CheckpointMismatchError(
             f"{str(exc).split('; pass checkpoint_mismatch')[0]}; set run.on_mismatch: "

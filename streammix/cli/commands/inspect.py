@@ -15,7 +15,7 @@ import numpy as np
 
 from ...persistence import current_version, is_finished_state, list_versions, read_version
 from ...persistence.serialize import model_from_payload
-from ..config import EFFECTIVE_THRESHOLD, is_bayesian, is_online
+from ..config import EFFECTIVE_THRESHOLD, is_bayesian, is_online, require_checkpoint
 
 #: what each estimator's lower_bound_ is (JSON "lower_bound_kind", text labels)
 LOWER_BOUND_KINDS = {
@@ -198,6 +198,7 @@ def _bayesian_lines(s: dict, b: dict) -> list[str]:
 
 
 def run(args, opts, log) -> int:
+    require_checkpoint(args.checkpoint)
     summary = summarise(args.checkpoint, args.version)
     print(json.dumps(summary, indent=2, default=str) if args.json else as_text(summary))
     return 0

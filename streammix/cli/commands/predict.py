@@ -12,7 +12,15 @@ import numpy as np
 from ...errors import NotFittedError
 from ...persistence import current_version, load
 from ..cluster import dask_client
-from ..config import EFFECTIVE_THRESHOLD, Config, ConfigError, is_bayesian, is_online, require
+from ..config import (
+    EFFECTIVE_THRESHOLD,
+    Config,
+    ConfigError,
+    is_bayesian,
+    is_online,
+    require,
+    require_checkpoint,
+)
 from ..sources import open_source
 
 
@@ -63,6 +71,7 @@ def _load_model(cfg: Config, log):
     if path is None:
         raise ConfigError(f"{cfg.path}: outputs.model (or run.checkpoint) is required: the "
                           "checkpoint of the model to use")
+    require_checkpoint(path, "outputs.model" if cfg.outputs.get("model") else "run.checkpoint")
     model = load(path)
     if not hasattr(model, "means_"):
         raise NotFittedError(f"checkpoint {path!r} holds a model that is not fitted yet "
@@ -98,8 +107,10 @@ def run(cfg: Config, opts, log, command: str = "predict") -> int:
     default = ["labels"] if command == "predict" else ["log_density"]
     write = list(cfg.outputs.get("write") or default)
     anomaly = cfg.outputs.get("anomaly")
-    if command == "predict" and anomaly:
-        raise ConfigError(f"{cfg.path}: outputs.anomaly is for `streammix score`")
+    if command == "predict" and anomaly:  # one config serves both commands
+        log.info("outputs.anomaly is used by `streammix score`: predict writes no anomaly "
+                 f"flags, only {', '.join(write)}", fields={"anomaly_ignored": True})
+        anomaly = None
     if anomaly and "log_density" not in write:
         write.append("log_density")
     check_output_path(cfg, out, [cfg.source["path"], model_path])

@@ -5,9 +5,11 @@ verifies, so that fits, updates and scoring continue from there."""
 from __future__ import annotations
 
 from ...persistence import repair
+from ..config import require_checkpoint
 
 
 def run(args, opts, log) -> int:
+    require_checkpoint(args.checkpoint)
     before, now, problems = repair(args.checkpoint)
     for p in problems:
         log.warning(f"skipped: {p}")

@@ -70,7 +70,10 @@ def sample_rows(data, n: int, seed: int = 0) -> np.ndarray:
     if isinstance(data, str) and "://" not in data and not os.path.exists(data):
         raise MissingDataError(f"--data {data!r} does not exist")
     if isinstance(data, str) and data.endswith(".npy"):
-        data = np.load(data, mmap_mode="r")
+        from ..sources import npy_header
+
+        npy_header(data)  # not a .npy array, or Python objects: a clear error first
+        data = np.load(data, mmap_mode="r", allow_pickle=False)
     X = as_dask_array(data) if not isinstance(data, np.ndarray) else data
     rows = int(X.shape[0])
     idx = np.sort(np.random.default_rng(seed).choice(rows, size=min(n, rows), replace=False))

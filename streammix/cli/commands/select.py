@@ -19,7 +19,7 @@ from ...persistence import model_to_payload, read_version, save
 from ...persistence.storage import Storage
 from ..cluster import dask_client
 from ..config import Config, ConfigError, check_checkpoint_path, is_bayesian, require
-from ..plotting import check_png_target
+from ..plotting import check_png_target, plot_selection
 from ..sources import open_source, persisted
 
 SELECTION_FILE = "selection.json"
@@ -27,35 +27,6 @@ SELECTION_FILE = "selection.json"
 
 def candidates_dir(checkpoint: str) -> str:
     return checkpoint.rstrip("/") + "-candidates"
-
-
-def plot_selection(results: list[dict], chosen: dict, criterion: str, path) -> None:
-    """BIC and AIC against K, one line per covariance type, the choice circled, as a PNG
-    at ``path`` (a path or a binary file object)."""
-    from ..plotting import pyplot
-
-    plt = pyplot()
-    from matplotlib.ticker import MaxNLocator
-
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4), dpi=100)
-    for ax, crit in zip(axes, ("bic", "aic")):
-        for cov in sorted({r["covariance_type"] for r in results}):
-            rows = sorted((r for r in results if r["covariance_type"] == cov),
-                          key=lambda r: r["n_components"])
-            ax.plot([r["n_components"] for r in rows], [r[crit] for r in rows], "o-",
-                    label=cov)
-        if crit == criterion:
-            ax.plot([chosen["n_components"]], [chosen[crit]], "o", ms=16, mfc="none",
-                    mec="red", mew=2, label="chosen")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set_xlabel("number of components K")
-        ax.set_ylabel(crit.upper() + " (lower is better)")
-        ax.set_title(crit.upper())
-        ax.grid(alpha=0.3)
-        ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, format="png")
-    plt.close(fig)
 
 
 def _same(a, b) -> bool:
