@@ -184,12 +184,7 @@ class BayesianGaussianMixture(GaussianMixture):
     def _fit_on(self, X, sample_weight, client, **checkpointing):
         source = self._validate_fit_data(X, sample_weight, client)
         prior = self._data_prior(source)
-        self._prior = prior
-        self.weight_concentration_prior_ = prior.weight_concentration
-        self.mean_precision_prior_ = prior.mean_precision
-        self.mean_prior_ = prior.mean
-        self.degrees_of_freedom_prior_ = prior.degrees_of_freedom
-        self.covariance_prior_ = prior.covariance
+        self._set_prior(prior)
         cov = get_covariance_type(self.covariance_type)
         self._run(source, cov, None, None, None, **checkpointing)
         return source
@@ -260,13 +255,17 @@ class BayesianGaussianMixture(GaussianMixture):
         wc, mp, dof = (float(v) for v in arrays["prior.scalars"])
         cov = arrays["prior.covariance"]
         cov = float(cov) if np.ndim(cov) == 0 else np.asarray(cov)
-        self._prior = VariationalPrior(self.weight_concentration_prior_type, wc, mp,
-                                       np.asarray(arrays["prior.mean"]), dof, cov)
-        self.weight_concentration_prior_ = wc
-        self.mean_precision_prior_ = mp
-        self.mean_prior_ = self._prior.mean
-        self.degrees_of_freedom_prior_ = dof
-        self.covariance_prior_ = cov
+        self._set_prior(VariationalPrior(self.weight_concentration_prior_type, wc, mp,
+                                         np.asarray(arrays["prior.mean"]), dof, cov))
+
+    def _set_prior(self, prior: VariationalPrior) -> None:
+        """The priors in effect, and scikit-learn's attributes that show them."""
+        self._prior = prior
+        self.weight_concentration_prior_ = prior.weight_concentration
+        self.mean_precision_prior_ = prior.mean_precision
+        self.mean_prior_ = prior.mean
+        self.degrees_of_freedom_prior_ = prior.degrees_of_freedom
+        self.covariance_prior_ = prior.covariance
 
     def effective_n_components(self, threshold: float = 0.01) -> int:
         """How many components hold more than ``threshold`` of the weight: the number

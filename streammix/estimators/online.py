@@ -9,6 +9,7 @@ import time
 
 import numpy as np
 
+from ..engines import moves
 from ..engines.em import run_em, statistics
 from ..engines.init import initial_params
 from ..engines.stepwise import (
@@ -615,9 +616,7 @@ class OnlineGaussianMixture(MixtureMixin):
         cov = get_covariance_type(self.covariance_type)
         params = self._get_params_value()
         d = params.n_features
-        mean = pw @ pts / pw.sum()
-        Z = pts - mean
-        full_cov = (Z * pw[:, None]).T @ Z / pw.sum() + self.reg_covar * np.eye(d)
+        mean, full_cov = moves.gaussian_of(pts, pw, self.reg_covar)
         t = params.covariance_type
         if t == "full":
             new_cov = np.concatenate([params.covariances, full_cov[None]])
@@ -650,8 +649,6 @@ class OnlineGaussianMixture(MixtureMixin):
                    default=-10**9)
         if self.n_updates_ - last < self.MOVE_COOLDOWN:
             return False
-        from ..engines import moves
-
         cov = get_covariance_type(self.covariance_type)
         params = self._get_params_value()
         w = np.ones(len(X)) if sw is None else sw
@@ -719,8 +716,6 @@ class OnlineGaussianMixture(MixtureMixin):
             self._set_running_from_params()
             return
         i, j = detail[0], detail[1]
-        from ..engines import moves
-
         kept, gone = moves.heavier_first(params.weights, i, j)
         cov = get_covariance_type(self.covariance_type)
 

@@ -6,8 +6,9 @@ from __future__ import annotations
 import numpy as np
 
 from ..engines.em import run_em, statistics
+from ..engines.moves import gaussian_of
 from ..engines.stepwise import checked_statistics, step_size
-from ..engines.variational import VariationalUpdate, data_moments, initial_posterior
+from ..engines.variational import VariationalUpdate, initial_posterior
 from ..errors import InvalidParameterError
 from ..execution.numpy_source import NumpySource
 from ..math.covariances import get_covariance_type
@@ -15,7 +16,6 @@ from ..math.covariances.tied import tied_centre
 from ..math.params import GaussianParams
 from ..math.stats import SufficientStats, blend_normalised, recentred
 from ..math.variational import (
-    VariationalParams,
     e_step_params,
     effective_components,
     m_step,
@@ -133,6 +133,7 @@ class OnlineBayesianGaussianMixture(OnlineGaussianMixture):
     _set_state = BayesianGaussianMixture._set_state
     _prior_arrays = BayesianGaussianMixture._prior_arrays
     _restore_prior = BayesianGaussianMixture._restore_prior
+    _set_prior = BayesianGaussianMixture._set_prior
     effective_n_components = BayesianGaussianMixture.effective_n_components
 
     def _get_params_value(self) -> GaussianParams:
@@ -156,12 +157,7 @@ class OnlineBayesianGaussianMixture(OnlineGaussianMixture):
         batch_model = self._as_batch()
         prior = batch_model._data_prior(source)
         self._begin(d)
-        self._prior = prior
-        self.weight_concentration_prior_ = prior.weight_concentration
-        self.mean_precision_prior_ = prior.mean_precision
-        self.mean_prior_ = prior.mean
-        self.degrees_of_freedom_prior_ = prior.degrees_of_freedom
-        self.covariance_prior_ = prior.covariance
+        self._set_prior(prior)
         vp = initial_posterior(source, cov, self.n_components, init_params=self.init_params,
                                reg_covar=self.reg_covar, rng=self._rng, prior=prior)
         update = VariationalUpdate(cov, prior, self.reg_covar)
@@ -290,9 +286,7 @@ class OnlineBayesianGaussianMixture(OnlineGaussianMixture):
         pts, pw, share = found
         cov = get_covariance_type(self.covariance_type)
         run = self._running
-        mean = pw @ pts / pw.sum()
-        Z = pts - mean
-        scatter = (Z * pw[:, None]).T @ Z / pw.sum()
+        mean, scatter = gaussian_of(pts, pw, 0.0)
         s0, s1, s2 = run.s0.copy(), run.s1.copy(), run.s2.copy()
         others = np.arange(len(s0)) != j
         scale = (1.0 - share) / max(float(s0[others].sum()), 1e-300) * float(run.s0.sum())
@@ -303,18 +297,13 @@ class OnlineBayesianGaussianMixture(OnlineGaussianMixture):
         total = float(run.s0.sum())
         s0[j] = share * total
         s1[j] = s0[j] * delta
-        if t == "full":
-            s2[others] *= scale
-            s2[j] = s0[j] * (scatter + np.outer(delta, delta))
-        elif t == "diag":
-            s2[others] *= scale
-            s2[j] = s0[j] * (np.diag(scatter) + delta * delta)
-        elif t == "spherical":
-            s2[others] *= scale
-            s2[j] = s0[j] * (np.trace(scatter) + delta @ delta)
-        else:  # tied: the shared scatter, about its centre, takes the points' share
+        if t == "tied":  # the shared scatter, about its centre, takes the points' share
             c = mean - run.centre2
             s2 = (1.0 - share) * s2 + s0[j] * (scatter + np.outer(c, c))
+        else:  # component j's second moment about its centre, in the type's shape
+            s2[others] *= scale
+            about = {"full": lambda M: M, "diag": np.diag, "spherical": np.trace}[t]
+            s2[j] = s0[j] * about(scatter + np.outer(delta, delta))
         mixed = SufficientStats(t, s0, s1, s2, run.loglik, run.n, run.centres, run.centre2)
         self._commit(cov, mixed, float(len(pts)))
         old_id = int(self.component_ids_[j])
@@ -357,4 +346,4 @@ def _subset(params: GaussianParams, keep: np.ndarray) -> GaussianParams:
         None if params.log_weights is None else params.log_weights[keep].copy())
 
 
-__all__ = ["OnlineBayesianGaussianMixture", "VariationalParams"]
+__all__ = ["OnlineBayesianGaussianMixture"]

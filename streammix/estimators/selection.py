@@ -5,8 +5,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import numpy as np
-
 from ..engines.em import run_em_many, statistics_many
 from ..errors import InvalidInputError, InvalidParameterError
 from ..execution.dask_source import client_scope
@@ -66,23 +64,21 @@ def select(X, n_components=range(1, 11), covariance_types=("full",), *,
             raise InvalidInputError(
                 f"Expected n_samples >= n_components but got n_components = {max(ks)}, "
                 f"n_samples = {source.n_samples}")
-        starts, covs, owners = [], [], []
-        for m in models:
+        starts, covs = [], []
+        for m in models:  # each candidate's starts, drawn as its own fit draws them
             cov = get_covariance_type(m.covariance_type)
             rng = check_random_state(m.random_state)
-            m._progress_ = FitProgress(rng=rng)
-            for _ in range(m.n_init):
-                starts.append(m._initial_state(source, cov, rng, None, None, None))
-                covs.append(cov)
-                owners.append(m)
-        results = run_em_many(source, covs, starts, tol=first.tol, max_iter=first.max_iter,
-                              reg_covar=first.reg_covar)
-        for m in models:
-            progress = m.__dict__.pop("_progress_")
-            mine = [r for r, o in zip(results, owners) if o is m]
-            for init, result in enumerate(mine):
-                progress.init, progress.current = init, result
-                m._consider(progress, result)
+            starts += [m._initial_state(source, cov, rng, None, None, None)
+                       for _ in range(m.n_init)]
+            covs += [cov] * m.n_init
+        results = iter(run_em_many(source, covs, starts, tol=first.tol,
+                                   max_iter=first.max_iter, reg_covar=first.reg_covar))
+        for m in models:  # in the same order: each takes its n_init results
+            progress = FitProgress()
+            for init in range(m.n_init):
+                progress.init = init
+                progress.current = next(results)
+                m._consider(progress, progress.current)
             m._finish_restarts(progress, m.n_init, lambda prog: None)
             m._adopt(progress.best, source)
         final = [m._get_params_value() for m in models]

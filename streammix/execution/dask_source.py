@@ -227,10 +227,10 @@ _MAX_ABS_BITS = int(np.float64(MAX_ABS_VALUE).view(np.int64))
 
 def _block_nbytes(blk) -> int | None:
     """Bytes of a unit's chunk before reading it (None: unknown until computed)."""
+    if type(blk) is np.ndarray:
+        return blk.nbytes
     if isinstance(blk, ChunkFile):
         return blk.rows * blk.n_features * np.dtype(blk.dtype).itemsize
-    if isinstance(blk, np.ndarray):
-        return blk.nbytes
     return None
 
 
@@ -258,31 +258,17 @@ def _run_unit_by_runs(run, blocks: list, sws: list, first: int, combine):
     the per-chunk way costs 15-60 us each. Returns the fold's stack, or None when the
     chunks cannot go this way (mixed dtypes or widths) or hold a bad value (the
     per-chunk way then reports it)."""
-    if all(type(b) is np.ndarray for b in blocks):  # held chunks (the common case)
-        graphs, nbytes = {}, [b.nbytes for b in blocks]
-    else:
-        graphs = {j: read_block(b) for j, b in enumerate(blocks)
-                  if _block_nbytes(b) is None}  # computed chunks: sized once computed
-        nbytes = [graphs[j].nbytes if j in graphs else _block_nbytes(b)
-                  for j, b in enumerate(blocks)]
+    if not all(type(b) is np.ndarray for b in blocks):  # (held chunks: all arrays)
+        # chunks computed in the pass are sized once computed
+        blocks = [b if _block_nbytes(b) is not None else read_block(b) for b in blocks]
     fold = _InOrderFold(combine)
-    for pos, size in _runs(first, nbytes):
-        part = blocks[pos:pos + size] if not graphs else \
-            [graphs.get(j, blocks[j]) for j in range(pos, pos + size)]
-        if size == 1:
-            X = np.ascontiguousarray(read_block(part[0], reuse=True))
-            bounds = np.array([[0, X.shape[0]]], dtype=np.int64)
-        else:
-            X, bounds = _gather(part)
-            if X is None:
-                return None
-        w = sws[pos:pos + size]
-        if all(s is None for s in w):
-            sw = None
-        else:
-            sw = np.concatenate([np.ones(b1 - b0) if s is None else
-                                 np.asarray(s, dtype=np.float64)
-                                 for s, (b0, b1) in zip(w, bounds)])
+    for pos, size in _runs(first, [_block_nbytes(b) for b in blocks]):
+        X, bounds = _gather(blocks[pos:pos + size])
+        if X is None:
+            return None
+        w = sws[pos:pos + size]  # a source's weights: all given, or none
+        sw = None if w[0] is None else np.concatenate(
+            [np.asarray(s, dtype=np.float64) for s in w])
         stats, tops = run(X, sw, bounds)
         if int(tops.max()) > _MAX_ABS_BITS:
             return None
@@ -290,27 +276,33 @@ def _run_unit_by_runs(run, blocks: list, sws: list, first: int, combine):
     return fold.stack
 
 
+def _row_bounds(sizes: list[int]) -> np.ndarray:
+    """(start, stop) rows of consecutive chunks of ``sizes`` rows in one buffer."""
+    ends = np.cumsum(sizes)
+    return np.stack([ends - np.asarray(sizes), ends], axis=1).astype(np.int64)
+
+
 def _gather(part: list) -> tuple[np.ndarray | None, np.ndarray | None]:
-    """Consecutive chunks (arrays or chunk files) copied into one C-ordered buffer, and
-    their row bounds in it; (None, None) when they differ in dtype or width."""
-    if all(type(b) is np.ndarray for b in part):  # held chunks: one C-level copy
-        if len({b.dtype for b in part}) != 1 or len({b.shape[1:] for b in part}) != 1 \
-                or part[0].ndim != 2:
-            return None, None
-        ends = np.cumsum([b.shape[0] for b in part])
-        starts = np.concatenate(([0], ends[:-1]))
-        return np.concatenate(part), np.stack([starts, ends], axis=1).astype(np.int64)
-    sizes = [b.rows if isinstance(b, ChunkFile) else b.shape[0] for b in part]
-    widths = {b.n_features if isinstance(b, ChunkFile) else
-              (b.shape[1] if b.ndim == 2 else -1) for b in part}
+    """Consecutive chunks (arrays or chunk files) as one C-ordered array, and their row
+    bounds in it; (None, None) when chunk files differ in dtype or width. A single
+    chunk is read in place; several are copied into one buffer (arrays, whose dtype and
+    width the source validated, by one concatenate; chunk files read straight in)."""
+    if all(type(b) is np.ndarray for b in part):
+        bounds = _row_bounds([b.shape[0] for b in part])
+        return (np.ascontiguousarray(part[0]) if len(part) == 1
+                else np.concatenate(part)), bounds
+    files = [isinstance(b, ChunkFile) for b in part]
+    bounds = _row_bounds([b.rows if f else b.shape[0] for b, f in zip(part, files)])
+    if len(part) == 1:
+        return np.ascontiguousarray(read_block(part[0], reuse=True)), bounds
+    widths = {b.n_features if f else (b.shape[1] if b.ndim == 2 else -1)
+              for b, f in zip(part, files)}
     dtypes = {np.dtype(b.dtype) for b in part}
     if len(widths) != 1 or len(dtypes) != 1 or -1 in widths:
         return None, None
-    ends = np.cumsum(sizes)
-    bounds = np.stack([ends - np.asarray(sizes), ends], axis=1).astype(np.int64)
-    X = np.empty((int(ends[-1]), widths.pop()), dtype=dtypes.pop())
-    for (b0, b1), b in zip(bounds, part):
-        if isinstance(b, ChunkFile):
+    X = np.empty((int(bounds[-1, 1]), widths.pop()), dtype=dtypes.pop())
+    for (b0, b1), b, f in zip(bounds, part, files):
+        if f:
             b.read_into(X[b0:b1])
         else:
             X[b0:b1] = read_block(b, reuse=True)

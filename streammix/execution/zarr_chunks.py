@@ -66,28 +66,7 @@ class ChunkFile:
 
 def read_chunk_into(ref: ChunkFile, out: np.ndarray) -> None:
     """``ChunkFile.read_into``."""
-    if ref.compressor is not None or ref.stamp is None:
-        out[...] = read_chunk(ref, reuse=True)
-        return
-    try:
-        fd = os.open(ref.path, os.O_RDONLY)
-    except FileNotFoundError:
-        out[...] = read_chunk(ref)  # its error, as the other ways report it
-        return
-    try:
-        size = os.fstat(fd).st_size
-        if size != ref.nbytes:
-            raise InvalidInputError(
-                f"Zarr chunk file {ref.path!r} holds {size} bytes; an uncompressed "
-                f"{ref.chunk_rows} x {ref.n_features} {ref.dtype} chunk holds "
-                f"{ref.nbytes}: the file is truncated or not this array's")
-        view = memoryview(out).cast("B")
-        got = os.readv(fd, [view])
-        if got != len(view):
-            raise InvalidInputError(f"Zarr chunk file {ref.path!r}: read {got} of "
-                                    f"{len(view)} bytes (changed while read?)")
-    finally:
-        os.close(fd)
+    read_chunk(ref, into=out)
 
 
 _SCRATCH = threading.local()
@@ -104,9 +83,22 @@ def _scratch(shape: tuple, dtype: str) -> np.ndarray:
     return buf
 
 
-def read_chunk(ref: ChunkFile, reuse: bool = False) -> np.ndarray:
+def _read_exactly(fd: int, path: str, view: memoryview) -> None:
+    """Fill ``view`` from the file's start (a read may return less than asked)."""
+    done = 0
+    while done < len(view):
+        got = os.readv(fd, [view[done:]])
+        if got == 0:
+            raise InvalidInputError(f"Zarr chunk file {path!r}: read {done} of "
+                                    f"{len(view)} bytes (changed while read?)")
+        done += got
+
+
+def read_chunk(ref: ChunkFile, reuse: bool = False, into: np.ndarray | None = None
+               ) -> np.ndarray:
     """The rows of the chunk ``ref`` names (zarr's fill value if it was never written);
-    ``reuse`` as in ChunkFile.read."""
+    ``reuse`` as in ChunkFile.read. ``into``: an array of the chunk's rows to fill
+    instead (ChunkFile.read_into): an uncompressed file is read straight into it."""
     path, shape = ref.path, (ref.chunk_rows, ref.n_features)
     try:
         fd = os.open(path, os.O_RDONLY)
@@ -118,6 +110,9 @@ def read_chunk(ref: ChunkFile, reuse: bool = False) -> np.ndarray:
                 "(shared storage), or open it by a URL every worker can reach (s3://, "
                 "http://...)") from None
         # never written: zarr's fill value
+        if into is not None:
+            into[...] = ref.fill_value
+            return into
         return np.full((ref.rows, ref.n_features), ref.fill_value, dtype=ref.dtype)
     try:
         size = os.fstat(fd).st_size
@@ -127,6 +122,9 @@ def read_chunk(ref: ChunkFile, reuse: bool = False) -> np.ndarray:
                     f"Zarr chunk file {path!r} holds {size} bytes; an uncompressed "
                     f"{shape[0]} x {shape[1]} {ref.dtype} chunk holds {ref.nbytes}: the "
                     "file is truncated or not this array's")
+            if into is not None:
+                _read_exactly(fd, path, memoryview(into).cast("B"))  # its rows only
+                return into
             if reuse:
                 # private and writable: pages come from the OS cache on first touch and
                 # are copied only if written (MAP_POPULATE here would copy them all)
@@ -138,13 +136,10 @@ def read_chunk(ref: ChunkFile, reuse: bool = False) -> np.ndarray:
                 # mapping holds a file descriptor while it lives, and 20,000 persisted
                 # mapped chunks would use up the process's descriptors
                 out = np.empty(shape, dtype=ref.dtype)
-                with open(fd, "rb", closefd=False) as f:
-                    got = f.readinto(memoryview(out).cast("B"))
-                if got != size:
-                    raise InvalidInputError(f"Zarr chunk file {path!r}: read {got} of "
-                                            f"{size} bytes (changed while read?)")
+                _read_exactly(fd, path, memoryview(out).cast("B"))
         else:
-            out = _scratch(shape, ref.dtype) if reuse else np.empty(shape, dtype=ref.dtype)
+            out = _scratch(shape, ref.dtype) if reuse or into is not None \
+                else np.empty(shape, dtype=ref.dtype)
             # decoded from a read-only mapping of the file (unmapped when the last
             # reference goes, at return): no copy of the frame
             frame = (mmap.mmap(fd, size, flags=mmap.MAP_PRIVATE, prot=mmap.PROT_READ)
@@ -157,7 +152,11 @@ def read_chunk(ref: ChunkFile, reuse: bool = False) -> np.ndarray:
                     f"{ref.compressor}: {type(exc).__name__}: {exc}") from exc
     finally:
         os.close(fd)
-    return out if ref.rows == shape[0] else out[: ref.rows]
+    out = out if ref.rows == shape[0] else out[: ref.rows]
+    if into is not None:  # decoded: copied in
+        into[...] = out
+        return into
+    return out
 
 
 def _this_host() -> str:

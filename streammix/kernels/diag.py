@@ -139,7 +139,7 @@ def diag_outputs(X, means, centre, prec, pm, q, const, out_logprob, out_labels, 
 
 @part(parallel=True)
 def _diag_stats_chunks(X, sample_weight, has_weight, bounds, consts, F, top, n_threads):
-    """``diag_stats``'s statistics of X's row chunks ``bounds[c] = (start, stop)`` in
+    """``_diag_stats``'s statistics of X's row chunks ``bounds[c] = (start, stop)`` in
     one parallel region (online updates, small data: no thread wake-up, numba's threads
     wait spinning between regions): each thread takes the next untaken chunk
     (``claim_next``) until none is left, so a core that is slow or busy just does fewer
@@ -178,9 +178,7 @@ def _diag_stats_run(X, sample_weight, has_weight, bounds, consts, F, top):
     fold_rows_in_order(F)
 
 
-#: the per-chunk kernel and the drivers as Python calls them (cached, complete units:
-#: see jit.py); kernels call the parts ``_diag_stats``, ``_diag_stats_chunks`` and
-#: ``_diag_stats_run``
-diag_stats = entry(_diag_stats)
+#: the drivers as Python calls them (cached, complete units: see jit.py); kernels call
+#: the parts ``_diag_stats``, ``_diag_stats_chunks`` and ``_diag_stats_run``
 diag_stats_chunks = entry(_diag_stats_chunks)
 diag_stats_run = entry(_diag_stats_run)

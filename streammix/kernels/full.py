@@ -168,7 +168,7 @@ def full_outputs(X, means, prec_chol, const, out_logprob, out_labels, out_resp, 
 
 @part(parallel=True)
 def _full_stats_chunks(X, sample_weight, has_weight, bounds, consts, F, top, n_threads):
-    """``full_stats``'s statistics of X's row chunks ``bounds[c] = (start, stop)`` in
+    """``_full_stats``'s statistics of X's row chunks ``bounds[c] = (start, stop)`` in
     one parallel region (online updates, small data: no thread wake-up, numba's threads
     wait spinning between regions): each thread takes the next untaken chunk
     (``claim_next``) until none is left, so a core that is slow or busy just does fewer
@@ -207,9 +207,7 @@ def _full_stats_run(X, sample_weight, has_weight, bounds, consts, F, top):
     fold_rows_in_order(F)
 
 
-#: the per-chunk kernel and the drivers as Python calls them (cached, complete units:
-#: see jit.py); kernels call the parts ``_full_stats``, ``_full_stats_chunks`` and
-#: ``_full_stats_run``
-full_stats = entry(_full_stats)
+#: the drivers as Python calls them (cached, complete units: see jit.py); kernels call
+#: the parts ``_full_stats``, ``_full_stats_chunks`` and ``_full_stats_run``
 full_stats_chunks = entry(_full_stats_chunks)
 full_stats_run = entry(_full_stats_run)

@@ -113,7 +113,7 @@ def spherical_outputs(X, means, prec, const, out_logprob, out_labels, out_resp, 
 
 @part(parallel=True)
 def _spherical_stats_chunks(X, sample_weight, has_weight, bounds, consts, F, top, n_threads):
-    """``spherical_stats``'s statistics of X's row chunks ``bounds[c] = (start, stop)`` in
+    """``_spherical_stats``'s statistics of X's row chunks ``bounds[c] = (start, stop)`` in
     one parallel region (online updates, small data: no thread wake-up, numba's threads
     wait spinning between regions): each thread takes the next untaken chunk
     (``claim_next``) until none is left, so a core that is slow or busy just does fewer
@@ -152,9 +152,7 @@ def _spherical_stats_run(X, sample_weight, has_weight, bounds, consts, F, top):
     fold_rows_in_order(F)
 
 
-#: the per-chunk kernel and the drivers as Python calls them (cached, complete units:
-#: see jit.py); kernels call the parts ``_spherical_stats``, ``_spherical_stats_chunks`` and
-#: ``_spherical_stats_run``
-spherical_stats = entry(_spherical_stats)
+#: the drivers as Python calls them (cached, complete units: see jit.py); kernels call
+#: the parts ``_spherical_stats``, ``_spherical_stats_chunks`` and ``_spherical_stats_run``
 spherical_stats_chunks = entry(_spherical_stats_chunks)
 spherical_stats_run = entry(_spherical_stats_run)

@@ -144,7 +144,7 @@ def tied_outputs(X, centre, prec_chol, white_means, const, out_logprob, out_labe
 
 @part(parallel=True)
 def _tied_stats_chunks(X, sample_weight, has_weight, bounds, consts, F, top, n_threads):
-    """``tied_stats``'s statistics of X's row chunks ``bounds[c] = (start, stop)`` in
+    """``_tied_stats``'s statistics of X's row chunks ``bounds[c] = (start, stop)`` in
     one parallel region (online updates, small data: no thread wake-up, numba's threads
     wait spinning between regions): each thread takes the next untaken chunk
     (``claim_next``) until none is left, so a core that is slow or busy just does fewer
@@ -183,9 +183,7 @@ def _tied_stats_run(X, sample_weight, has_weight, bounds, consts, F, top):
     fold_rows_in_order(F)
 
 
-#: the per-chunk kernel and the drivers as Python calls them (cached, complete units:
-#: see jit.py); kernels call the parts ``_tied_stats``, ``_tied_stats_chunks`` and
-#: ``_tied_stats_run``
-tied_stats = entry(_tied_stats)
+#: the drivers as Python calls them (cached, complete units: see jit.py); kernels call
+#: the parts ``_tied_stats``, ``_tied_stats_chunks`` and ``_tied_stats_run``
 tied_stats_chunks = entry(_tied_stats_chunks)
 tied_stats_run = entry(_tied_stats_run)

@@ -214,9 +214,7 @@ def responsibility_entropy_sum(cov: CovarianceType, stats: SufficientStats,
     if t == "full":
         P = np.einsum("kij,klj->kil", U, U)
         maha = float(np.einsum("kij,kij->", P, stats.s2))
-    elif t == "diag":
-        maha = float(np.sum(U * U * stats.s2))
-    elif t == "spherical":
+    elif t in ("diag", "spherical"):  # precisions U^2 against s2 (spherical: its trace)
         maha = float(np.sum(U * U * stats.s2))
     else:
         e = params.means - stats.centre2

@@ -133,18 +133,19 @@ def positive_variances(var: np.ndarray, reg_covar: float | None,
 
 @dataclass(frozen=True)
 class StatsSpec:
-    """A type's statistics kernel, its parallel driver over chunks (kernels/*.py), the
-    constants both take after (X, sample_weight, has_weight) (means first), the shape of
-    one chunk's s2, the tied type's second-moment centre, and whether it calls BLAS."""
+    """A type's statistics drivers (kernels/*.py): over a run of chunks on the calling
+    thread (``*_stats_run``: a task's chunk, a work unit's runs) and over chunks in a
+    parallel region (``*_stats_chunks``); the constants both take after (X,
+    sample_weight, has_weight) (means first), the shape of one chunk's s2, the tied
+    type's second-moment centre, and whether it calls BLAS."""
 
-    kernel: Callable
+    run: Callable
     chunks: Callable
     consts: tuple
     s2_shape: tuple[int, ...]
     centre2: np.ndarray | None = None
     uses_blas: bool = False
     block_rows: int = 256  # rows per block of the kernel (its buffers' width)
-    run: Callable | None = None  # the serial driver over a run of chunks (``*_stats_run``)
 
 
 # A region's chunks: at least this many rows (a few hundred microseconds of kernel, so
@@ -166,6 +167,17 @@ def region_chunks(n_rows: int, block_rows: int) -> np.ndarray:
     rows = block_rows * -(-per_chunk // block_rows)
     starts = np.arange(0, max(n_rows, 1), rows, dtype=np.int64)
     return np.stack([starts, np.minimum(starts + rows, n_rows)], axis=1)
+
+
+def row_stats(row: np.ndarray, name: str, s2_shape: tuple, centres: np.ndarray,
+              centre2: np.ndarray | None) -> SufficientStats:
+    """The statistics a driver left flattened in a row of F (``store_chunk_row``'s
+    layout: s0, s1, s2, loglik, weight), as views of that row."""
+    K, d = centres.shape
+    n2 = math.prod(s2_shape)
+    return SufficientStats(name, row[:K], row[K:K + K * d].reshape(K, d),
+                           row[K + K * d:K + K * d + n2].reshape(s2_shape),
+                           float(row[-2]), float(row[-1]), centres, centre2)
 
 
 class CovarianceType(ABC):
@@ -267,12 +279,7 @@ class CovarianceType(ABC):
             with single_threaded_blas():
                 spec.chunks(X, sw, has_w, chunks, spec.consts, F, top,
                             numba.get_num_threads())
-            row = F[0]
-            s1 = row[K:K + K * d].reshape(K, d)
-            s2 = row[K + K * d:K + K * d + n2].reshape(spec.s2_shape)
-            total = SufficientStats(name, row[:K], s1, s2, float(row[-2]), float(row[-1]),
-                                    means, centre2)
-            return total, top
+            return row_stats(F[0], name, spec.s2_shape, means, centre2), top
 
         return run
 
@@ -297,11 +304,7 @@ class CovarianceType(ABC):
             sw, has_w = as_weight_array(sample_weight)
             with blas():
                 spec.run(X, sw, has_w, chunks, spec.consts, F, top)
-            row = F[0]
-            s1 = row[K:K + K * d].reshape(K, d)
-            s2 = row[K + K * d:K + K * d + n2].reshape(spec.s2_shape)
-            return (SufficientStats(name, row[:K], s1, s2, float(row[-2]), float(row[-1]),
-                                    means, centre2), top)
+            return row_stats(F[0], name, spec.s2_shape, means, centre2), top
 
         return run
 
@@ -378,10 +381,7 @@ class CovarianceType(ABC):
             status, nk, means, covs, prec_chol, m0, m1, m2 = call(
                 X, sw, has_w, chunks, numba.get_num_threads(), params, running, eta,
                 reg_covar, max_bits, F, top)
-        row = F[0]
-        batch = SufficientStats(self.name, row[:K], row[K:K + K * d].reshape(K, d),
-                                row[K + K * d:K + K * d + n2].reshape(running.s2.shape),
-                                float(row[-2]), float(row[-1]), params.means, None)
+        batch = row_stats(F[0], self.name, running.s2.shape, params.means, None)
         if status != 0:
             return batch, top, None
         return batch, top, self._stepped(running, batch, eta, nk, means, covs, prec_chol,

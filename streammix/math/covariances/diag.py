@@ -8,7 +8,7 @@ from numba import njit
 from ...kernels.blas import single_threaded_blas
 from ...kernels.jit import cached
 from ...kernels._common import rows_per_block
-from ...kernels.diag import (_diag_stats_chunks, diag_outputs, diag_stats, diag_stats_chunks,
+from ...kernels.diag import (_diag_stats_chunks, diag_outputs, diag_stats_chunks,
                              diag_stats_run)
 from ..stats import _blend_rescale, _recentre_moments
 from ._base import (
@@ -207,8 +207,8 @@ class DiagCovariance(CovarianceType):
     def stats_spec(self, params):
         K, d = params.means.shape
         consts = (params.means, *self._kernel_args(params))
-        return StatsSpec(diag_stats, diag_stats_chunks, consts, (K, d), uses_blas=True,
-                         block_rows=self.region_block_rows(d), run=diag_stats_run)
+        return StatsSpec(diag_stats_run, diag_stats_chunks, consts, (K, d), uses_blas=True,
+                         block_rows=self.region_block_rows(d))
 
     def chunk_outputs(self, X, params, want_resp):
         logprob, labels, resp = self._output_buffers(X.shape[0], params.n_components, want_resp)

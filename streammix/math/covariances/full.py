@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from ...kernels.full import (_full_stats_chunks, full_block_rows, full_outputs, full_stats,
+from ...kernels.full import (_full_stats_chunks, full_block_rows, full_outputs,
                              full_stats_chunks, full_stats_run)
 from ...kernels.blas import single_threaded_blas
 from ...kernels.jit import cached
@@ -171,8 +171,8 @@ class FullCovariance(CovarianceType):
     def stats_spec(self, params):
         K, d = params.means.shape
         consts = (params.means, params.precisions_cholesky, self.kernel_constants(params))
-        return StatsSpec(full_stats, full_stats_chunks, consts, (K, d, d), uses_blas=True,
-                         block_rows=self.region_block_rows(d), run=full_stats_run)
+        return StatsSpec(full_stats_run, full_stats_chunks, consts, (K, d, d), uses_blas=True,
+                         block_rows=self.region_block_rows(d))
 
     def chunk_outputs(self, X, params, want_resp):
         logprob, labels, resp = self._output_buffers(X.shape[0], params.n_components, want_resp)

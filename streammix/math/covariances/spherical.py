@@ -6,7 +6,7 @@ import numpy as np
 
 from ...errors import InvalidParameterError
 from ...kernels._common import rows_per_block
-from ...kernels.spherical import (spherical_outputs, spherical_stats, spherical_stats_chunks,
+from ...kernels.spherical import (spherical_outputs, spherical_stats_chunks,
                                   spherical_stats_run)
 from ._base import (
     CovarianceType,
@@ -67,9 +67,8 @@ class SphericalCovariance(CovarianceType):
     def stats_spec(self, params):
         prec = np.ascontiguousarray(params.precisions_cholesky**2)
         consts = (params.means, prec, self.kernel_constants(params))
-        return StatsSpec(spherical_stats, spherical_stats_chunks, consts,
-                         (params.n_components,), block_rows=rows_per_block(params.n_features),
-                         run=spherical_stats_run)
+        return StatsSpec(spherical_stats_run, spherical_stats_chunks, consts,
+                         (params.n_components,), block_rows=rows_per_block(params.n_features))
 
     def chunk_outputs(self, X, params, want_resp):
         logprob, labels, resp = self._output_buffers(X.shape[0], params.n_components, want_resp)

@@ -6,7 +6,7 @@ import numpy as np
 
 from ...kernels.linalg import batched_precision_cholesky
 from ...kernels._common import rows_per_block
-from ...kernels.tied import tied_outputs, tied_stats, tied_stats_chunks, tied_stats_run
+from ...kernels.tied import tied_outputs, tied_stats_chunks, tied_stats_run
 from ..params import GaussianParams
 from ._base import (
     CovarianceType,
@@ -89,8 +89,8 @@ class TiedCovariance(CovarianceType):
         d = params.n_features
         centre, U, white_means = self._white(params)
         consts = (params.means, centre, U, white_means, self.kernel_constants(params))
-        return StatsSpec(tied_stats, tied_stats_chunks, consts, (d, d), centre2=centre,
-                         block_rows=rows_per_block(d), run=tied_stats_run)
+        return StatsSpec(tied_stats_run, tied_stats_chunks, consts, (d, d), centre2=centre,
+                         block_rows=rows_per_block(d))
 
     def chunk_outputs(self, X, params, want_resp):
         logprob, labels, resp = self._output_buffers(X.shape[0], params.n_components, want_resp)
