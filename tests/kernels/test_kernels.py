@@ -73,7 +73,8 @@ def reference_stats(X, params, sample_weight=None):
 
 
 @pytest.mark.parametrize("cov_type", TYPES)
-@pytest.mark.parametrize("d,K", [(1, 1), (2, 3), (7, 5), (16, 16), (33, 4)])
+@pytest.mark.parametrize("d,K", [(1, 1), (2, 3), (7, 5), (15, 3), (16, 16), (33, 4),
+                                 (128, 5)])
 def test_stats_match_dense_reference(cov_type, d, K):
     X, _ = make_blobs(1500, d, 3, seed=d + K)
     params = random_params(cov_type, K, d)
@@ -93,6 +94,33 @@ def test_stats_match_dense_reference(cov_type, d, K):
     else:
         Z = X - st.centre2
         np.testing.assert_allclose(st.s2, Z.T @ Z, rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("d", [5, 40])
+def test_full_factor_that_is_not_upper_triangular(d):
+    """The full kernel's dtrmm/dsyrk path (d >= 16) needs upper-triangular factors: a
+    lower one (a precision's plain Cholesky factor, also a valid U with U U^T = P) takes
+    the dgemm path and gives the same statistics and outputs."""
+    from streammix.kernels.full import TRIANGULAR_MIN_D
+    assert 5 < TRIANGULAR_MIN_D <= 40
+    X, _ = make_blobs(1300, d, 3, seed=d)
+    upper = random_params("full", 3, d)
+    P = upper.precisions_cholesky @ upper.precisions_cholesky.transpose(0, 2, 1)
+    lower = GaussianParams("full", upper.weights, upper.means, upper.covariances,
+                           np.ascontiguousarray(np.linalg.cholesky(P)))
+    assert not np.allclose(lower.precisions_cholesky, upper.precisions_cholesky)
+    cov = get_covariance_type("full")
+    a, b = cov.chunk_stats(X, None, upper), cov.chunk_stats(X, None, lower)
+    s0, s1, s2full, ll, lse, _ = reference_stats(X, upper)
+    for st in (a, b):
+        np.testing.assert_allclose(st.s0, s0, rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(st.s1, s1, rtol=1e-9, atol=1e-9)
+        np.testing.assert_allclose(st.s2, s2full, rtol=1e-9, atol=1e-9)
+        assert np.array_equal(st.s2, st.s2.transpose(0, 2, 1))  # exactly symmetric
+        assert st.loglik == pytest.approx(ll, rel=1e-12)
+    for params in (upper, lower):
+        logprob, labels, _ = cov.chunk_outputs(X, params, False)
+        np.testing.assert_allclose(logprob, lse, rtol=1e-12)
 
 
 @pytest.mark.parametrize("cov_type", TYPES)
