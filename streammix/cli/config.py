@@ -170,6 +170,9 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "criterion": Field(STR, "what picks the model", default="bic",
                            choices=("bic", "aic")),
         "plot": Field(STR, "PNG of the BIC/AIC curves", is_path=True),
+        "shared_passes": Field(BOOL, "fit the candidates together, every pass over the "
+                                     "data shared (default: true without run.checkpoint; "
+                                     "with one, one by one, each fit resumable)"),
     },
 }
 

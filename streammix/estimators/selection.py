@@ -17,7 +17,8 @@ from .gaussian_mixture import GaussianMixture
 @dataclass
 class Selection:
     """What ``select`` returns: the chosen model (fitted), the criterion, and one row per
-    candidate (n_components, covariance_type, bic, aic, lower_bound, n_iter, converged)
+    candidate (n_components, covariance_type, bic, aic, mean_loglik, n_parameters,
+    lower_bound, n_iter, converged)
     with its fitted model in ``models`` (same order)."""
 
     best: GaussianMixture
@@ -90,6 +91,8 @@ def select(X, n_components=range(1, 11), covariance_types=("full",), *,
         bic, aic = m.information_criteria(st.mean_loglik, n)
         table.append({"n_components": m.n_components, "covariance_type": m.covariance_type,
                       "bic": float(bic), "aic": float(aic),
+                      "mean_loglik": float(st.mean_loglik),
+                      "n_parameters": float(m._n_parameters()),
                       "lower_bound": float(m.lower_bound_), "n_iter": int(m.n_iter_),
                       "converged": bool(m.converged_)})
     order = sorted(range(len(models)),

@@ -100,3 +100,67 @@ def syrk_accumulate(typingctx, W, b, C):
         builder.call(fn, [uplo, trans, n, k, one, w.data, n, one, c.data, n])
 
     return sig, codegen
+
+
+@intrinsic
+def trmm_upper_right_t(typingctx, ZT, b, U):
+    """ZT[:, :b] := (ZT[:, :b]^T @ U)^T for U (d x d, C order) upper triangular, in place:
+    the rows-in-columns layout of the hand-loop kernels (ZT is d x B, C order, one
+    sample per column).
+
+    ZT as Fortran is a B x d matrix of samples in rows (leading dimension B), U as
+    Fortran is U^T: dtrmm('R', 'L', 'T', 'N', b, d, 1, U^T, d, ZT, B) computes
+    Z[:b] (U^T)^T = Z[:b] U.
+    """
+    sig = types.void(ZT, types.int64, U)
+
+    def codegen(context, builder, signature, args):
+        z = context.make_array(signature.args[0])(context, builder, args[0])
+        u = context.make_array(signature.args[2])(context, builder, args[2])
+        d = builder.extract_value(u.shape, 0)
+        width = builder.extract_value(z.shape, 1)
+        i8 = ir.IntType(8)
+        fnty = ir.FunctionType(ir.VoidType(), [_I8P, _I8P, _I8P, _I8P, _I32P, _I32P,
+                                               _F64P, _F64P, _I32P, _F64P, _I32P])
+        fn = cgutils.get_or_insert_function(builder.module, fnty, _SYMBOLS["dtrmm"])
+        side = _const_ptr(builder, i8, ord("R"))
+        uplo = _const_ptr(builder, i8, ord("L"))
+        trans = _const_ptr(builder, i8, ord("T"))
+        diag = _const_ptr(builder, i8, ord("N"))
+        m = _int_ptr(builder, args[1])
+        n = _int_ptr(builder, d)
+        ldb = _int_ptr(builder, width)
+        alpha = _const_ptr(builder, ir.DoubleType(), 1.0)
+        builder.call(fn, [side, uplo, trans, diag, m, n, alpha, u.data, n, z.data, ldb])
+
+    return sig, codegen
+
+
+@intrinsic
+def syrk_accumulate_t(typingctx, ZT, b, C):
+    """C += ZT[:, :b] @ ZT[:, :b]^T, lower triangle (C order) only; ZT is d x B (C
+    order, one sample per column), C is d x d (C order).
+
+    ZT as Fortran is Z (B x d, leading dimension B): dsyrk('U', 'T', d, b, 1, Z, B, 1,
+    C, d) adds Z[:b]^T Z[:b] to the Fortran-upper triangle of C, C order's lower one.
+    """
+    sig = types.void(ZT, types.int64, C)
+
+    def codegen(context, builder, signature, args):
+        z = context.make_array(signature.args[0])(context, builder, args[0])
+        c = context.make_array(signature.args[2])(context, builder, args[2])
+        d = builder.extract_value(c.shape, 0)
+        width = builder.extract_value(z.shape, 1)
+        i8 = ir.IntType(8)
+        fnty = ir.FunctionType(ir.VoidType(), [_I8P, _I8P, _I32P, _I32P, _F64P, _F64P,
+                                               _I32P, _F64P, _F64P, _I32P])
+        fn = cgutils.get_or_insert_function(builder.module, fnty, _SYMBOLS["dsyrk"])
+        uplo = _const_ptr(builder, i8, ord("U"))
+        trans = _const_ptr(builder, i8, ord("T"))
+        n = _int_ptr(builder, d)
+        k = _int_ptr(builder, args[1])
+        lda = _int_ptr(builder, width)
+        one = _const_ptr(builder, ir.DoubleType(), 1.0)
+        builder.call(fn, [uplo, trans, n, k, one, z.data, lda, one, c.data, n])
+
+    return sig, codegen

@@ -4,13 +4,23 @@ With one precision Cholesky U for all components, (x - mu_k) U = (x - c) U - (mu
 the block is whitened once (d^2/2 per sample, not per component) and each component
 costs 2d. The second moment is needed only summed over components, so it is kept about
 one centre c (the mixture mean): sum_i w_i (x_i - c)(x_i - c)^T, again once per sample.
+
+Both are hand loops below d = ``TIED_BLAS_MIN_D``; from there on they are BLAS's dtrmm
+and dsyrk (``blas_calls``) on blocks of 256 rows: at d = 128 an iteration over 50,000
+rows took 0.054 s instead of 0.063 (K = 16) and 0.14-0.16 instead of 0.18 (K = 64). At
+d = 64 the BLAS path measured 20-50% slower (its larger blocks leave L1 for the
+per-component loops), hence the threshold. ``tied_block_rows`` gives the rows per
+block of either path.
 """
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from numba import prange
 
+from .blas_calls import syrk_accumulate_t, trmm_upper_right_t
 from .jit import cached, entry, part
 from ._common import (
     claim_next,
@@ -27,6 +37,24 @@ from ._common import (
 )
 
 
+#: from this many features on, whitening and scatter by BLAS (module docstring)
+TIED_BLAS_MIN_D = 96
+
+
+@part
+def tied_block_rows(d: int) -> int:
+    """Rows per block: ``block_rows`` for the hand loops, 32768 / d in [256, 1024] for
+    the BLAS path (which needs a few hundred rows to run at its rate)."""
+    if d < TIED_BLAS_MIN_D:
+        return block_rows(d)
+    b = 32768 // d
+    if b < 256:
+        b = 256
+    if b > 1024:
+        b = 1024
+    return b
+
+
 @part(fastmath=FASTMATH)
 def _block_log_prob(XT, b, centre, prec_chol, white_means, const, XC, W, maha, LP):
     """Weighted log-probabilities LP[k, :b]. XC gets x - c, W gets (x - c) U.
@@ -39,7 +67,12 @@ def _block_log_prob(XT, b, centre, prec_chol, white_means, const, XC, W, maha, L
         c = centre[j]
         for i in range(b):
             XC[j, i] = XT[j, i] - c
-    for j in range(d):
+    if d >= TIED_BLAS_MIN_D:  # W = XC U by dtrmm in place
+        for j in range(d):
+            for i in range(b):
+                W[j, i] = XC[j, i]
+        trmm_upper_right_t(W, b, prec_chol)
+    for j in range(d if d < TIED_BLAS_MIN_D else 0):
         p0 = prec_chol[0, j]
         for i in range(b):
             W[j, i] = XC[0, i] * p0
@@ -68,7 +101,8 @@ def _tied_stats(X, sample_weight, has_weight, top, means, centre, prec_chol, whi
     (``block_top_bits``)."""
     n, d = X.shape
     K = means.shape[0]
-    B = min(block_rows(d), max(n, 1))  # a small chunk: no padded block
+    B = min(tied_block_rows(d), max(n, 1))  # a small chunk: no padded block
+    blas = d >= TIED_BLAS_MIN_D
     XT = np.empty((d, B))
     XC = np.empty((d, B))
     W = np.empty((d, B))
@@ -91,10 +125,18 @@ def _tied_stats(X, sample_weight, has_weight, top, means, centre, prec_chol, whi
         ll, w = block_loglik(LP, b, sample_weight, has_weight, start, lse)
         loglik += ll
         wsum += w
-        for j in range(d):
+        if blas:  # sum w (x - c)(x - c)^T = sum (sqrt(w)(x - c))(...)^T: dsyrk
+            if has_weight:
+                for j in range(d):
+                    for i in range(b):
+                        WX[j, i] = math.sqrt(sample_weight[start + i]) * XC[j, i]
+                syrk_accumulate_t(WX, b, s2)
+            else:
+                syrk_accumulate_t(XC, b, s2)
+        for j in range(d if not blas else 0):
             for i in range(b):
                 WX[j, i] = sample_weight[start + i] * XC[j, i] if has_weight else XC[j, i]
-        for a in range(d):
+        for a in range(d if not blas else 0):
             for c in range(a, d):
                 u = 0.0
                 for i in range(b):
@@ -115,7 +157,10 @@ def _tied_stats(X, sample_weight, has_weight, top, means, centre, prec_chol, whi
                 s1[k, j] += u
     for a in range(d):
         for c in range(a + 1, d):
-            s2[c, a] = s2[a, c]
+            if blas:  # dsyrk filled the lower triangle
+                s2[a, c] = s2[c, a]
+            else:
+                s2[c, a] = s2[a, c]
     return s0, s1, s2, loglik, wsum
 
 
@@ -125,7 +170,7 @@ def tied_outputs(X, centre, prec_chol, white_means, const, out_logprob, out_labe
     """Per-sample log p(x), labels and (optionally) responsibilities for chunk X."""
     n, d = X.shape
     K = white_means.shape[0]
-    B = block_rows(d)
+    B = tied_block_rows(d)
     XT = np.empty((d, B))
     XC = np.empty((d, B))
     W = np.empty((d, B))

@@ -118,3 +118,50 @@ def test_fit_and_update_refuse_a_checkpoint_inside_the_data(tmp_path, capsys, co
     assert main(["--no-progress", command, str(config)]) == 2
     assert "overlaps source.path" in capsys.readouterr().err
     assert _tree(tmp_path / "x.zarr") == before
+
+
+def test_select_shares_its_passes_and_chooses_the_same_bits(tmp_path, capsys):
+    """select.shared_passes (the default without run.checkpoint) fits the candidates
+    together: each candidate's iterations and the chosen model's arrays equal the
+    one-by-one fits' exactly, and BIC/AIC to rounding (the shared scoring pass sums the
+    log-likelihood through the statistics' fold, ``score`` per row); the checkpointed
+    run keeps the per-candidate checkpoints, the shared one makes none."""
+    config = _workspace(tmp_path)
+    text = open(config).read()
+    one_by_one = tmp_path / "one.yaml"
+    one_by_one.write_text(text.replace("models/selected", "models/one"))
+    together = tmp_path / "together.yaml"
+    together.write_text(text.replace("models/selected", "models/together").replace(
+        "  plot: selection.png\n", "  plot: selection.png\n  shared_passes: true\n"))
+    assert main(["--no-progress", "select", str(one_by_one)]) == 0
+    first = capsys.readouterr()
+    assert "together" not in first.err
+    assert main(["--no-progress", "select", str(together)]) == 0
+    second = capsys.readouterr()
+    assert "candidates together" in second.err
+    assert os.path.isdir(tmp_path / "models" / "one-candidates")
+    assert not os.path.exists(tmp_path / "models" / "together-candidates")
+
+    def summary(name):
+        with open(tmp_path / "models" / name / "selection.json") as f:
+            return json.load(f)
+
+    a, b = summary("one"), summary("together")
+    for ra, rb in zip(a["results"], b["results"], strict=True):
+        for key in ("covariance_type", "n_components", "n_parameters", "n_iter",
+                    "converged"):
+            assert ra[key] == rb[key], key
+        for key in ("bic", "aic", "mean_loglik"):
+            assert ra[key] == pytest.approx(rb[key], rel=1e-12), key
+    assert a["chosen"]["n_components"] == b["chosen"]["n_components"] == 2
+    ma, mb = streammix.load(str(tmp_path / "models" / "one")), \
+        streammix.load(str(tmp_path / "models" / "together"))
+    for attr in ("weights_", "means_", "covariances_", "precisions_cholesky_"):
+        assert np.array_equal(getattr(ma, attr), getattr(mb, attr)), attr
+
+    # without a checkpoint the default is to share: the table is printed, nothing saved
+    bare = tmp_path / "bare.yaml"
+    bare.write_text(text.replace("run:\n  checkpoint: models/selected\n", "run:\n"))
+    assert main(["--no-progress", "select", str(bare)]) == 0
+    third = capsys.readouterr()
+    assert "candidates together" in third.err and "chosen by BIC" in third.out

@@ -157,9 +157,10 @@ def test_statistics_of_split_chunk_add_to_whole(cov_type):
 
 
 @pytest.mark.parametrize("cov_type", TYPES)
-def test_sample_weights_equal_repetition(cov_type):
-    X, _ = make_blobs(500, 3, 2, seed=8)
-    params = random_params(cov_type, 3, 3)
+@pytest.mark.parametrize("d", [3, 40, 100])  # 40, 100: full's and tied's BLAS paths
+def test_sample_weights_equal_repetition(cov_type, d):
+    X, _ = make_blobs(500, d, 2, seed=8)
+    params = random_params(cov_type, 3, d)
     cov = get_covariance_type(cov_type)
     reps = np.random.default_rng(0).integers(0, 4, size=len(X))
     weighted = cov.chunk_stats(X, reps.astype(float), params)

@@ -1,8 +1,13 @@
 """`streammix select CONFIG`: fit every candidate (numbers of components x covariance
 types) on the source, score each by BIC and AIC, print the table and the choice, plot
-the curves, and save the chosen model. Candidates are checkpointed next to the run's
-checkpoint, so an interrupted selection resumes and a rerun does not refit; a rerun on
-unchanged inputs saves no new version and rewrites no file."""
+the curves, and save the chosen model.
+
+Without ``run.checkpoint`` (or with ``select.shared_passes: true``) the candidates are
+fitted together by ``streammix.select``: each EM pass reads and decodes a chunk once for
+every candidate still running. With a checkpoint (the default there) they are fitted
+one by one, each checkpointed next to the run's checkpoint, so an interrupted selection
+resumes mid-fit and a rerun does not refit. Both give each candidate the bits of its
+own fit. A rerun on unchanged inputs saves no new version and rewrites no file."""
 
 from __future__ import annotations
 
@@ -116,6 +121,34 @@ def _table(results: list[dict], chosen: dict) -> str:
     return "\n".join(lines)
 
 
+def _select_together(cfg: Config, X, log) -> tuple[dict, object, list[dict]]:
+    """The candidates fitted in lockstep (``streammix.select``): (the chosen row, its
+    model, one row per candidate in the config's order)."""
+    from ... import select
+
+    sel = cfg.select
+    log.info(f"fitting {len(sel['n_components']) * len(sel['covariance_types'])} "
+             "candidates together (each pass over the data shared)")
+    t1 = time.perf_counter()
+    selection = select(X, sel["n_components"], sel["covariance_types"],
+                       criterion=sel["criterion"], **cfg.estimator_params())
+    seconds = round(time.perf_counter() - t1, 3)
+    results = []
+    chosen = None
+    for row, model in zip(selection.table, selection.models):
+        r = {"covariance_type": row["covariance_type"], "n_components": row["n_components"],
+             "bic": row["bic"], "aic": row["aic"], "mean_loglik": row["mean_loglik"],
+             "n_parameters": row["n_parameters"], "n_iter": row["n_iter"],
+             "converged": row["converged"], "seconds": None}
+        results.append(r)
+        log.info(f"{r['covariance_type']} K={r['n_components']}: BIC {r['bic']:.1f} "
+                 f"AIC {r['aic']:.1f} ({r['n_iter']} iterations)", fields=r)
+        if model is selection.best:
+            chosen = r
+    log.info(f"all candidates fitted in {seconds:.1f} s", fields={"seconds": seconds})
+    return chosen, selection.best, results
+
+
 def run(cfg: Config, opts, log) -> int:
     from ... import GaussianMixture
 
@@ -145,13 +178,23 @@ def run(cfg: Config, opts, log) -> int:
     results = []
     best_model = None
     t0 = time.perf_counter()
+    for K in sel["n_components"]:
+        if K > n:
+            raise ConfigError(f"{cfg.path}: select.n_components: K={K} is more than "
+                              f"the {n} rows of the source")
+    shared = sel.get("shared_passes")
+    if shared is None:
+        # each candidate starts from its own initialisation: a model section that fixes
+        # one (or asks for split/merge moves) is fitted one by one
+        shared = not ck and not any(cfg.estimator_params().get(key) for key in (
+            "split_merge", "warm_start", "weights_init", "means_init", "precisions_init"))
     with dask_client(cfg.run.get("cluster"), opts.scheduler, opts.workers, log) as client:
         X = persisted(X, cfg, client, log)
-        for cov in sel["covariance_types"]:
+        if shared:
+            chosen, model, results = _select_together(cfg, X, log)
+            best_model = (chosen, model)
+        for cov in sel["covariance_types"] if not shared else ():
             for K in sel["n_components"]:
-                if K > n:
-                    raise ConfigError(f"{cfg.path}: select.n_components: K={K} is more than "
-                                      f"the {n} rows of the source")
                 params = {**cfg.estimator_params(), "n_components": K,
                           "covariance_type": cov}
                 model = GaussianMixture(**params)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from ...kernels.blas import single_threaded_blas
 from ...kernels.linalg import batched_precision_cholesky
-from ...kernels._common import rows_per_block
-from ...kernels.tied import tied_outputs, tied_stats_chunks, tied_stats_run
+from ...kernels.tied import tied_block_rows, tied_outputs, tied_stats_chunks, tied_stats_run
 from ..params import GaussianParams
 from ._base import (
     CovarianceType,
@@ -90,13 +90,17 @@ class TiedCovariance(CovarianceType):
         centre, U, white_means = self._white(params)
         consts = (params.means, centre, U, white_means, self.kernel_constants(params))
         return StatsSpec(tied_stats_run, tied_stats_chunks, consts, (d, d), centre2=centre,
-                         block_rows=rows_per_block(d))
+                         uses_blas=True, block_rows=self.region_block_rows(d))
+
+    def region_block_rows(self, n_features):
+        return int(getattr(tied_block_rows, "py_func", tied_block_rows)(n_features))
 
     def chunk_outputs(self, X, params, want_resp):
         logprob, labels, resp = self._output_buffers(X.shape[0], params.n_components, want_resp)
         centre, U, white_means = self._white(params)
-        tied_outputs(X, centre, U, white_means, self.kernel_constants(params),
-                     logprob, labels, resp, want_resp)
+        with single_threaded_blas():
+            tied_outputs(X, centre, U, white_means, self.kernel_constants(params),
+                         logprob, labels, resp, want_resp)
         return logprob, labels, resp if want_resp else None
 
     def sample(self, rng, params, counts):
