@@ -14,6 +14,11 @@ from ._resume import FitProgress
 from .gaussian_mixture import GaussianMixture
 
 
+#: parameters ``select`` refuses: each candidate starts from its own initialisation
+REFUSED_PARAMS = ("split_merge", "warm_start", "weights_init", "means_init",
+                  "precisions_init")
+
+
 @dataclass
 class Selection:
     """What ``select`` returns: the chosen model (fitted), the criterion, and one row per
@@ -49,8 +54,7 @@ def select(X, n_components=range(1, 11), covariance_types=("full",), *,
     if not ks or not types:
         raise InvalidParameterError("select needs at least one n_components and one "
                                     "covariance type")
-    for bad in ("split_merge", "warm_start", "weights_init", "means_init",
-                "precisions_init"):
+    for bad in REFUSED_PARAMS:
         if params.get(bad):
             raise InvalidParameterError(f"select does not take {bad} (each candidate "
                                         "starts from its own initialisation)")

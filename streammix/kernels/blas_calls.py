@@ -44,6 +44,39 @@ def _int_ptr(builder, value):
     return cgutils.alloca_once_value(builder, builder.trunc(value, ir.IntType(32)))
 
 
+def _trmm(builder, side, uplo, trans, m, n, a, lda, b, ldb):
+    """dtrmm(side, uplo, trans, 'N', m, n, 1, a, lda, b, ldb): b := op(a) b or b op(a),
+    in place; m, n, lda, ldb are int64 values, a and b data pointers."""
+    i8 = ir.IntType(8)
+    fnty = ir.FunctionType(ir.VoidType(), [_I8P, _I8P, _I8P, _I8P, _I32P, _I32P,
+                                           _F64P, _F64P, _I32P, _F64P, _I32P])
+    fn = cgutils.get_or_insert_function(builder.module, fnty, _SYMBOLS["dtrmm"])
+    chars = [_const_ptr(builder, i8, ord(c)) for c in (side, uplo, trans, "N")]
+    ints = [_int_ptr(builder, v) for v in (m, n, lda, ldb)]
+    alpha = _const_ptr(builder, ir.DoubleType(), 1.0)
+    builder.call(fn, [*chars, ints[0], ints[1], alpha, a, ints[2], b, ints[3]])
+
+
+def _syrk(builder, trans, n, k, a, lda, c):
+    """dsyrk('U', trans, n, k, 1, a, lda, 1, c, n): c += a a^T or a^T a, Fortran-upper
+    triangle; n, k, lda are int64 values, a and c data pointers."""
+    i8 = ir.IntType(8)
+    fnty = ir.FunctionType(ir.VoidType(), [_I8P, _I8P, _I32P, _I32P, _F64P, _F64P,
+                                           _I32P, _F64P, _F64P, _I32P])
+    fn = cgutils.get_or_insert_function(builder.module, fnty, _SYMBOLS["dsyrk"])
+    uplo, tr = (_const_ptr(builder, i8, ord(ch)) for ch in ("U", trans))
+    n_, k_, lda_ = (_int_ptr(builder, v) for v in (n, k, lda))
+    one = _const_ptr(builder, ir.DoubleType(), 1.0)
+    builder.call(fn, [uplo, tr, n_, k_, one, a, lda_, one, c, n_])
+
+
+def _arrays(context, builder, signature, args):
+    """The array structures of an intrinsic's first and third arguments."""
+    first = context.make_array(signature.args[0])(context, builder, args[0])
+    third = context.make_array(signature.args[2])(context, builder, args[2])
+    return first, third
+
+
 @intrinsic
 def trmm_upper_right(typingctx, Z, b, U):
     """Z[:b] := Z[:b] @ U for U (d x d, C order) upper triangular, in place.
@@ -52,26 +85,12 @@ def trmm_upper_right(typingctx, Z, b, U):
     lower triangular: dtrmm('L', 'L', 'N', 'N', d, b, 1, U^T, d, Z^T, d) computes
     U^T Z^T = (Z U)^T, i.e. Z U in C order.
     """
-    sig = types.void(Z, types.int64, U)
-
     def codegen(context, builder, signature, args):
-        z = context.make_array(signature.args[0])(context, builder, args[0])
-        u = context.make_array(signature.args[2])(context, builder, args[2])
+        z, u = _arrays(context, builder, signature, args)
         d = builder.extract_value(u.shape, 0)
-        i8 = ir.IntType(8)
-        fnty = ir.FunctionType(ir.VoidType(), [_I8P, _I8P, _I8P, _I8P, _I32P, _I32P,
-                                               _F64P, _F64P, _I32P, _F64P, _I32P])
-        fn = cgutils.get_or_insert_function(builder.module, fnty, _SYMBOLS["dtrmm"])
-        side = _const_ptr(builder, i8, ord("L"))
-        uplo = _const_ptr(builder, i8, ord("L"))
-        trans = _const_ptr(builder, i8, ord("N"))
-        diag = _const_ptr(builder, i8, ord("N"))
-        m = _int_ptr(builder, d)
-        n = _int_ptr(builder, args[1])
-        alpha = _const_ptr(builder, ir.DoubleType(), 1.0)
-        builder.call(fn, [side, uplo, trans, diag, m, n, alpha, u.data, m, z.data, m])
+        _trmm(builder, "L", "L", "N", d, args[1], u.data, d, z.data, d)
 
-    return sig, codegen
+    return types.void(Z, types.int64, U), codegen
 
 
 @intrinsic
@@ -82,24 +101,12 @@ def syrk_accumulate(typingctx, W, b, C):
     W^T W to the Fortran-upper triangle of C, which is C order's lower triangle (row
     >= column). The other triangle is left as it was: callers mirror it at the end.
     """
-    sig = types.void(W, types.int64, C)
-
     def codegen(context, builder, signature, args):
-        w = context.make_array(signature.args[0])(context, builder, args[0])
-        c = context.make_array(signature.args[2])(context, builder, args[2])
+        w, c = _arrays(context, builder, signature, args)
         d = builder.extract_value(c.shape, 0)
-        i8 = ir.IntType(8)
-        fnty = ir.FunctionType(ir.VoidType(), [_I8P, _I8P, _I32P, _I32P, _F64P, _F64P,
-                                               _I32P, _F64P, _F64P, _I32P])
-        fn = cgutils.get_or_insert_function(builder.module, fnty, _SYMBOLS["dsyrk"])
-        uplo = _const_ptr(builder, i8, ord("U"))
-        trans = _const_ptr(builder, i8, ord("N"))
-        n = _int_ptr(builder, d)
-        k = _int_ptr(builder, args[1])
-        one = _const_ptr(builder, ir.DoubleType(), 1.0)
-        builder.call(fn, [uplo, trans, n, k, one, w.data, n, one, c.data, n])
+        _syrk(builder, "N", d, args[1], w.data, d, c.data)
 
-    return sig, codegen
+    return types.void(W, types.int64, C), codegen
 
 
 @intrinsic
@@ -112,28 +119,13 @@ def trmm_upper_right_t(typingctx, ZT, b, U):
     Fortran is U^T: dtrmm('R', 'L', 'T', 'N', b, d, 1, U^T, d, ZT, B) computes
     Z[:b] (U^T)^T = Z[:b] U.
     """
-    sig = types.void(ZT, types.int64, U)
-
     def codegen(context, builder, signature, args):
-        z = context.make_array(signature.args[0])(context, builder, args[0])
-        u = context.make_array(signature.args[2])(context, builder, args[2])
+        z, u = _arrays(context, builder, signature, args)
         d = builder.extract_value(u.shape, 0)
         width = builder.extract_value(z.shape, 1)
-        i8 = ir.IntType(8)
-        fnty = ir.FunctionType(ir.VoidType(), [_I8P, _I8P, _I8P, _I8P, _I32P, _I32P,
-                                               _F64P, _F64P, _I32P, _F64P, _I32P])
-        fn = cgutils.get_or_insert_function(builder.module, fnty, _SYMBOLS["dtrmm"])
-        side = _const_ptr(builder, i8, ord("R"))
-        uplo = _const_ptr(builder, i8, ord("L"))
-        trans = _const_ptr(builder, i8, ord("T"))
-        diag = _const_ptr(builder, i8, ord("N"))
-        m = _int_ptr(builder, args[1])
-        n = _int_ptr(builder, d)
-        ldb = _int_ptr(builder, width)
-        alpha = _const_ptr(builder, ir.DoubleType(), 1.0)
-        builder.call(fn, [side, uplo, trans, diag, m, n, alpha, u.data, n, z.data, ldb])
+        _trmm(builder, "R", "L", "T", args[1], d, u.data, d, z.data, width)
 
-    return sig, codegen
+    return types.void(ZT, types.int64, U), codegen
 
 
 @intrinsic
@@ -144,23 +136,10 @@ def syrk_accumulate_t(typingctx, ZT, b, C):
     ZT as Fortran is Z (B x d, leading dimension B): dsyrk('U', 'T', d, b, 1, Z, B, 1,
     C, d) adds Z[:b]^T Z[:b] to the Fortran-upper triangle of C, C order's lower one.
     """
-    sig = types.void(ZT, types.int64, C)
-
     def codegen(context, builder, signature, args):
-        z = context.make_array(signature.args[0])(context, builder, args[0])
-        c = context.make_array(signature.args[2])(context, builder, args[2])
+        z, c = _arrays(context, builder, signature, args)
         d = builder.extract_value(c.shape, 0)
         width = builder.extract_value(z.shape, 1)
-        i8 = ir.IntType(8)
-        fnty = ir.FunctionType(ir.VoidType(), [_I8P, _I8P, _I32P, _I32P, _F64P, _F64P,
-                                               _I32P, _F64P, _F64P, _I32P])
-        fn = cgutils.get_or_insert_function(builder.module, fnty, _SYMBOLS["dsyrk"])
-        uplo = _const_ptr(builder, i8, ord("U"))
-        trans = _const_ptr(builder, i8, ord("T"))
-        n = _int_ptr(builder, d)
-        k = _int_ptr(builder, args[1])
-        lda = _int_ptr(builder, width)
-        one = _const_ptr(builder, ir.DoubleType(), 1.0)
-        builder.call(fn, [uplo, trans, n, k, one, z.data, lda, one, c.data, n])
+        _syrk(builder, "T", d, args[1], z.data, width, c.data)
 
-    return sig, codegen
+    return types.void(ZT, types.int64, C), codegen

@@ -72,14 +72,15 @@ def _block_log_prob(XT, b, centre, prec_chol, white_means, const, XC, W, maha, L
             for i in range(b):
                 W[j, i] = XC[j, i]
         trmm_upper_right_t(W, b, prec_chol)
-    for j in range(d if d < TIED_BLAS_MIN_D else 0):
-        p0 = prec_chol[0, j]
-        for i in range(b):
-            W[j, i] = XC[0, i] * p0
-        for l in range(1, j + 1):
-            p = prec_chol[l, j]
+    else:  # W = XC U by hand, the triangle only
+        for j in range(d):
+            p0 = prec_chol[0, j]
             for i in range(b):
-                W[j, i] += XC[l, i] * p
+                W[j, i] = XC[0, i] * p0
+            for l in range(1, j + 1):
+                p = prec_chol[l, j]
+                for i in range(b):
+                    W[j, i] += XC[l, i] * p
     for k in range(K):
         for i in range(b):
             maha[i] = 0.0
@@ -133,15 +134,16 @@ def _tied_stats(X, sample_weight, has_weight, top, means, centre, prec_chol, whi
                 syrk_accumulate_t(WX, b, s2)
             else:
                 syrk_accumulate_t(XC, b, s2)
-        for j in range(d if not blas else 0):
-            for i in range(b):
-                WX[j, i] = sample_weight[start + i] * XC[j, i] if has_weight else XC[j, i]
-        for a in range(d if not blas else 0):
-            for c in range(a, d):
-                u = 0.0
+        else:
+            for j in range(d):
                 for i in range(b):
-                    u += WX[a, i] * XC[c, i]
-                s2[a, c] += u
+                    WX[j, i] = sample_weight[start + i] * XC[j, i] if has_weight else XC[j, i]
+            for a in range(d):
+                for c in range(a, d):
+                    u = 0.0
+                    for i in range(b):
+                        u += WX[a, i] * XC[c, i]
+                    s2[a, c] += u
         for k in range(K):
             t = 0.0
             for i in range(b):

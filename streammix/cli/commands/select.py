@@ -20,6 +20,7 @@ import time
 import numpy as np
 
 from ...errors import CheckpointError
+from ...estimators.selection import REFUSED_PARAMS
 from ...persistence import model_to_payload, read_version, save
 from ...persistence.storage import Storage
 from ..cluster import dask_client
@@ -186,33 +187,34 @@ def run(cfg: Config, opts, log) -> int:
     if shared is None:
         # each candidate starts from its own initialisation: a model section that fixes
         # one (or asks for split/merge moves) is fitted one by one
-        shared = not ck and not any(cfg.estimator_params().get(key) for key in (
-            "split_merge", "warm_start", "weights_init", "means_init", "precisions_init"))
+        shared = not ck and not any(cfg.estimator_params().get(key)
+                                    for key in REFUSED_PARAMS)
     with dask_client(cfg.run.get("cluster"), opts.scheduler, opts.workers, log) as client:
         X = persisted(X, cfg, client, log)
         if shared:
             chosen, model, results = _select_together(cfg, X, log)
             best_model = (chosen, model)
-        for cov in sel["covariance_types"] if not shared else ():
-            for K in sel["n_components"]:
-                params = {**cfg.estimator_params(), "n_components": K,
-                          "covariance_type": cov}
-                model = GaussianMixture(**params)
-                cand = (os.path.join(candidates_dir(ck), f"{cov}-k{K}") if ck else None)
-                t1 = time.perf_counter()
-                model.fit(X, checkpoint=cand, checkpoint_mismatch="restart",
-                          keep_last=1)
-                mean_loglik = model.score(X)
-                bic, aic = model.information_criteria(mean_loglik, n)
-                r = {"covariance_type": cov, "n_components": K, "bic": bic, "aic": aic,
-                     "mean_loglik": mean_loglik, "n_parameters": model._n_parameters(),
-                     "n_iter": int(model.n_iter_), "converged": bool(model.converged_),
-                     "seconds": round(time.perf_counter() - t1, 3)}
-                results.append(r)
-                log.info(f"{cov} K={K}: BIC {r['bic']:.1f} AIC {r['aic']:.1f} "
-                         f"({r['n_iter']} iterations)", fields=r)
-                if best_model is None or r[criterion] < best_model[0][criterion]:
-                    best_model = (r, model)
+        else:
+            for cov in sel["covariance_types"]:
+                for K in sel["n_components"]:
+                    params = {**cfg.estimator_params(), "n_components": K,
+                              "covariance_type": cov}
+                    model = GaussianMixture(**params)
+                    cand = (os.path.join(candidates_dir(ck), f"{cov}-k{K}") if ck else None)
+                    t1 = time.perf_counter()
+                    model.fit(X, checkpoint=cand, checkpoint_mismatch="restart",
+                              keep_last=1)
+                    mean_loglik = model.score(X)
+                    bic, aic = model.information_criteria(mean_loglik, n)
+                    r = {"covariance_type": cov, "n_components": K, "bic": bic, "aic": aic,
+                         "mean_loglik": mean_loglik, "n_parameters": model._n_parameters(),
+                         "n_iter": int(model.n_iter_), "converged": bool(model.converged_),
+                         "seconds": round(time.perf_counter() - t1, 3)}
+                    results.append(r)
+                    log.info(f"{cov} K={K}: BIC {r['bic']:.1f} AIC {r['aic']:.1f} "
+                             f"({r['n_iter']} iterations)", fields=r)
+                    if best_model is None or r[criterion] < best_model[0][criterion]:
+                        best_model = (r, model)
     chosen, model = best_model
     print(_table(results, chosen))
     print(f"chosen by {criterion.upper()}: {chosen['covariance_type']} covariances, "
