@@ -75,12 +75,16 @@ peak extra memory of the fit itself. By default at 0.25 n and n for the cases (n
 grid), to show what grows with n. (The child forks once before doing anything: a process
 started by subprocess inherits its parent's ru_maxrss.)
 
-The floor: flops of one EM pass (``flops_per_iteration``) divided by the rate of a numpy
-matmul of two 4000 x 4000 float64 matrices measured in the same run (OpenBLAS, whose
-kernels the report names). "x above floor" is streammix's s/it over the floor's; the
-"ceiling" is scikit-learn's s/it over the floor's: the largest speed-up over scikit-learn
-any implementation doing that many flops at that rate could show. Where it is below 10,
-issue 17's 10x is out of reach at the floor (marked in the report).
+The floor: the larger of the flops of one EM pass (``flops_per_iteration``) divided by
+the rate of a numpy matmul of two 4000 x 4000 float64 matrices measured in the same run
+(OpenBLAS, whose kernels the report names), and the data's bytes (8 n d: every row is
+read once per pass) divided by the read bandwidth measured in the same run (two threads
+summing a 1 GiB array); the report's "bound" column says which. At small K and large d
+a pass is bound by reading the rows, not by its flops. "x above floor" is streammix's
+s/it over the floor's; the "ceiling" is scikit-learn's s/it over the floor's: the
+largest speed-up over scikit-learn any implementation doing that many flops and reading
+those bytes at those rates could show. Where it is below 10, issue 17's 10x is out of
+reach at the floor (marked in the report).
 
 Vector width: the report names the CPU's widest vector extension, the target numba
 compiles for (NUMBA_CPU_NAME / NUMBA_CPU_FEATURES if set, else the host) and the widest
@@ -452,6 +456,32 @@ def flops_per_iteration(cov_type: str, n: int, d: int, K: int) -> float:
     if cov_type == "spherical":
         return n * K * 6.0 * d
     raise ValueError(cov_type)
+
+
+def measure_read_bandwidth(mib: int, repeats: int, threads: int = 2) -> tuple[float, list[float]]:
+    """Best rate (bytes/s) at which ``threads`` threads read a float64 array of ``mib``
+    MiB from memory, each summing its share (numpy's sum releases the GIL): what one EM
+    pass over data that does not fit in cache must at least spend reading it."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    A = np.ones(mib * MiB // 8)
+    parts = np.array_split(A, threads)
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(np.sum, parts))  # warm-up (pages, threads)
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            list(pool.map(np.sum, parts))
+            times.append(time.perf_counter() - t0)
+    nbytes = A.nbytes
+    del A, parts
+    gc.collect()
+    return nbytes / min(times), times
+
+
+def bytes_per_iteration(n: int, d: int) -> float:
+    """Bytes one EM pass must read at least: the float64 data, once."""
+    return 8.0 * n * d
 
 
 def measure_peak_flops(size: int, repeats: int) -> tuple[float, list[float]]:
@@ -1047,6 +1077,8 @@ def parse_args(argv=None):
                         "(2 with --quick)")
     p.add_argument("--n", type=int, default=None,
                    help="override n for every selected cell or case")
+    p.add_argument("--bandwidth-mib", type=int, default=1024,
+                   help="MiB of the array whose read rate sets the byte floor (default 1024)")
     p.add_argument("--peak-size", type=int, default=4000,
                    help="matrix size of the matmul that measures the flop rate (default 4000)")
     p.add_argument("--seed", type=int, default=0)
@@ -1205,15 +1237,20 @@ def time_cell(cell: dict, args) -> dict:
                 flops=flops_per_iteration(cov_type, n, d, K), gen_seconds=gen_seconds)
 
 
-def derived(r: dict, peak: float) -> dict:
-    """Medians, ratio and its spread over the paired repeats, floor, ceiling, rate."""
+def derived(r: dict, peak: float, bandwidth: float | None = None) -> dict:
+    """Medians, ratio and its spread over the paired repeats, floor, ceiling, rate. The
+    floor is the larger of the flops at the peak rate and, given the read bandwidth,
+    the data's bytes read once; ``bound`` names which."""
     sk = statistics.median(r["per_iter"]["sklearn"])
     sm = statistics.median(r["per_iter"]["streammix"])
     pairs = [a / b for a, b in zip(r["per_iter"]["sklearn"], r["per_iter"]["streammix"])
              if a > 0 and b > 0]
-    floor = r["flops"] / peak
+    flop_floor = r["flops"] / peak
+    byte_floor = bytes_per_iteration(r["n"], r["d"]) / bandwidth if bandwidth else 0.0
+    floor = max(flop_floor, byte_floor)
     ok = sk > 0 and sm > 0
     return dict(sk=sk, sm=sm, ratio=sk / sm if ok else float("nan"),
+                bound="bytes" if byte_floor > flop_floor else "flops",
                 lo=min(pairs) if pairs else float("nan"),
                 hi=max(pairs) if pairs else float("nan"), floor=floor,
                 above=sm / floor if sm > 0 else float("nan"),
@@ -1290,20 +1327,25 @@ def print_plan(args, cells: list[dict]) -> None:
           + (", plus the memory subprocesses" if args.memory_on else "") + ".")
 
 
-def report_grid(results: list[dict], peak: float, args) -> list[str]:
+def report_grid(results: list[dict], peak: float, args,
+                bandwidth: float | None = None) -> list[str]:
     """The grid's per-cell table, the per-kind summaries and the counts. Returns the
     grid's problems (cells under the --grid-seconds target)."""
-    xs = [derived(r, peak) for r in results]
+    xs = [derived(r, peak, bandwidth) for r in results]
     print(f"Ratio = scikit-learn s/it / streammix s/it (median), **bold** at >= "
-          f"{TARGET_RATIO:g}x; spread = min-max of the repeats' paired ratios; x above "
-          f"floor = streammix s/it / floor s/it; ceiling = scikit-learn s/it / floor s/it "
-          f"(the most any implementation doing these flops at the measured peak could "
-          f"gain), {BELOW_CEILING} where it is < {TARGET_RATIO:g} (the target is then out "
-          f"of reach at the floor); {BELOW_SECONDS}: streammix's iteration under "
-          f"--grid-seconds {args.grid_seconds:g} s.")
+          f"{TARGET_RATIO:g}x; spread = min-max of the repeats' paired ratios; floor = "
+          f"the larger of the flops at the measured peak and"
+          + (" the data's bytes read once at the measured read bandwidth" if bandwidth
+             else " (no bandwidth measured) nothing else")
+          + f" (bound: which); x above floor = streammix s/it / floor s/it; ceiling = "
+          f"scikit-learn s/it / floor s/it (the most any implementation doing these flops "
+          f"and reading these bytes could gain), {BELOW_CEILING} where it is < "
+          f"{TARGET_RATIO:g} (the target is then out of reach at the floor); "
+          f"{BELOW_SECONDS}: streammix's iteration under --grid-seconds "
+          f"{args.grid_seconds:g} s.")
     print()
     header = ["data", "type", "d", "K", "n", "sklearn s/it", "streammix s/it", "ratio",
-              "spread", "streammix GFLOP/s (% peak)", "floor s/it", "x above floor",
+              "spread", "streammix GFLOP/s (% peak)", "floor s/it", "bound", "x above floor",
               "ceiling"]
     if args.memory_on:
         header += ["sklearn extra MiB", "streammix extra MiB"]
@@ -1322,7 +1364,7 @@ def report_grid(results: list[dict], peak: float, args) -> list[str]:
                fmt_s(x["sk"]), sm_text, ratio_text(x),
                f"{fmt_x(x['lo'])}-{fmt_x(x['hi'])}" if x["lo"] == x["lo"] else "n/a",
                f"{x['gflops']:.1f} ({x['pct']:.0f}%)" if x["gflops"] == x["gflops"] else "n/a",
-               fmt_s(x["floor"]), fmt_x(x["above"]), ceiling]
+               fmt_s(x["floor"]), x["bound"], fmt_x(x["above"]), ceiling]
         if args.memory_on:
             row += [fmt_mib([m["extra"] for m in r.get("memory", {}).get(s, [])])
                     for s in SYSTEMS]
@@ -1543,6 +1585,8 @@ def run(args) -> int:
     log(f"[peak] numpy matmul {args.peak_size} x {args.peak_size} ...")
     peak, peak_times = measure_peak_flops(args.peak_size, 1 if args.quick else 3)
     log(f"[peak] {peak / 1e9:.1f} GFLOP/s")
+    bandwidth, bw_times = measure_read_bandwidth(args.bandwidth_mib, 1 if args.quick else 3)
+    log(f"[peak] read bandwidth {bandwidth / 2**30:.1f} GiB/s")
 
     import sklearn.mixture  # noqa: F401  (load both before reporting thread pools)
     import streammix  # noqa: F401
@@ -1570,6 +1614,9 @@ def run(args) -> int:
     print(f"peak: numpy matmul {args.peak_size}x{args.peak_size} float64, best of "
           f"{len(peak_times)}: {peak / 1e9:.1f} GFLOP/s "
           f"(times {', '.join(f'{t:.3f}' for t in peak_times)} s)")
+    print(f"read bandwidth: 2 threads summing a {args.bandwidth_mib} MiB float64 array, best "
+          f"of {len(bw_times)}: {bandwidth / 2**30:.1f} GiB/s "
+          f"(times {', '.join(f'{t:.4f}' for t in bw_times)} s)")
     print(f"timing: per-iteration = (T(1+{m}) - T(1)) / {m}, median of {args.repeats} "
           "interleaved repeats (sklearn, streammix, sklearn, streammix, ...), after a "
           "warm-up fit (1 iteration) of streammix on the data and of scikit-learn on "
@@ -1589,13 +1636,13 @@ def run(args) -> int:
         print(f"memory: peak ru_maxrss of the fit ({args.mem_iters} EM iterations) minus "
               "ru_maxrss after generating the data, fresh process per system and case, "
               f"after a warm-up fit and a peak-RSS reset; MiB at {sizes}")
-    print("floor: flops per iteration / peak; full n K (2d^2 + 10d), tied n (d^2 + 6dK), "
-          "diag n K 7d, spherical n K 6d")
+    print("floor: max(flops per iteration / peak, 8 n d bytes / read bandwidth); flops "
+          "full n K (2d^2 + 10d), tied n (d^2 + 6dK), diag n K 7d, spherical n K 6d")
     print("```")
     print()
     problems = []
     if args.grid:
-        problems += report_grid(results, peak, args)
+        problems += report_grid(results, peak, args, bandwidth)
     else:
         report_cases(results, peak, args)
 

@@ -49,6 +49,16 @@ def load_block_t(X, start, b, XT):
             XT[j, i] = X[start + i, j]
 
 
+@part
+def load_block(X, start, b, XB):
+    """Copy rows [start, start+b) of X, cast to float64, into XB[:b] (row-major: for
+    the kernels whose inner loops run over features)."""
+    d = X.shape[1]
+    for i in range(b):
+        for j in range(d):
+            XB[i, j] = X[start + i, j]
+
+
 _MAGNITUDE_BITS = np.int64(0x7FFF_FFFF_FFFF_FFFF)
 
 

@@ -243,3 +243,30 @@ def test_avx2_pins_numba_to_haswell():
     m = re.search(r"NUMBA_CACHE_DIR=(\S+) \(temporary, for this run\)", out)
     assert m and not os.path.exists(m.group(1)), "the temporary numba cache is removed"
     assert out.splitlines()[3].startswith("$ ") and "--avx2" in out.splitlines()[3]
+
+
+def test_byte_floor_bounds_a_cell_that_reads_more_than_it_computes(capsys):
+    """With a read bandwidth, the floor is the larger of the flop and the byte floors:
+    a diag cell at K = 4, d = 128 reads 1 KiB per row for 3.6 kflop, so at 1 GB/s
+    and 1 TFLOP/s the bytes set its floor (and its ceiling)."""
+    n, d, K = 100_000, 128, 4
+    r = _result("overlap", "diag", d, K, [0.5] * 3, [0.25] * 3, n=n)
+    x = B.derived(r, 1e12, bandwidth=1e9)
+    assert x["bound"] == "bytes"
+    assert x["floor"] == pytest.approx(8 * n * d / 1e9)
+    assert x["ceiling"] == pytest.approx(0.5 / (8 * n * d / 1e9))
+    assert x["above"] == pytest.approx(0.25 / (8 * n * d / 1e9))
+    # without a bandwidth (or with a fast one) the flops bound it, as before
+    assert B.derived(r, 1e12)["bound"] == "flops"
+    assert B.derived(r, 1e12, bandwidth=1e15)["floor"] == pytest.approx(r["flops"] / 1e12)
+    args = B.parse_args(["--grid-d", "128", "--grid-k", "4", "--grid-types", "diag",
+                         "--grid-data", "overlap"])
+    B.report_grid([r], 1e12, args, bandwidth=1e9)
+    out = re.sub(r" +", " ", capsys.readouterr().out)
+    assert "| floor s/it | bound | x above floor | ceiling |" in out
+    assert "| 0.102 | bytes | 2.44x | 4.88x † |" in out
+
+
+def test_read_bandwidth_is_measured():
+    rate, times = B.measure_read_bandwidth(16, 2)
+    assert len(times) == 2 and rate > 1e8       # any machine reads 100 MB/s

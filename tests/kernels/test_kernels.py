@@ -124,16 +124,17 @@ def test_full_factor_that_is_not_upper_triangular(d):
 
 
 @pytest.mark.parametrize("cov_type", TYPES)
-def test_outputs_match_dense_reference(cov_type):
-    X, _ = make_blobs(999, 5, 3, seed=4)
-    params = random_params(cov_type, 6, 5)
+@pytest.mark.parametrize("d", [5, 40])  # 40: the full kernel's dtrmm path
+def test_outputs_match_dense_reference(cov_type, d):
+    X, _ = make_blobs(999, d, 3, seed=4)
+    params = random_params(cov_type, 6, d)
     cov = get_covariance_type(cov_type)
     logprob, labels, resp = cov.chunk_outputs(X, params, True)
     wlp = reference_log_prob(X, params)
     np.testing.assert_allclose(logprob, logsumexp(wlp, axis=1), rtol=1e-12)
     np.testing.assert_array_equal(labels, wlp.argmax(axis=1))
     np.testing.assert_allclose(resp, np.exp(wlp - logsumexp(wlp, axis=1)[:, None]),
-                               rtol=1e-10, atol=1e-300)
+                               rtol=1e-10, atol=3e-300)  # exp_nonpos flushes < e^-690
     # without responsibilities the same log p and labels come out
     lp2, lab2, none = cov.chunk_outputs(X, params, False)
     assert none is None
@@ -214,3 +215,29 @@ def test_full_kernel_leaves_blas_threading_as_it_found_it():
 
     GaussianMixture(3, random_state=0, max_iter=3, chunk_size=2000).fit(X)
     assert blas._get_threads() == before
+
+
+@pytest.mark.parametrize("d,K", [(2, 4), (8, 4), (16, 16), (40, 24), (64, 64)])
+def test_khatri_rao_scatter_with_far_apart_components(d, K):
+    """Where the full kernel sums every component's scatter in one dgemm about a centre
+    (``use_khatri_rao``), components 100 standard deviations from that centre keep
+    their scatter to 1e-8 of the dense reference: the shift to each component's mean
+    loses digits as (distance / sigma)^2, 4 of them here."""
+    from streammix.kernels.full import use_khatri_rao
+    assert use_khatri_rao(K, d)
+    rng = np.random.default_rng(d)
+    means = rng.normal(scale=100.0, size=(K, d))
+    labels = rng.integers(0, K, 3000)
+    X = means[labels] + rng.normal(size=(3000, d))
+    A = rng.normal(size=(K, d, d)) * 0.1
+    covs = A @ A.transpose(0, 2, 1) + np.eye(d)
+    cov = get_covariance_type("full")
+    prec_chol, covs = cov.precision_cholesky(covs)
+    params = GaussianParams("full", np.full(K, 1.0 / K), np.ascontiguousarray(means), covs,
+                            prec_chol)
+    st = cov.chunk_stats(X, None, params)
+    s0, s1, s2full, ll, _, _ = reference_stats(X, params)
+    np.testing.assert_allclose(st.s0, s0, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(st.s1, s1, rtol=1e-8, atol=1e-7)
+    np.testing.assert_allclose(st.s2, s2full, rtol=1e-8, atol=1e-6)
+    assert np.array_equal(st.s2, st.s2.transpose(0, 2, 1))
