@@ -1,11 +1,19 @@
 """Numba kernels for diagonal covariances: per-chunk statistics and per-sample outputs.
 
-log N = const_k - sum_j p_kj (x_j - mu_kj)^2 / 2 with p = 1/var, evaluated as two
-dgemms per block (4d flops per sample and component, at BLAS rates); the statistics are
-sum r (x - mu_k) and sum r (x - mu_k)^2 per feature, also two dgemms per block, taken
+log N = const_k - sum_j p_kj (x_j - mu_kj)^2 / 2 with p = 1/var, evaluated as one
+dgemm per block (K x 2d times 2d x block: [p, -2 p m] against the stacked [y^2; y];
+4d flops per sample and component, at BLAS rates); the statistics are sum r (x - mu_k)
+and sum r (x - mu_k)^2 per feature, one more dgemm per block against the same stack
+(one call of twice the size instead of two: 10-25% faster at d >= 16), taken
 about the mixture mean and moved to each component's mean at the end of the chunk
 (exact algebra; it loses only digits in proportion to (|mu_k - mean| / sigma_k)^2, about
 2 digits for components 10 sigma from the mixture mean).
+
+With few components (``use_direct``: K <= 4 from d = 16, K <= 8 from d = 64) the dgemms
+are too thin to pay for their calls, so the block stays row-major and both passes are
+hand loops over the features of a row: the distance to each component, then
+r (x - mu_k) and r (x - mu_k)^2 added straight to the statistics (skipped where r is 0,
+as it is for every far component of well-separated data).
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ from ._common import (
     FASTMATH,
     block_loglik,
     block_rows,
+    load_block,
     load_block_t,
     normalise_block,
     write_labels,
@@ -29,30 +38,118 @@ from ._common import (
 )
 
 
+@part
+def _stacked_coefficients(prec, pm):
+    """PP = [prec, -2 pm] (K x 2d): the E-step's one dgemm against [y^2; y]."""
+    K, d = prec.shape
+    PP = np.empty((K, 2 * d))
+    for k in range(K):
+        for j in range(d):
+            PP[k, j] = prec[k, j]
+            PP[k, d + j] = -2.0 * pm[k, j]
+    return PP
+
+
 @part(fastmath=FASTMATH)
-def _block_log_prob(XT, b, centre, prec, pm, q, const, Y, Y2, A, C, LP):
-    """Weighted log-probabilities LP[k, :b]; prec[k, j] is the precision 1/var.
+def _block_log_prob(XT, b, centre, PP, q, const, YY, A, LP):
+    """Weighted log-probabilities LP[k, :b]; PP = [prec, -2 prec m] (``_stacked_
+    coefficients``) with prec[k, j] the precision 1/var.
 
     With y = x - centre (the mixture mean) and m_k = mu_k - centre, the distance
-    sum_j p_kj (y_j - m_kj)^2 = (p_k . y^2) - 2 (p_k m_k . y) + q_k is two dgemms over
-    the block (K x d times d x block) instead of a hand loop; taking y about the
-    mixture mean keeps the expansion accurate on data with a large offset.
+    sum_j p_kj (y_j - m_kj)^2 = (p_k . y^2) - 2 (p_k m_k . y) + q_k is one dgemm over
+    the block, PP (K x 2d) times YY = [y^2; y] (2d x block), instead of a hand loop;
+    taking y about the mixture mean keeps the expansion accurate on data with a large
+    offset.
     """
     d, B = XT.shape
     for j in range(d):
         c = centre[j]
         for i in range(B):
             y = XT[j, i] - c
-            Y[j, i] = y
-            Y2[j, i] = y * y
-    np.dot(prec, Y2, A)
-    np.dot(pm, Y, C)
-    K = prec.shape[0]
+            YY[j, i] = y * y
+            YY[d + j, i] = y
+    np.dot(PP, YY, A)
+    K = PP.shape[0]
     for k in range(K):
         c = const[k]
         qk = q[k]
         for i in range(b):
-            LP[k, i] = c - 0.5 * (A[k, i] - 2.0 * C[k, i] + qk)
+            LP[k, i] = c - 0.5 * (A[k, i] + qk)
+
+
+#: the row-major hand loops (``use_direct``) for at most this many components, from
+#: DIRECT_MIN_D features
+DIRECT_MAX_K = 8
+DIRECT_MIN_D = 16
+
+
+@part
+def use_direct(K: int, d: int) -> bool:
+    """True where the kernels take the row-major hand loops instead of the dgemms: up
+    to 4 components from d = 16, up to 8 from d = 64. Measured per EM iteration against
+    the dgemm path: 1.2x faster at d = 16, K = 4, 1.7x at d = 64 and 128, K = 4, 1.25x
+    at d = 128, K = 8; slower at d = 16, K = 8 and equal at d = 64, K = 8 and at K = 16."""
+    if d < DIRECT_MIN_D:
+        return False
+    return K <= 4 or (K <= DIRECT_MAX_K and d >= 64)
+
+
+@part(fastmath=FASTMATH)
+def _block_log_prob_rows(XB, b, means, prec, const, LP):
+    """Weighted log-probabilities LP[k, :b] from the row-major block XB, one row and
+    component at a time (the direct path)."""
+    K, d = means.shape
+    for i in range(b):
+        for k in range(K):
+            acc = 0.0
+            for j in range(d):
+                z = XB[i, j] - means[k, j]
+                acc += prec[k, j] * (z * z)
+            LP[k, i] = const[k] - 0.5 * acc
+
+
+@part(fastmath=FASTMATH)
+def _diag_stats_direct(X, sample_weight, has_weight, top, means, prec, const):
+    """``_diag_stats`` by the direct path: the moments about each component's mean are
+    summed as they are, row by row."""
+    n, d = X.shape
+    K = means.shape[0]
+    B = min(block_rows(d), max(n, 1))
+    XB = np.empty((B, d))
+    maha = np.empty(B)
+    scratch = np.empty(B)
+    lse = np.empty(B)
+    LP = np.empty((K, B))
+    s0 = np.zeros(K)
+    s1 = np.zeros((K, d))
+    s2 = np.zeros((K, d))
+    loglik = 0.0
+    wsum = 0.0
+    for start in range(0, n, B):
+        b = min(B, n - start)
+        load_block(X, start, b, XB)
+        block_top_bits(XB, b, d, top)
+        _block_log_prob_rows(XB, b, means, prec, const, LP)
+        normalise_block(LP, b, lse, maha, scratch)
+        ll, w = block_loglik(LP, b, sample_weight, has_weight, start, lse)
+        loglik += ll
+        wsum += w
+        for k in range(K):
+            t = 0.0
+            for i in range(b):
+                t += LP[k, i]
+            s0[k] += t
+        for i in range(b):
+            for k in range(K):
+                r = LP[k, i]
+                if r == 0.0:
+                    continue
+                for j in range(d):
+                    z = XB[i, j] - means[k, j]
+                    rz = r * z
+                    s1[k, j] += rz
+                    s2[k, j] += rz * z
+    return s0, s1, s2, loglik, wsum
 
 
 @part(fastmath=FASTMATH)
@@ -61,13 +158,14 @@ def _diag_stats(X, sample_weight, has_weight, top, means, centre, prec, pm, q, c
     top[0] is raised to X's largest |x| bit pattern (``block_top_bits``)."""
     n, d = X.shape
     K = means.shape[0]
+    if use_direct(K, d):
+        return _diag_stats_direct(X, sample_weight, has_weight, top, means, prec, const)
     B = min(block_rows(d), max(n, 1))  # a small chunk: no padded block
     XT = np.zeros((d, B))
-    Y = np.empty((d, B))
-    Y2 = np.empty((d, B))
+    YY = np.empty((2 * d, B))
+    PP = _stacked_coefficients(prec, pm)
     A = np.empty((K, B))
-    C = np.empty((K, B))
-    G = np.empty((K, d))
+    G = np.empty((K, 2 * d))
     maha = np.empty(B)
     scratch = np.empty(B)
     lse = np.empty(B)
@@ -81,7 +179,7 @@ def _diag_stats(X, sample_weight, has_weight, top, means, centre, prec, pm, q, c
         b = min(B, n - start)
         load_block_t(X, start, b, XT)
         block_top_bits(XT, d, b, top)
-        _block_log_prob(XT, b, centre, prec, pm, q, const, Y, Y2, A, C, LP)
+        _block_log_prob(XT, b, centre, PP, q, const, YY, A, LP)
         normalise_block(LP, b, lse, maha, scratch)
         ll, w = block_loglik(LP, b, sample_weight, has_weight, start, lse)
         loglik += ll
@@ -93,15 +191,12 @@ def _diag_stats(X, sample_weight, has_weight, top, means, centre, prec, pm, q, c
             for i in range(b, B):  # a short last block: rows past b must weigh nothing
                 LP[k, i] = 0.0
             s0[k] += t
-        # sums of r y and r y^2 about the mixture mean, as two dgemms per block
-        np.dot(LP, Y.T, G)
-        for k in range(K):
-            for j in range(d):
-                s1[k, j] += G[k, j]
-        np.dot(LP, Y2.T, G)
+        # sums of r y^2 and r y about the mixture mean: one dgemm against [y^2; y]
+        np.dot(LP, YY.T, G)
         for k in range(K):
             for j in range(d):
                 s2[k, j] += G[k, j]
+                s1[k, j] += G[k, d + j]
     # move the moments from the mixture mean to each component's mean:
     # sum r (y - m)^2 = sum r y^2 - 2 m sum r y + s0 m^2, sum r (y - m) = sum r y - s0 m
     for k in range(K):
@@ -119,11 +214,24 @@ def diag_outputs(X, means, centre, prec, pm, q, const, out_logprob, out_labels, 
     n, d = X.shape
     K = means.shape[0]
     B = block_rows(d)
+    if use_direct(K, d):
+        XB = np.empty((B, d))
+        maha = np.empty(B)
+        scratch = np.empty(B)
+        lse = np.empty(B)
+        LP = np.empty((K, B))
+        for start in range(0, n, B):
+            b = min(B, n - start)
+            load_block(X, start, b, XB)
+            _block_log_prob_rows(XB, b, means, prec, const, LP)
+            write_labels(LP, b, start, out_labels)
+            normalise_block(LP, b, lse, maha, scratch)
+            write_logprob_resp(LP, lse, b, start, out_logprob, out_resp, want_resp)
+        return
     XT = np.zeros((d, B))
-    Y = np.empty((d, B))
-    Y2 = np.empty((d, B))
+    YY = np.empty((2 * d, B))
+    PP = _stacked_coefficients(prec, pm)
     A = np.empty((K, B))
-    C = np.empty((K, B))
     maha = np.empty(B)
     scratch = np.empty(B)
     lse = np.empty(B)
@@ -131,7 +239,7 @@ def diag_outputs(X, means, centre, prec, pm, q, const, out_logprob, out_labels, 
     for start in range(0, n, B):
         b = min(B, n - start)
         load_block_t(X, start, b, XT)
-        _block_log_prob(XT, b, centre, prec, pm, q, const, Y, Y2, A, C, LP)
+        _block_log_prob(XT, b, centre, PP, q, const, YY, A, LP)
         write_labels(LP, b, start, out_labels)
         normalise_block(LP, b, lse, maha, scratch)
         write_logprob_resp(LP, lse, b, start, out_logprob, out_resp, want_resp)

@@ -3,6 +3,10 @@
 One variance per component: log N = const_k - p_k |x - mu_k|^2 / 2. The statistics keep
 sum r (x - mu_k) per feature and only the trace sum r |x - mu_k|^2 (the M-step needs no
 more), so both passes cost about 3d flops per sample and component.
+
+With few components (``use_direct``, as in the diag kernel) the block stays row-major
+and the loops run over the features of a row, where the transposed loops below run
+over the rows of a feature: K accumulators per row instead of K passes over the block.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from ._common import (
     FASTMATH,
     block_loglik,
     block_rows,
+    load_block,
     load_block_t,
     normalise_block,
     write_labels,
@@ -44,12 +49,81 @@ def _block_log_prob(XT, b, means, prec, const, maha, LP):
             LP[k, i] = c - p * maha[i]
 
 
+@part
+def use_direct(K: int, d: int) -> bool:
+    """True where the kernels take the row-major loops: up to 8 components from
+    d = 64. Measured per EM iteration against the transposed loops: 1.14-1.17x faster
+    at d = 64, 1.8x at d = 128 (K = 4 and 8); 1.5x slower at d = 16."""
+    return K <= 8 and d >= 64
+
+
+@part(fastmath=FASTMATH)
+def _block_log_prob_rows(XB, b, means, prec, const, LP):
+    """Weighted log-probabilities LP[k, :b] from the row-major block XB (the direct
+    path)."""
+    K, d = means.shape
+    for i in range(b):
+        for k in range(K):
+            acc = 0.0
+            for j in range(d):
+                z = XB[i, j] - means[k, j]
+                acc += z * z
+            LP[k, i] = const[k] - 0.5 * prec[k] * acc
+
+
+@part(fastmath=FASTMATH)
+def _spherical_stats_direct(X, sample_weight, has_weight, top, means, prec, const):
+    """``_spherical_stats`` by the direct path, row by row."""
+    n, d = X.shape
+    K = means.shape[0]
+    B = min(block_rows(d), max(n, 1))
+    XB = np.empty((B, d))
+    maha = np.empty(B)
+    scratch = np.empty(B)
+    lse = np.empty(B)
+    LP = np.empty((K, B))
+    s0 = np.zeros(K)
+    s1 = np.zeros((K, d))
+    s2 = np.zeros(K)
+    loglik = 0.0
+    wsum = 0.0
+    for start in range(0, n, B):
+        b = min(B, n - start)
+        load_block(X, start, b, XB)
+        block_top_bits(XB, b, d, top)
+        _block_log_prob_rows(XB, b, means, prec, const, LP)
+        normalise_block(LP, b, lse, maha, scratch)
+        ll, w = block_loglik(LP, b, sample_weight, has_weight, start, lse)
+        loglik += ll
+        wsum += w
+        for k in range(K):
+            t = 0.0
+            for i in range(b):
+                t += LP[k, i]
+            s0[k] += t
+        for i in range(b):
+            for k in range(K):
+                r = LP[k, i]
+                if r == 0.0:
+                    continue
+                v = 0.0
+                for j in range(d):
+                    z = XB[i, j] - means[k, j]
+                    s1[k, j] += r * z
+                    v += z * z
+                s2[k] += r * v
+    return s0, s1, s2, loglik, wsum
+
+
 @part(fastmath=FASTMATH)
 def _spherical_stats(X, sample_weight, has_weight, top, means, prec, const):
     """Statistics of chunk X: (s0 (K,), s1 (K,d), s2 (K,) traces, loglik, wsum).
     top[0] is raised to X's largest |x| bit pattern (``block_top_bits``)."""
     n, d = X.shape
     K = means.shape[0]
+    if use_direct(K, d):
+        return _spherical_stats_direct(X, sample_weight, has_weight, top, means, prec,
+                                       const)
     B = min(block_rows(d), max(n, 1))  # a small chunk: no padded block
     XT = np.empty((d, B))
     maha = np.empty(B)
@@ -97,6 +171,20 @@ def spherical_outputs(X, means, prec, const, out_logprob, out_labels, out_resp, 
     n, d = X.shape
     K = means.shape[0]
     B = block_rows(d)
+    if use_direct(K, d):
+        XB = np.empty((B, d))
+        maha = np.empty(B)
+        scratch = np.empty(B)
+        lse = np.empty(B)
+        LP = np.empty((K, B))
+        for start in range(0, n, B):
+            b = min(B, n - start)
+            load_block(X, start, b, XB)
+            _block_log_prob_rows(XB, b, means, prec, const, LP)
+            write_labels(LP, b, start, out_labels)
+            normalise_block(LP, b, lse, maha, scratch)
+            write_logprob_resp(LP, lse, b, start, out_logprob, out_resp, want_resp)
+        return
     XT = np.empty((d, B))
     maha = np.empty(B)
     scratch = np.empty(B)

@@ -124,10 +124,10 @@ def test_full_factor_that_is_not_upper_triangular(d):
 
 
 @pytest.mark.parametrize("cov_type", TYPES)
-@pytest.mark.parametrize("d", [5, 40])  # 40: the full kernel's dtrmm path
-def test_outputs_match_dense_reference(cov_type, d):
+@pytest.mark.parametrize("d,K", [(5, 6), (40, 6), (64, 4)])  # the BLAS and direct paths
+def test_outputs_match_dense_reference(cov_type, d, K):
     X, _ = make_blobs(999, d, 3, seed=4)
-    params = random_params(cov_type, 6, d)
+    params = random_params(cov_type, K, d)
     cov = get_covariance_type(cov_type)
     logprob, labels, resp = cov.chunk_outputs(X, params, True)
     wlp = reference_log_prob(X, params)
