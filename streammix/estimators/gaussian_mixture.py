@@ -18,6 +18,7 @@ from ..errors import (
 )
 from ..execution.dask_source import client_scope
 from ..execution.inputs import as_source
+from ..kernels.blas import single_threaded_blas
 from ..math.covariances import get_covariance_type
 from ..math.matching import match_components, permute_params
 from ..persistence.cadence import SaveCadence
@@ -186,7 +187,9 @@ class GaussianMixture(MixtureMixin):
                 "after the checkpointed EM and would not be saved): fit without a "
                 "checkpoint, or save the fitted model with streammix.persistence.save")
         align_ref = align_to._get_params_value() if align_to is not None else None
-        with client_scope(self.client) as client:
+        # BLAS at one thread for the whole fit: the kernels run one per core, and a
+        # BLAS that fanned out in the Python-side steps would spin beside them
+        with client_scope(self.client) as client, single_threaded_blas():
             source = self._fit_on(X, sample_weight, client, align_ref=align_ref,
                                   **checkpointing)
         return source

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from ..engines.em import run_em_many, statistics_many
 from ..errors import InvalidInputError, InvalidParameterError
 from ..execution.dask_source import client_scope
+from ..kernels.blas import single_threaded_blas
 from ..math.covariances import get_covariance_type
 from ..validation import check_random_state
 from ._resume import FitProgress
@@ -63,7 +64,7 @@ def select(X, n_components=range(1, 11), covariance_types=("full",), *,
     for m in models:
         m._check_parameters()
     first = models[0]
-    with client_scope(client) as resolved:
+    with client_scope(client) as resolved, single_threaded_blas():  # as in fit
         source = first._validate_fit_data(X, sample_weight, resolved)
         if source.n_samples < max(ks):
             raise InvalidInputError(

@@ -52,6 +52,15 @@ class NumpySource(ChunkSource):
     def map_reduce(self, fn: Callable, combine: Callable | None = None, shared: tuple = (),
                    indexed: bool = False):
         combine = combine or tree_sum
+        per_unit = getattr(fn, "for_unit", None)
+        if per_unit is not None and not indexed:
+            # a kernel prepared once for the pass (as a Dask work unit does): the
+            # constants a statistics kernel derives from the parameters are numpy
+            # products that, redone in every chunk's task, hold the GIL and start
+            # numpy's BLAS threads beside the running kernels (2x the pass at d = 128)
+            kernel = per_unit(*shared)
+            return map_reduce_streaming(lambda b: kernel(*self._chunk(b)), self.bounds,
+                                        combine)
         if indexed:
             return map_reduce_streaming(lambda ib: fn(*self._chunk(ib[1]), ib[0], *shared),
                                         list(enumerate(self.bounds)), combine)

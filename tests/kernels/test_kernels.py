@@ -204,17 +204,26 @@ def test_vectorised_exp_is_accurate():
     assert np.all(ev(tiny) == 0.0)
 
 
-def test_full_kernel_leaves_blas_threading_as_it_found_it():
+def test_fit_holds_every_openblas_at_one_thread_and_restores_it():
+    """During a fit the kernels' BLAS and numpy's own OpenBLAS run at one thread (a
+    BLAS that fanned out in the Python-side steps spins beside the kernels); after it,
+    every library has the thread count it had before."""
     from streammix.kernels import blas
 
     if not blas.HAVE_BLAS_THREAD_CONTROL:
         pytest.skip("BLAS is not OpenBLAS")
-    before = blas._get_threads()
+    before = [get() for _, get in blas._ALL_SETTERS]
     X, _ = make_blobs(50_000, 8, 3, seed=1)
     from streammix import GaussianMixture
 
-    GaussianMixture(3, random_state=0, max_iter=3, chunk_size=2000).fit(X)
-    assert blas._get_threads() == before
+    during = []
+    GaussianMixture(3, random_state=0, max_iter=3, tol=0, chunk_size=2000).fit(
+        X, callback=lambda info: during.append([get() for _, get in blas._ALL_SETTERS]))
+    assert len(during) == 3 and all(counts == [1] * len(before) for counts in during)
+    assert [get() for _, get in blas._ALL_SETTERS] == before
+    with open("/proc/self/maps") as maps:
+        if any("numpy.libs" in line and "openblas" in line for line in maps):
+            assert len(blas._ALL_SETTERS) == 2  # numpy's own OpenBLAS was found too
 
 
 @pytest.mark.parametrize("d,K", [(2, 4), (8, 4), (16, 16), (40, 24), (64, 64)])
@@ -241,3 +250,35 @@ def test_khatri_rao_scatter_with_far_apart_components(d, K):
     np.testing.assert_allclose(st.s1, s1, rtol=1e-8, atol=1e-7)
     np.testing.assert_allclose(st.s2, s2full, rtol=1e-8, atol=1e-6)
     assert np.array_equal(st.s2, st.s2.transpose(0, 2, 1))
+
+
+@pytest.mark.parametrize("d,K", [(24, 3), (64, 4), (128, 16)])
+def test_tied_row_major_path_with_far_apart_components(d, K):
+    """From TIED_ROWS_MIN_D the tied kernel drops the term -|(x - c) U|^2 / 2 that all
+    components share from each row's log-probabilities and adds it back to the chunk's
+    log-likelihood as -tr(P S) / 2; with components 100 standard deviations apart and
+    the data 10,000 from the origin, the statistics and the log-likelihood stay within
+    1e-9 of the dense reference, and per-sample outputs within 1e-10."""
+    from streammix.kernels.tied import TIED_ROWS_MIN_D
+    assert d >= TIED_ROWS_MIN_D
+    rng = np.random.default_rng(d)
+    means = 1e4 + rng.normal(scale=100.0, size=(K, d))
+    labels = rng.integers(0, K, 2500)
+    X = means[labels] + rng.normal(size=(2500, d))
+    A = rng.normal(size=(d, d)) * 0.1
+    cov = get_covariance_type("tied")
+    prec_chol, covs = cov.precision_cholesky(A @ A.T + np.eye(d))
+    params = GaussianParams("tied", np.full(K, 1.0 / K), np.ascontiguousarray(means), covs,
+                            prec_chol)
+    st = cov.chunk_stats(X, None, params)
+    s0, s1, _, ll, lse, R = reference_stats(X, params)
+    np.testing.assert_allclose(st.s0, s0, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(st.s1, s1, rtol=1e-9, atol=1e-8)
+    Z = X - st.centre2
+    np.testing.assert_allclose(st.s2, Z.T @ Z, rtol=1e-10, atol=1e-8)
+    assert np.array_equal(st.s2, st.s2.T)
+    assert st.loglik == pytest.approx(ll, rel=1e-10)
+    logprob, labels_out, resp = cov.chunk_outputs(X, params, True)
+    np.testing.assert_allclose(logprob, lse, rtol=1e-10)
+    np.testing.assert_array_equal(labels_out, labels)
+    np.testing.assert_allclose(resp, R, rtol=1e-9, atol=1e-12)

@@ -6,7 +6,13 @@ import numpy as np
 
 from ...kernels.blas import single_threaded_blas
 from ...kernels.linalg import batched_precision_cholesky
-from ...kernels.tied import tied_block_rows, tied_outputs, tied_stats_chunks, tied_stats_run
+from ...kernels.tied import (
+    tied_block_rows,
+    tied_outputs,
+    tied_pass_constants,
+    tied_stats_chunks,
+    tied_stats_run,
+)
 from ..params import GaussianParams
 from ._base import (
     CovarianceType,
@@ -42,7 +48,9 @@ class TiedCovariance(CovarianceType):
         # first moments about centre2: u_k = s1_k + s0_k (c_k - centre2) = nk (m_k - centre2)
         u = stats.s1 + stats.s0[:, None] * (stats.centres - stats.centre2)
         coef = 2.0 / nk - stats.s0 / nk**2
-        within = stats.s2 - (u * coef[:, None]).T @ u
+        # einsum's own loops, not a BLAS product: at d ~ 100 with many components numpy's
+        # BLAS would fan out, and its threads spin on beside the next pass's kernels
+        within = stats.s2 - np.einsum("ka,kb->ab", u * coef[:, None], u)
         cov = within / nk.sum()
         cov = 0.5 * (cov + cov.T)
         d = cov.shape[0]
@@ -76,10 +84,12 @@ class TiedCovariance(CovarianceType):
         return precisions
 
     def _white(self, params):
+        """The kernels' constants: the centre, U, (mu_k - c) U, P (mu_k - c) and P."""
         centre = tied_centre(params)
         U = np.ascontiguousarray(params.precisions_cholesky, dtype=np.float64)
-        white_means = np.ascontiguousarray((params.means - centre) @ U)
-        return centre, U, white_means
+        means = np.ascontiguousarray(params.means, dtype=np.float64)
+        white_means, linear, precision = tied_pass_constants(means, centre, U)
+        return centre, U, white_means, linear, precision
 
     def kernel_constants(self, params):
         const = super().kernel_constants(params)
@@ -87,8 +97,9 @@ class TiedCovariance(CovarianceType):
 
     def stats_spec(self, params):
         d = params.n_features
-        centre, U, white_means = self._white(params)
-        consts = (params.means, centre, U, white_means, self.kernel_constants(params))
+        centre, U, white_means, linear, precision = self._white(params)
+        consts = (params.means, centre, U, white_means, self.kernel_constants(params),
+                  linear, precision)
         return StatsSpec(tied_stats_run, tied_stats_chunks, consts, (d, d), centre2=centre,
                          uses_blas=True, block_rows=self.region_block_rows(d))
 
@@ -97,9 +108,9 @@ class TiedCovariance(CovarianceType):
 
     def chunk_outputs(self, X, params, want_resp):
         logprob, labels, resp = self._output_buffers(X.shape[0], params.n_components, want_resp)
-        centre, U, white_means = self._white(params)
+        centre, U, white_means, linear, _ = self._white(params)
         with single_threaded_blas():
-            tied_outputs(X, centre, U, white_means, self.kernel_constants(params),
+            tied_outputs(X, centre, U, white_means, self.kernel_constants(params), linear,
                          logprob, labels, resp, want_resp)
         return logprob, labels, resp if want_resp else None
 
