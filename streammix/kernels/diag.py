@@ -1,19 +1,22 @@
 """Numba kernels for diagonal covariances: per-chunk statistics and per-sample outputs.
 
-log N = const_k - sum_j p_kj (x_j - mu_kj)^2 / 2 with p = 1/var, evaluated as one
-dgemm per block (K x 2d times 2d x block: [p, -2 p m] against the stacked [y^2; y];
-4d flops per sample and component, at BLAS rates); the statistics are sum r (x - mu_k)
-and sum r (x - mu_k)^2 per feature, one more dgemm per block against the same stack
-(one call of twice the size instead of two: 7-23% faster per iteration), taken
-about the mixture mean and moved to each component's mean at the end of the chunk
-(exact algebra; it loses only digits in proportion to (|mu_k - mean| / sigma_k)^2, about
-2 digits for components 10 sigma from the mixture mean).
+log N = const_k - sum_j p_kj (x_j - mu_kj)^2 / 2 with p = 1/var; about 7d flops per
+sample and component. A block goes one of three ways (``diag_path``, by what measured
+fastest):
 
-With few components (``use_direct``: K <= 4 from d = 16, K <= 8 from d = 64) the dgemms
-are too thin to pay for their calls, so the block stays row-major and both passes are
-hand loops over the features of a row: the distance to each component, then
-r (x - mu_k) and r (x - mu_k)^2 added straight to the statistics (skipped where r is 0,
-as it is for every far component of well-separated data).
+- LOOPS (d < 64, and d = 64 with K = 16): the block is held one sample per column and
+  loops over its rows (which vectorise) give each component's distance about its own
+  mean, then sum r (x - mu_k) and sum r (x - mu_k)^2 per feature with two accumulators
+  (components whose responsibilities in the block are all 0 skipped, as every far
+  component of well-separated data is).
+- DIRECT (d >= 64, K <= 8): the block stays row-major and the loops run over each
+  row's features, the moments added straight to the statistics (skipped where r = 0).
+- STACKED (beyond): the distance is one dgemm per block (K x 2d times 2d x block:
+  [p, -2 p m] against the stacked [y^2; y], y about the mixture mean) and the
+  statistics one more dgemm against the same stack, moved to each component's mean at
+  the end of the chunk (exact algebra; it loses digits in proportion to
+  (|mu_k - mean| / sigma_k)^2, about 2 for components 10 sigma from the mixture mean).
+  With fewer pairs d K the dgemms are too thin to pay for their calls.
 """
 
 from __future__ import annotations
@@ -77,21 +80,24 @@ def _block_log_prob(XT, b, centre, PP, q, const, YY, A, LP):
             LP[k, i] = c - 0.5 * (A[k, i] + qk)
 
 
-#: the row-major hand loops (``use_direct``) for at most this many components, from
-#: DIRECT_MIN_D features
-DIRECT_MAX_K = 8
-DIRECT_MIN_D = 16
+#: the kernels' three ways through a block (``diag_path``)
+LOOPS, DIRECT, STACKED = 0, 1, 2
 
 
 @part
-def use_direct(K: int, d: int) -> bool:
-    """True where the kernels take the row-major hand loops instead of the dgemms: up
-    to 4 components from d = 16, up to 8 from d = 64. Measured per EM iteration against
-    the dgemm path: 1.2x faster at d = 16, K = 4, 1.7x at d = 64 and 128, K = 4, 1.25x
-    at d = 128, K = 8; slower at d = 16, K = 8 and equal at d = 64, K = 8 and at K = 16."""
-    if d < DIRECT_MIN_D:
-        return False
-    return K <= 4 or (K <= DIRECT_MAX_K and d >= 64)
+def diag_path(K: int, d: int) -> int:
+    """How the kernels go through a block, by what measured fastest per EM iteration
+    (2 threads, against the earlier choice between DIRECT and STACKED): LOOPS below
+    d = 64 (1.25-1.6x faster at d = 2..16, every K) and at d = 64, K = 16 (1.14x);
+    DIRECT from d = 64 with K <= 8 (LOOPS 1.2x slower at d = 128, K = 4); STACKED
+    beyond (LOOPS 1.1-1.15x slower at d = 64, K = 64 and d = 128, K = 16)."""
+    if d < 64:
+        return LOOPS
+    if K <= 8:
+        return DIRECT
+    if d * K <= 1024:
+        return LOOPS
+    return STACKED
 
 
 @part(fastmath=FASTMATH)
@@ -153,12 +159,83 @@ def _diag_stats_direct(X, sample_weight, has_weight, top, means, prec, const):
 
 
 @part(fastmath=FASTMATH)
+def _block_log_prob_loops(XT, b, means, prec, const, maha, LP):
+    """Weighted log-probabilities LP[k, :b] by loops over the block's rows (one sample
+    per column of XT, so every inner loop vectorises), each component's distance
+    taken about its own mean."""
+    K, d = means.shape
+    for k in range(K):
+        for i in range(b):
+            maha[i] = 0.0
+        for j in range(d):
+            m = means[k, j]
+            p = prec[k, j]
+            for i in range(b):
+                z = XT[j, i] - m
+                maha[i] += p * (z * z)
+        c = const[k]
+        for i in range(b):
+            LP[k, i] = c - 0.5 * maha[i]
+
+
+@part(fastmath=FASTMATH)
+def _diag_stats_loops(X, sample_weight, has_weight, top, means, prec, const):
+    """``_diag_stats`` by the transposed loops: the moments about each component's mean
+    summed as they are, feature by feature over the block's rows (two accumulators
+    per feature; components whose responsibilities in the block are all 0 skipped)."""
+    n, d = X.shape
+    K = means.shape[0]
+    B = min(block_rows(d), max(n, 1))  # a small chunk: no padded block
+    XT = np.empty((d, B))
+    maha = np.empty(B)
+    scratch = np.empty(B)
+    lse = np.empty(B)
+    LP = np.empty((K, B))
+    s0 = np.zeros(K)
+    s1 = np.zeros((K, d))
+    s2 = np.zeros((K, d))
+    loglik = 0.0
+    wsum = 0.0
+    for start in range(0, n, B):
+        b = min(B, n - start)
+        load_block_t(X, start, b, XT)
+        block_top_bits(XT, d, b, top)
+        _block_log_prob_loops(XT, b, means, prec, const, maha, LP)
+        normalise_block(LP, b, lse, maha, scratch)
+        ll, w = block_loglik(LP, b, sample_weight, has_weight, start, lse)
+        loglik += ll
+        wsum += w
+        for k in range(K):
+            t = 0.0
+            for i in range(b):
+                t += LP[k, i]
+            if t == 0.0:
+                continue
+            s0[k] += t
+            for j in range(d):
+                m = means[k, j]
+                u = 0.0
+                v = 0.0
+                for i in range(b):
+                    z = XT[j, i] - m
+                    rz = LP[k, i] * z
+                    u += rz
+                    v += rz * z
+                s1[k, j] += u
+                s2[k, j] += v
+    return s0, s1, s2, loglik, wsum
+
+
+@part(fastmath=FASTMATH)
 def _diag_stats(X, sample_weight, has_weight, top, means, centre, prec, pm, q, const):
     """Statistics of chunk X: (s0 (K,), s1 (K,d), s2 (K,d) diagonal, loglik, wsum).
     top[0] is raised to X's largest |x| bit pattern (``block_top_bits``)."""
     n, d = X.shape
     K = means.shape[0]
-    if use_direct(K, d):
+    path = diag_path(K, d)
+    if path == LOOPS:
+        return _diag_stats_loops(X, sample_weight, has_weight, top, means, prec, const)
+    if path == DIRECT:
         return _diag_stats_direct(X, sample_weight, has_weight, top, means, prec, const)
     B = min(block_rows(d), max(n, 1))  # a small chunk: no padded block
     XT = np.zeros((d, B))
@@ -214,7 +291,8 @@ def diag_outputs(X, means, centre, prec, pm, q, const, out_logprob, out_labels, 
     n, d = X.shape
     K = means.shape[0]
     B = block_rows(d)
-    if use_direct(K, d):
+    path = diag_path(K, d)
+    if path == DIRECT:
         XB = np.empty((B, d))
         maha = np.empty(B)
         scratch = np.empty(B)
@@ -228,10 +306,11 @@ def diag_outputs(X, means, centre, prec, pm, q, const, out_logprob, out_labels, 
             normalise_block(LP, b, lse, maha, scratch)
             write_logprob_resp(LP, lse, b, start, out_logprob, out_resp, want_resp)
         return
+    stacked = path == STACKED
     XT = np.zeros((d, B))
-    YY = np.empty((2 * d, B))
+    YY = np.empty((2 * d, B) if stacked else (0, 0))
     PP = _stacked_coefficients(prec, pm)
-    A = np.empty((K, B))
+    A = np.empty((K, B) if stacked else (0, 0))
     maha = np.empty(B)
     scratch = np.empty(B)
     lse = np.empty(B)
@@ -239,7 +318,10 @@ def diag_outputs(X, means, centre, prec, pm, q, const, out_logprob, out_labels, 
     for start in range(0, n, B):
         b = min(B, n - start)
         load_block_t(X, start, b, XT)
-        _block_log_prob(XT, b, centre, PP, q, const, YY, A, LP)
+        if stacked:
+            _block_log_prob(XT, b, centre, PP, q, const, YY, A, LP)
+        else:
+            _block_log_prob_loops(XT, b, means, prec, const, maha, LP)
         write_labels(LP, b, start, out_labels)
         normalise_block(LP, b, lse, maha, scratch)
         write_logprob_resp(LP, lse, b, start, out_logprob, out_resp, want_resp)
