@@ -443,7 +443,8 @@ def flops_per_iteration(cov_type: str, n: int, d: int, K: int) -> float:
 
     full:      n K (2 d^2 + 10 d)  d^2/2 multiply-adds for the triangular whitening and
                                    d^2/2 for the triangular outer product, + O(d) rest
-    tied:      n (d^2 + 6 d K)     whitening and the outer product once per sample
+    tied:      n (d^2 + 6 d K)     the outer product once per sample (d^2/2 multiply-adds;
+                                   the responsibilities need no whitening) + O(dK)
     diag:      n K 7 d             ~3d for the E-step, ~4d for the statistics
     spherical: n K 6 d
     """

@@ -13,9 +13,10 @@ the block against P m_k (2dK per sample), and the term enters the chunk's
 log-likelihood once, as -tr(P S) / 2 of the chunk's scatter S, which the statistics
 compute anyway (one dsyrk per block). The statistics pass does d^2 + O(dK) flops per
 sample instead of 2 d^2. Measured per EM iteration (2 threads, with the pass's constants
-computed once, ``tied_pass_constants``): 0.031 -> 0.013 s at 114,000 x 64, K = 4;
-0.036 -> 0.015 at 50,000 x 128, K = 4; 0.128 -> 0.036 at 50,000 x 128, K = 64; at
-d = 16 the hand loops stay faster (40 against 46 ns per row, K = 4, one thread).
+computed once, ``tied_pass_constants``, and no BLAS thread spinning beside the kernels):
+0.031 -> 0.012 s at 114,000 x 64, K = 4; 0.039 -> 0.015 at 50,000 x 128, K = 4;
+0.137 -> 0.030 at 50,000 x 128, K = 64; at d = 16 the hand loops stay faster (40
+against 46 ns per row, K = 4, one thread).
 Per-sample outputs need |y U|^2 per row: one dtrmm per block.
 """
 
