@@ -74,7 +74,7 @@ def reference_stats(X, params, sample_weight=None):
 
 @pytest.mark.parametrize("cov_type", TYPES)
 @pytest.mark.parametrize("d,K", [(1, 1), (2, 3), (7, 5), (15, 3), (16, 16), (33, 4),
-                                 (128, 5), (70, 60)])  # (70, 60): diag's stacked dgemms
+                                 (128, 5), (70, 60)])
 def test_stats_match_dense_reference(cov_type, d, K):
     X, _ = make_blobs(1500, d, 3, seed=d + K)
     params = random_params(cov_type, K, d)

@@ -49,28 +49,16 @@ def _diag_m_step(s0, s1, s2, centres, reg_covar, eps, nk, means, cov):
 def _diag_kernel_args(weights, means, prec_chol):
     """``DiagCovariance._kernel_args`` as one loop."""
     K, d = means.shape
-    wsum = weights.sum()
-    centre = np.zeros(d)
-    for k in range(K):
-        wk = weights[k] / wsum
-        for j in range(d):
-            centre[j] += wk * means[k, j]
     prec = np.empty((K, d))
-    pm = np.empty((K, d))
-    q = np.zeros(K)
     const = np.empty(K)
     for k in range(K):
         log_det = 0.0
         for j in range(d):
             u = prec_chol[k, j]
-            p = u * u
-            m = means[k, j] - centre[j]
-            prec[k, j] = p
-            pm[k, j] = p * m
-            q[k] += p * m * m
+            prec[k, j] = u * u
             log_det += np.log(u)
         const[k] = np.log(weights[k]) + log_det - 0.5 * d * LOG_2PI
-    return centre, prec, pm, q, const
+    return prec, const
 
 
 @njit(cache=True)
@@ -108,9 +96,8 @@ def _diag_online_step(X, sw, has_w, chunks, n_threads, weights, means, prec_chol
     (top > max_bits) or the batch weighs nothing, ``_diag_stepwise_step`` on them: the
     functions of the separate path, so the same bits. Returns (status: 0 stepped,
     1 not stepped, 2 a variance needs repair; then the step's arrays)."""
-    centre, prec, pm, q, const = _diag_kernel_args(weights, means, prec_chol)
-    _diag_stats_chunks(X, sw, has_w, chunks, (means, centre, prec, pm, q, const), F, top,
-                      n_threads)
+    prec, const = _diag_kernel_args(weights, means, prec_chol)
+    _diag_stats_chunks(X, sw, has_w, chunks, (means, prec, const), F, top, n_threads)
     K, d = means.shape
     b0, b1, b2 = np.empty(K), np.empty((K, d)), np.empty((K, d))
     for k in range(K):
@@ -192,17 +179,16 @@ class DiagCovariance(CovarianceType):
 
     @staticmethod
     def _kernel_args(params):
-        """(centre, precisions, precision * (mean - centre), sum of p (mean - centre)^2,
-        log w + log det U - d/2 log 2 pi): the E-step's distance expanded about the
-        mixture mean (see kernels/diag.py) and its constants, in one call (this runs at
-        every online update, where a dozen small numpy operations were a tenth of it)."""
+        """(precisions, log w + log det U - d/2 log 2 pi): the kernels' constants, in
+        one call (this runs at every online update, where a dozen small numpy
+        operations were a tenth of it)."""
         w = params.weights
         args = _diag_kernel_args(np.ascontiguousarray(w, dtype=np.float64),
                                  params.means, np.ascontiguousarray(params.precisions_cholesky,
                                                                     dtype=np.float64))
         if params.log_weights is None:
             return args
-        return (*args[:4], DiagCovariance().kernel_constants(params))
+        return (args[0], DiagCovariance().kernel_constants(params))
 
     def stats_spec(self, params):
         K, d = params.means.shape
