@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from ...kernels.blas import single_threaded_blas
 from ...kernels.jit import cached
 from ...kernels._common import rows_per_block
 from ...kernels.diag import (_diag_stats_chunks, diag_outputs, diag_stats_chunks,
@@ -193,14 +192,13 @@ class DiagCovariance(CovarianceType):
     def stats_spec(self, params):
         K, d = params.means.shape
         consts = (params.means, *self._kernel_args(params))
-        return StatsSpec(diag_stats_run, diag_stats_chunks, consts, (K, d), uses_blas=True,
+        return StatsSpec(diag_stats_run, diag_stats_chunks, consts, (K, d),
                          block_rows=self.region_block_rows(d))
 
     def chunk_outputs(self, X, params, want_resp):
         logprob, labels, resp = self._output_buffers(X.shape[0], params.n_components, want_resp)
-        with single_threaded_blas():
-            diag_outputs(X, params.means, *self._kernel_args(params), logprob, labels, resp,
-                         want_resp)
+        diag_outputs(X, params.means, *self._kernel_args(params), logprob, labels, resp,
+                     want_resp)
         return logprob, labels, resp if want_resp else None
 
     def sample(self, rng, params, counts):
