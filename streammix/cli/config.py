@@ -264,6 +264,7 @@ def value_hint(value, choices) -> str:
 # estimator parameters with a fixed set of values (checked here for a did-you-mean)
 MODEL_CHOICES = {"covariance_type": ("full", "tied", "diag", "spherical"),
                  "init_params": ("kmeans", "k-means++", "random", "random_from_data"),
+                 "estep_dtype": ("float64", "float32"),
                  "weight_concentration_prior_type": ("dirichlet_process",
                                                      "dirichlet_distribution")}
 

@@ -27,7 +27,9 @@ from ..persistence.serialize import (
 
 # the parameters that change what a fit computes (verbose, client... do not)
 _FIT_KEYS = ("n_components", "covariance_type", "tol", "reg_covar", "max_iter", "n_init",
-             "init_params", "random_state", "warm_start", "chunk_size")
+             "init_params", "random_state", "warm_start", "chunk_size", "estep_dtype")
+# values that mean the same fit (None: the default float64 E-step)
+_SAME_FIT = {"estep_dtype": {None: "float64"}}
 
 
 @dataclass
@@ -129,7 +131,9 @@ def check_resumable(model, state: dict, arrays: dict, fingerprint: dict, path) -
     hyper_now, arrays_now = hyperparameters_to_payload(model)
     saved = state["hyperparameters"]
     for k in _FIT_KEYS + getattr(model, "_EXTRA_FIT_KEYS", ()):
-        if saved.get(k) != hyper_now.get(k):
+        same = _SAME_FIT.get(k, {})
+        then, now = saved.get(k), hyper_now.get(k)
+        if same.get(then, then) != same.get(now, now):
             diffs.append(f"{k}: checkpoint {saved.get(k)!r} vs now {hyper_now.get(k)!r}")
     for k in ("weights_init", "means_init", "precisions_init", "mean_prior",
               "covariance_prior"):

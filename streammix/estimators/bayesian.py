@@ -88,8 +88,10 @@ class BayesianGaussianMixture(GaussianMixture):
         self.chunk_size = chunk_size
         self.client = client
 
-    # the initial-value parameters of GaussianMixture do not exist here
+    # the initial-value parameters of GaussianMixture do not exist here, nor its
+    # float32 E-step
     weights_init = means_init = precisions_init = None
+    estep_dtype = None
 
     @property
     def bic(self):

@@ -72,13 +72,19 @@ class GaussianMixture(MixtureMixin):
       keeps its previous mean (scikit-learn moves it to the origin).
     - ``fit`` does not run the extra final E-step scikit-learn runs (it only serves
       ``fit_predict``, which does its own prediction pass).
+    - ``estep_dtype='float32'`` (default None: float64, scikit-learn's arithmetic): for
+      'full' and 'tied' covariances, the E-step's matrix products in the fit's passes
+      run in single precision (rows centred in float64 first; every statistic still
+      summed in float64): about 1.5-1.8x faster per iteration from d = 16, with
+      parameters that differ from the float64 fit's by about 1e-6 relative instead of
+      1e-12 (docs/performance.md). Predictions and scores stay float64.
     """
 
     def __init__(self, n_components=1, *, covariance_type="full", tol=1e-3, reg_covar=1e-6,
                  max_iter=100, n_init=1, init_params="kmeans", weights_init=None,
                  means_init=None, precisions_init=None, random_state=None, warm_start=False,
                  verbose=0, verbose_interval=10, chunk_size=None, client=None,
-                 split_merge=None):
+                 split_merge=None, estep_dtype=None):
         self.n_components = n_components
         self.covariance_type = covariance_type
         self.tol = tol
@@ -96,11 +102,12 @@ class GaussianMixture(MixtureMixin):
         self.chunk_size = chunk_size
         self.client = client
         self.split_merge = split_merge
+        self.estep_dtype = estep_dtype
 
     # ------------------------------------------------------------------ validation
     def _check_parameters(self) -> None:
         check_int_param(self.n_components, "n_components", 1)
-        get_covariance_type(self.covariance_type)
+        get_covariance_type(self.covariance_type, self.estep_dtype)
         check_float_param(self.tol, "tol", 0.0)
         check_float_param(self.reg_covar, "reg_covar", 0.0)
         check_int_param(self.max_iter, "max_iter", 0)
@@ -197,7 +204,7 @@ class GaussianMixture(MixtureMixin):
     def _fit_on(self, X, sample_weight, client, **checkpointing):
         source = self._validate_fit_data(X, sample_weight, client)
         weights_init, means_init, precisions_init = self._checked_inits(source.n_features)
-        cov = get_covariance_type(self.covariance_type)
+        cov = get_covariance_type(self.covariance_type, self.estep_dtype)
         if self.verbose and client is not None:
             print(f"Dask client: {client.scheduler.address if hasattr(client, 'scheduler') else client}"
                   f"  dashboard: {getattr(client, 'dashboard_link', 'n/a')}")

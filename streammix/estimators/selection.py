@@ -72,7 +72,7 @@ def select(X, n_components=range(1, 11), covariance_types=("full",), *,
                 f"n_samples = {source.n_samples}")
         starts, covs = [], []
         for m in models:  # each candidate's starts, drawn as its own fit draws them
-            cov = get_covariance_type(m.covariance_type)
+            cov = get_covariance_type(m.covariance_type, m.estep_dtype)
             rng = check_random_state(m.random_state)
             starts += [m._initial_state(source, cov, rng, None, None, None)
                        for _ in range(m.n_init)]

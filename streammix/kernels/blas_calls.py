@@ -24,14 +24,31 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import get_cython_function_address, intrinsic
 
-_SYMBOLS = {"dtrmm": "streammix_dtrmm", "dsyrk": "streammix_dsyrk"}
+_SYMBOLS = {"dtrmm": "streammix_dtrmm", "dsyrk": "streammix_dsyrk",
+            "strmm": "streammix_strmm", "ssyrk": "streammix_ssyrk"}
 for _routine, _symbol in _SYMBOLS.items():
     llvm.add_symbol(_symbol, get_cython_function_address("scipy.linalg.cython_blas",
                                                          _routine))
 
 _I8P = ir.IntType(8).as_pointer()
 _I32P = ir.IntType(32).as_pointer()
-_F64P = ir.DoubleType().as_pointer()
+
+
+def _real(dtype):
+    """(routine prefix, LLVM scalar type) of a float64 or float32 array's BLAS, or None
+    (then the intrinsic does not type: nothing else may reach BLAS)."""
+    if dtype == types.float64:
+        return "d", ir.DoubleType()
+    if dtype == types.float32:
+        return "s", ir.FloatType()
+    return None
+
+
+def _same_real(*arrays):
+    """The shared ``_real`` of the arrays' dtypes, or None if they differ or are not
+    float32/float64."""
+    kinds = {a.dtype for a in arrays}
+    return _real(arrays[0].dtype) if len(kinds) == 1 else None
 
 
 def _const_ptr(builder, ty, value):
@@ -44,29 +61,35 @@ def _int_ptr(builder, value):
     return cgutils.alloca_once_value(builder, builder.trunc(value, ir.IntType(32)))
 
 
-def _trmm(builder, side, uplo, trans, m, n, a, lda, b, ldb):
-    """dtrmm(side, uplo, trans, 'N', m, n, 1, a, lda, b, ldb): b := op(a) b or b op(a),
-    in place; m, n, lda, ldb are int64 values, a and b data pointers."""
+def _trmm(builder, real, side, uplo, trans, m, n, a, lda, b, ldb):
+    """?trmm(side, uplo, trans, 'N', m, n, 1, a, lda, b, ldb): b := op(a) b or b op(a),
+    in place; real: ``_real`` of the arrays; m, n, lda, ldb are int64 values, a and b
+    data pointers."""
+    prefix, scalar = real
+    fp = scalar.as_pointer()
     i8 = ir.IntType(8)
     fnty = ir.FunctionType(ir.VoidType(), [_I8P, _I8P, _I8P, _I8P, _I32P, _I32P,
-                                           _F64P, _F64P, _I32P, _F64P, _I32P])
-    fn = cgutils.get_or_insert_function(builder.module, fnty, _SYMBOLS["dtrmm"])
+                                           fp, fp, _I32P, fp, _I32P])
+    fn = cgutils.get_or_insert_function(builder.module, fnty, _SYMBOLS[prefix + "trmm"])
     chars = [_const_ptr(builder, i8, ord(c)) for c in (side, uplo, trans, "N")]
     ints = [_int_ptr(builder, v) for v in (m, n, lda, ldb)]
-    alpha = _const_ptr(builder, ir.DoubleType(), 1.0)
+    alpha = _const_ptr(builder, scalar, 1.0)
     builder.call(fn, [*chars, ints[0], ints[1], alpha, a, ints[2], b, ints[3]])
 
 
-def _syrk(builder, trans, n, k, a, lda, c):
-    """dsyrk('U', trans, n, k, 1, a, lda, 1, c, n): c += a a^T or a^T a, Fortran-upper
-    triangle; n, k, lda are int64 values, a and c data pointers."""
+def _syrk(builder, real, trans, n, k, a, lda, c):
+    """?syrk('U', trans, n, k, 1, a, lda, 1, c, n): c += a a^T or a^T a, Fortran-upper
+    triangle; real: ``_real`` of the arrays; n, k, lda are int64 values, a and c data
+    pointers."""
+    prefix, scalar = real
+    fp = scalar.as_pointer()
     i8 = ir.IntType(8)
-    fnty = ir.FunctionType(ir.VoidType(), [_I8P, _I8P, _I32P, _I32P, _F64P, _F64P,
-                                           _I32P, _F64P, _F64P, _I32P])
-    fn = cgutils.get_or_insert_function(builder.module, fnty, _SYMBOLS["dsyrk"])
+    fnty = ir.FunctionType(ir.VoidType(), [_I8P, _I8P, _I32P, _I32P, fp, fp,
+                                           _I32P, fp, fp, _I32P])
+    fn = cgutils.get_or_insert_function(builder.module, fnty, _SYMBOLS[prefix + "syrk"])
     uplo, tr = (_const_ptr(builder, i8, ord(ch)) for ch in ("U", trans))
     n_, k_, lda_ = (_int_ptr(builder, v) for v in (n, k, lda))
-    one = _const_ptr(builder, ir.DoubleType(), 1.0)
+    one = _const_ptr(builder, scalar, 1.0)
     builder.call(fn, [uplo, tr, n_, k_, one, a, lda_, one, c, n_])
 
 
@@ -88,9 +111,10 @@ def trmm_upper_right(typingctx, Z, b, U):
     def codegen(context, builder, signature, args):
         z, u = _arrays(context, builder, signature, args)
         d = builder.extract_value(u.shape, 0)
-        _trmm(builder, "L", "L", "N", d, args[1], u.data, d, z.data, d)
+        _trmm(builder, real, "L", "L", "N", d, args[1], u.data, d, z.data, d)
 
-    return types.void(Z, types.int64, U), codegen
+    real = _same_real(Z, U)
+    return None if real is None else (types.void(Z, types.int64, U), codegen)
 
 
 @intrinsic
@@ -104,9 +128,10 @@ def syrk_accumulate(typingctx, W, b, C):
     def codegen(context, builder, signature, args):
         w, c = _arrays(context, builder, signature, args)
         d = builder.extract_value(c.shape, 0)
-        _syrk(builder, "N", d, args[1], w.data, d, c.data)
+        _syrk(builder, real, "N", d, args[1], w.data, d, c.data)
 
-    return types.void(W, types.int64, C), codegen
+    real = _same_real(W, C)
+    return None if real is None else (types.void(W, types.int64, C), codegen)
 
 
 @intrinsic
@@ -123,9 +148,10 @@ def trmm_upper_right_t(typingctx, ZT, b, U):
         z, u = _arrays(context, builder, signature, args)
         d = builder.extract_value(u.shape, 0)
         width = builder.extract_value(z.shape, 1)
-        _trmm(builder, "R", "L", "T", args[1], d, u.data, d, z.data, width)
+        _trmm(builder, real, "R", "L", "T", args[1], d, u.data, d, z.data, width)
 
-    return types.void(ZT, types.int64, U), codegen
+    real = _same_real(ZT, U)
+    return None if real is None else (types.void(ZT, types.int64, U), codegen)
 
 
 @intrinsic
@@ -140,6 +166,7 @@ def syrk_accumulate_t(typingctx, ZT, b, C):
         z, c = _arrays(context, builder, signature, args)
         d = builder.extract_value(c.shape, 0)
         width = builder.extract_value(z.shape, 1)
-        _syrk(builder, "T", d, args[1], z.data, width, c.data)
+        _syrk(builder, real, "T", d, args[1], z.data, width, c.data)
 
-    return types.void(ZT, types.int64, C), codegen
+    real = _same_real(ZT, C)
+    return None if real is None else (types.void(ZT, types.int64, C), codegen)

@@ -34,6 +34,7 @@ import math
 
 import numpy as np
 from numba import prange
+from numba.extending import overload
 
 from .blas_calls import syrk_accumulate, trmm_upper_right
 from .jit import cached, entry, part
@@ -164,21 +165,47 @@ def _block_log_prob(XB, b, means, prec_chol, const, Z, Y, LP, tri):
             LP[k, i] = c - 0.5 * m
 
 
+def _scatter_add(W, b, s2k, C):
+    """s2k += W[:b]^T W[:b], lower triangle (the tri path's dsyrk); a float32 W goes
+    through ssyrk into the d x d scratch C, added to the float64 s2k per block."""
+
+
+@overload(_scatter_add)
+def _scatter_add_typed(W, b, s2k, C):
+    if W.dtype == s2k.dtype:
+        def into_sum(W, b, s2k, C):
+            syrk_accumulate(W, b, s2k)
+        return into_sum
+
+    def through_scratch(W, b, s2k, C):
+        C[:] = 0.0
+        syrk_accumulate(W, b, C)
+        for a in range(C.shape[0]):
+            for c in range(a + 1):
+                s2k[a, c] += C[a, c]
+    return through_scratch
+
+
 @part(fastmath=FASTMATH)
 def _full_stats(X, sample_weight, has_weight, top, means, prec_chol, const):
     """Statistics of chunk X: (s0 (K,), s1 (K,d), s2 (K,d,d), loglik, wsum).
 
     Moments are about the current means. ``const[k] = log w_k + log det U_k - d/2 log 2pi``.
     top[0] is raised to X's largest |x| bit pattern (``block_top_bits``).
+    The products run in prec_chol's dtype: float64, or float32 for the opt-in float32
+    E-step (rows centred in float64 and then rounded; sums over a block of float32
+    products added to float64 statistics), module docstring.
     """
     n, d = X.shape
     K = means.shape[0]
+    ft = prec_chol.dtype
     B = min(full_block_rows(d), max(n, 1))  # a small chunk: no padded block
     XB = np.zeros((B, d))
-    Z = np.zeros((B, d))
-    RZ = np.zeros((B, d))
-    Y = np.empty((B, d))
-    G = np.empty((d, d))
+    Z = np.zeros((B, d), ft)
+    RZ = np.zeros((B, d), ft)
+    Y = np.empty((B, d), ft)
+    G = np.empty((d, d), ft)
+    C = np.empty((d, d), ft)
     scratch1 = np.empty(B)
     scratch2 = np.empty(B)
     lse = np.empty(B)
@@ -195,12 +222,13 @@ def _full_stats(X, sample_weight, has_weight, top, means, prec_chol, const):
     for k in range(K):
         for j in range(d):
             centre[j] += means[k, j] / K
-    YT = np.zeros((d, B) if kr else (0, 0))
-    KRT = np.zeros((P, B) if kr else (0, 0))
+    YT = np.zeros((d, B) if kr else (0, 0), ft)
+    KRT = np.zeros((P, B) if kr else (0, 0), ft)
+    LPF = np.zeros((K, B) if kr else (0, 0), ft)
     T = np.zeros((K, P))
-    GT = np.empty((K, P))
+    GT = np.empty((K, P), ft)
     A = np.zeros((K, d) if kr else (0, 0))
-    H = np.empty((K, d) if kr else (0, 0))
+    H = np.empty((K, d) if kr else (0, 0), ft)
     for start in range(0, n, B):
         b = min(B, n - start)
         if b < B:  # last, short block: zero the tail so BLAS sees finite, inert rows
@@ -219,12 +247,14 @@ def _full_stats(X, sample_weight, has_weight, top, means, prec_chol, const):
                 t = 0.0
                 for i in range(b):
                     t += LP[k, i]
+                for i in range(b):
+                    LPF[k, i] = LP[k, i]
                 for i in range(b, B):  # rows past b must weigh nothing
-                    LP[k, i] = 0.0
+                    LPF[k, i] = 0.0
                 s0[k] += t
             _khatri_rao_block(XB, centre, YT, KRT)
-            np.dot(LP, KRT.T, GT)
-            np.dot(LP, YT.T, H)
+            np.dot(LPF, KRT.T, GT)
+            np.dot(LPF, YT.T, H)
             for k in range(K):
                 for p in range(P):
                     T[k, p] += GT[k, p]
@@ -246,7 +276,7 @@ def _full_stats(X, sample_weight, has_weight, top, means, prec_chol, const):
                     for j in range(d):
                         RZ[i, j] = q * Z[i, j]
                         s1[k, j] += r * Z[i, j]
-                syrk_accumulate(RZ, b, s2[k])
+                _scatter_add(RZ, b, s2[k], C)
                 continue
             for i in range(b):
                 r = LP[k, i]

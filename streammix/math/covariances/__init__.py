@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import copy
+
+import numpy as np
+
 from ...errors import InvalidParameterError
 from ._base import CovarianceType
 from .diag import DiagCovariance
@@ -14,14 +18,43 @@ COVARIANCE_TYPES: dict[str, CovarianceType] = {
 }
 
 
-def get_covariance_type(name: str) -> CovarianceType:
-    """The covariance type called ``name`` ('full', 'tied', 'diag' or 'spherical')."""
+#: the E-step precisions a fit can ask for (``estep_dtype``)
+ESTEP_DTYPES = ("float64", "float32")
+
+
+def _with_float32_estep(cov: CovarianceType) -> CovarianceType:
+    """A copy of ``cov`` whose statistics passes run their E-step in float32."""
+    out = copy.copy(cov)
+    out.estep_dtype = np.float32
+    return out
+
+
+FLOAT32_ESTEP_TYPES: dict[str, CovarianceType] = {
+    name: _with_float32_estep(c) for name, c in COVARIANCE_TYPES.items() if c.float32_estep
+}
+
+
+def get_covariance_type(name: str, estep_dtype: str | None = None) -> CovarianceType:
+    """The covariance type called ``name`` ('full', 'tied', 'diag' or 'spherical'),
+    whose statistics passes run their E-step in ``estep_dtype`` (None or 'float64', or
+    'float32' for 'full' and 'tied': opt-in, see docs/performance.md)."""
     try:
-        return COVARIANCE_TYPES[name]
+        cov = COVARIANCE_TYPES[name]
     except (KeyError, TypeError):
         raise InvalidParameterError(
             f"covariance_type must be one of {sorted(COVARIANCE_TYPES)}; got {name!r}"
         ) from None
+    if estep_dtype is None or estep_dtype == "float64":
+        return cov
+    if estep_dtype != "float32":
+        raise InvalidParameterError(
+            f"estep_dtype must be None or one of {list(ESTEP_DTYPES)}; got {estep_dtype!r}")
+    if name not in FLOAT32_ESTEP_TYPES:
+        raise InvalidParameterError(
+            f"estep_dtype='float32' is for covariance_type 'full' or 'tied' (their E-step "
+            f"is matrix products, which float32 speeds up); {name!r} has only a float64 "
+            f"E-step: leave estep_dtype unset")
+    return FLOAT32_ESTEP_TYPES[name]
 
 
-__all__ = ["COVARIANCE_TYPES", "CovarianceType", "get_covariance_type"]
+__all__ = ["COVARIANCE_TYPES", "ESTEP_DTYPES", "CovarianceType", "get_covariance_type"]

@@ -184,6 +184,13 @@ class CovarianceType(ABC):
     """Interface of a covariance type (one subclass per module)."""
 
     name: str
+    #: the arithmetic of the statistics passes' E-step: float64, or float32 for the
+    #: opt-in float32 E-step of the types whose E-step is matrix products
+    #: (``float32_estep``; see ``get_covariance_type``)
+    estep_dtype: type = np.float64
+    #: whether the type has a float32 E-step ('full' and 'tied': BLAS's single-precision
+    #: products run at about twice the double-precision rate)
+    float32_estep: bool = False
 
     @abstractmethod
     def covariance_shape(self, n_components: int, n_features: int) -> tuple[int, ...]:

@@ -92,6 +92,7 @@ def _full_online_step(X, sw, has_w, chunks, n_threads, means, prec_chol, const, 
 
 class FullCovariance(CovarianceType):
     name = "full"
+    float32_estep = True
     _stepwise_step = staticmethod(_full_stepwise_step)
 
     def _online_step_call(self, X, sw, has_w, chunks, n_threads, params, running, eta,
@@ -170,7 +171,9 @@ class FullCovariance(CovarianceType):
 
     def stats_spec(self, params):
         K, d = params.means.shape
-        consts = (params.means, params.precisions_cholesky, self.kernel_constants(params))
+        # the E-step's products run in prec_chol's dtype (estep_dtype: float64 or float32)
+        prec_chol = np.ascontiguousarray(params.precisions_cholesky, dtype=self.estep_dtype)
+        consts = (params.means, prec_chol, self.kernel_constants(params))
         return StatsSpec(full_stats_run, full_stats_chunks, consts, (K, d, d), uses_blas=True,
                          block_rows=self.region_block_rows(d))
 
