@@ -194,6 +194,18 @@ def test_out_of_core_select_example(tmp_path, monkeypatch, capsys):
     assert lines[0].split()[0] == str(space["grid"].best.n_components) and len(lines) == 4
 
 
+@covers(("docs/performance.md", 0))
+def test_performance_guide_float32_estep_example(capsys):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a capped max_iter may leave it unconverged
+        space = run_example("docs/performance.md", 0, {"200_000": "8_000",
+                                                       "50_000": "2_000"})
+    shown = float(capsys.readouterr().out)
+    assert shown == np.abs(space["fast"].means_ - space["exact"].means_).max()
+    assert 0 < shown < 1e-4  # float32's rounding, not float64's
+    assert space["fast"].estep_dtype == "float32"
+
+
 @covers(("README.md", 2))
 def test_readme_bayesian_quick_start(tmp_path, monkeypatch, capsys):
     from tests.conftest import make_blobs

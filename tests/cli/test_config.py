@@ -59,6 +59,9 @@ def test_set_overrides_parse_yaml_and_resolve_from_cwd(tmp_path, monkeypatch):
     (BASE + "ouputs:\n  path: x\n", [], "ouputs: unknown section; did you mean 'outputs'"),
     (BASE, ["model.covariance_type=ful"], "covariance_type"),
     (BASE, ["model.n_components=0"], "n_components must be >= 1"),
+    (BASE, ["model.estep_dtype=float16"], "expected one of ['float64', 'float32']"),
+    (BASE, ["model.estep_dtype=float32"], "estep_dtype='float32' is for covariance_type "
+                                          "'full' or 'tied'"),  # BASE is diag
     (BASE, ["run.cluster.workrs=2"], "run.cluster.workrs (set on the command line): unknown key"),
     (BASE, ["nodot"], "expected section.key=value"),
     (BASE, ["model.tol=1e-3"], "run.tol"),  # fine alone...
@@ -84,6 +87,12 @@ def test_invalid_configs_name_file_key_and_expectation(tmp_path, text, overrides
     assert exit_code(err.value) == 2
     if "set on the command line" not in message and "section.key" not in message:
         assert path in str(err.value)
+
+
+def test_float32_estep_is_a_model_parameter(tmp_path):
+    cfg = load_config(write(tmp_path, BASE.replace("diag", "tied")),
+                      ["model.estep_dtype=float32"])
+    assert cfg.estimator_params()["estep_dtype"] == "float32"
 
 
 def test_missing_config_file(tmp_path):
