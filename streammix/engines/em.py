@@ -15,6 +15,7 @@ from typing import Callable
 
 import numpy as np
 
+from ..errors import InvalidInputError
 from ..execution.base import ChunkSource
 from ..math.covariances import CovarianceType
 from ..math.params import GaussianParams
@@ -111,10 +112,25 @@ _chunk_stats_many.for_runs = _runs_many
 
 def m_step(cov: CovarianceType, stats: SufficientStats, reg_covar: float) -> GaussianParams:
     """Parameters from summed statistics (degenerate components repaired with a warning)."""
+    if cov.estep_dtype is not np.float64:
+        check_single_precision_stats(stats)
     weights, means, covariances = cov.m_step(stats, reg_covar)
     prec_chol, covariances = cov.precision_cholesky(covariances, reg_covar)
     return GaussianParams(cov.name, weights, np.ascontiguousarray(means), covariances,
                           np.ascontiguousarray(prec_chol))
+
+
+def check_single_precision_stats(stats: SufficientStats) -> None:
+    """Refuse the statistics of a float32 E-step that overflowed (the data, or their
+    distances from the means, too large for single precision) before an M-step turns
+    them into a model."""
+    if not (np.isfinite(stats.loglik) and np.isfinite(stats.s1).all()
+            and np.isfinite(stats.s2).all()):
+        raise InvalidInputError(
+            "the float32 E-step overflowed: a statistic is not finite, because some of "
+            "the data's distances from the component means (or their squares) pass "
+            "single precision's 3.4e38. Use the default estep_dtype (float64) or "
+            "rescale the data.")
 
 
 class GaussianUpdate:

@@ -73,11 +73,14 @@ class GaussianMixture(MixtureMixin):
     - ``fit`` does not run the extra final E-step scikit-learn runs (it only serves
       ``fit_predict``, which does its own prediction pass).
     - ``estep_dtype='float32'`` (default None: float64, scikit-learn's arithmetic): for
-      'full' and 'tied' covariances, the E-step's matrix products in the fit's passes
-      run in single precision (rows centred in float64 first; every statistic still
-      summed in float64): about 1.5-1.8x faster per iteration from d = 16, with
-      parameters that differ from the float64 fit's by about 1e-6 relative instead of
-      1e-12 (docs/performance.md). Predictions and scores stay float64.
+      'full' covariances, the E-step's matrix products in the fit's passes run in single
+      precision (rows centred on each component's mean in float64 first; every
+      statistic still summed in float64): 1.3-1.8x faster per iteration (more with d),
+      with parameters that differ from the float64 fit's by about 1e-6 relative where
+      scikit-learn's and the float64 fit's differ by 1e-12 (docs/performance.md). Below
+      d = 32 with n_components >= d/2 the passes stay float64, which is faster there.
+      Predictions and scores stay float64. Values (or distances from the means) past
+      float32's range raise InvalidInputError.
     """
 
     def __init__(self, n_components=1, *, covariance_type="full", tol=1e-3, reg_covar=1e-6,

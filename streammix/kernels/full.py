@@ -28,10 +28,14 @@ iteration (2 threads): 0.038 -> 0.023 s at 1,400,000 x 2, K = 4; 0.032 -> 0.016 
 50,000 x 16, K = 64; 0.088 -> 0.064 at 30,000 x 32, K = 64.
 
 The opt-in float32 E-step (``GaussianMixture(estep_dtype='float32')``) passes U_k in
-float32: each row is centred on mu_k in float64, then rounded, and every product above
-runs in single precision (strmm, ssyrk, sgemm: about twice the double-precision rate);
-a block's scatter goes through a float32 d x d scratch and is added to the float64
-statistics, so sums over a chunk stay float64. Per-sample outputs stay float64.
+float32: each row is centred on mu_k in float64, then rounded, and the whitening and
+the scatter run in single precision (strmm, ssyrk, or sgemm below d = 16: about twice
+the double-precision rate); a block's scatter goes through a float32 d x d scratch and
+is added to the float64 statistics, so sums over a chunk stay float64. It never takes
+the Khatri-Rao scatter, whose moments about one centre would lose float32's digits as
+|mu_k - c|^2 / sigma^2 (the estimator keeps float64 where that scatter is faster:
+``FullCovariance.pass_dtype``), and responsibilities below 2^-100 are flushed to 0 so
+no subnormal float32 reaches BLAS. Per-sample outputs stay float64.
 """
 
 from __future__ import annotations
@@ -51,6 +55,8 @@ from ._common import (
     store_chunk_row,
     FASTMATH,
     block_loglik,
+    flush_small,
+    is_float32,
     load_block,
     normalise_block,
     write_labels,
@@ -222,7 +228,11 @@ def _full_stats(X, sample_weight, has_weight, top, means, prec_chol, const):
     loglik = 0.0
     wsum = 0.0
     tri = use_triangular(prec_chol)
-    kr = use_khatri_rao(K, d)
+    f32 = is_float32(prec_chol)
+    # a float32 E-step takes every moment about its own component's mean: the
+    # Khatri-Rao moments about one centre, moved to each mean, would lose float32's
+    # digits in proportion to |mu_k - c|^2 / sigma^2
+    kr = use_khatri_rao(K, d) and not f32
     P = d * (d + 1) // 2 if kr else 0
     centre = np.zeros(d)
     for k in range(K):
@@ -248,6 +258,8 @@ def _full_stats(X, sample_weight, has_weight, top, means, prec_chol, const):
         ll, w = block_loglik(LP, b, sample_weight, has_weight, start, lse)
         loglik += ll
         wsum += w
+        if f32:
+            flush_small(LP, b)
         if kr:  # every component's scatter in one dgemm (module docstring)
             for k in range(K):
                 t = 0.0

@@ -18,12 +18,6 @@ computed once, ``tied_pass_constants``, and no BLAS thread spinning beside the k
 0.137 -> 0.030 at 50,000 x 128, K = 64; at d = 16 the hand loops stay faster (40
 against 46 ns per row, K = 4, one thread).
 Per-sample outputs need |y U|^2 per row: one dtrmm per block.
-
-The opt-in float32 E-step (``linear`` passed in float32) runs the row-major path's
-products in single precision (sgemm, ssyrk), rows centred in float64 first and each
-block's sums added to float64 statistics; below TIED_ROWS_MIN_D the float64 loops stay
-(the float32 products measured slower there: 0.0101 against 0.0080 s per iteration at
-400,000 x 16, K = 4).
 """
 
 from __future__ import annotations
@@ -31,8 +25,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import prange, types
-from numba.extending import overload
+from numba import prange
 
 from .blas_calls import syrk_accumulate, trmm_upper_right
 from .jit import cached, entry, part
@@ -120,85 +113,16 @@ def _load_centred(X, start, b, centre, XB, Y):
 
 
 @part(fastmath=FASTMATH)
-def _linear_log_prob(Y, b, linear, offset, LP, LPF):
+def _linear_log_prob(Y, b, linear, offset, LP):
     """LP[k, i] = offset[k] + linear[k] . y_i for the whole block (one dgemm): the
-    log-probabilities without the term -|y_i U|^2 / 2 that all components share.
-    A float32 E-step (float32 Y and linear) takes the product into LPF (K x B, float32)
-    and adds it to the float64 offsets; a float64 one ignores LPF."""
+    log-probabilities without the term -|y_i U|^2 / 2 that all components share."""
     K = LP.shape[0]
     B = LP.shape[1]
-    _product_into(linear, Y.T, LP, LPF)
+    np.dot(linear, Y.T, LP)
     for k in range(K):
         a = offset[k]
         for i in range(B):
             LP[k, i] += a
-
-
-def _is_float32(a):
-    """Whether array a is float32 (a constant of the compiled kernel)."""
-
-
-@overload(_is_float32)
-def _is_float32_typed(a):
-    answer = a.dtype == types.float32
-    return lambda a: answer
-
-
-def _product_into(A, B, out, scratch):
-    """out = A @ B (dgemm); float32 A and B (a float32 E-step) multiply into the float32
-    scratch (out's shape, sgemm), which is then copied to the float64 out."""
-
-
-@overload(_product_into)
-def _product_into_typed(A, B, out, scratch):
-    if A.dtype == out.dtype:
-        return lambda A, B, out, scratch: np.dot(A, B, out)
-
-    def through_scratch(A, B, out, scratch):
-        np.dot(A, B, scratch)
-        for k in range(out.shape[0]):
-            for i in range(out.shape[1]):
-                out[k, i] = scratch[k, i]
-    return through_scratch
-
-
-def _weighted_sum(R, Y, H, RF):
-    """H = R @ Y (K x B times B x d, dgemm); for a float32 Y (a float32 E-step) R is
-    rounded into the float32 scratch RF first (sgemm)."""
-
-
-@overload(_weighted_sum)
-def _weighted_sum_typed(R, Y, H, RF):
-    if R.dtype == Y.dtype:
-        return lambda R, Y, H, RF: np.dot(R, Y, H)
-
-    def through_scratch(R, Y, H, RF):
-        for k in range(R.shape[0]):
-            for i in range(R.shape[1]):
-                RF[k, i] = R[k, i]
-        np.dot(RF, Y, H)
-    return through_scratch
-
-
-def _scatter_add(W, b, s2, C):
-    """s2 += W[:b]^T W[:b], lower triangle (dsyrk); a float32 W goes through ssyrk into
-    the d x d scratch C, added to the float64 s2 per block."""
-
-
-@overload(_scatter_add)
-def _scatter_add_typed(W, b, s2, C):
-    if W.dtype == s2.dtype:
-        def into_sum(W, b, s2, C):
-            syrk_accumulate(W, b, s2)
-        return into_sum
-
-    def through_scratch(W, b, s2, C):
-        C[:] = 0.0
-        syrk_accumulate(W, b, C)
-        for a in range(C.shape[0]):
-            for c in range(a + 1):
-                s2[a, c] += C[a, c]
-    return through_scratch
 
 
 @part
@@ -223,21 +147,15 @@ def _tied_stats_rows(X, sample_weight, has_weight, top, means, centre, prec_chol
     one K x d dgemm per block (``linear[k] = P m_k``), no whitening; the term enters the
     log-likelihood once per chunk as -tr(P S) / 2 from the chunk's scatter
     S = sum w y y^T, which the statistics need anyway (one dsyrk per block). s1 is one
-    more dgemm, moved to each component's mean at the end of the chunk.
-    The products run in linear's dtype: float64, or float32 for the opt-in float32
-    E-step (rows centred in float64, then rounded)."""
+    more dgemm, moved to each component's mean at the end of the chunk."""
     n, d = X.shape
     K = means.shape[0]
-    ft = linear.dtype
-    f32 = _is_float32(linear)
     B = min(tied_block_rows(d), max(n, 1))  # a small chunk: no padded block
     XB = np.zeros((B, d))
-    Y = np.zeros((B, d), ft)
-    WY = np.zeros((B, d) if has_weight else (0, d), ft)
+    Y = np.zeros((B, d))
+    WY = np.zeros((B, d) if has_weight else (0, d))
     LP = np.empty((K, B))
-    LPF = np.zeros((K, B) if f32 else (0, 0), ft)
-    C = np.empty((d, d) if f32 else (0, 0), ft)
-    H = np.empty((K, d), ft)
+    H = np.empty((K, d))
     A = np.zeros((K, d))
     scratch1 = np.empty(B)
     scratch2 = np.empty(B)
@@ -252,7 +170,7 @@ def _tied_stats_rows(X, sample_weight, has_weight, top, means, centre, prec_chol
         b = min(B, n - start)
         _load_centred(X, start, b, centre, XB, Y)
         block_top_bits(XB, b, d, top)
-        _linear_log_prob(Y, b, linear, offset, LP, LPF)
+        _linear_log_prob(Y, b, linear, offset, LP)
         normalise_block(LP, b, lse, scratch1, scratch2)
         ll, w = block_loglik(LP, b, sample_weight, has_weight, start, lse)
         loglik += ll
@@ -264,7 +182,7 @@ def _tied_stats_rows(X, sample_weight, has_weight, top, means, centre, prec_chol
             for i in range(b, B):  # rows past b must weigh nothing
                 LP[k, i] = 0.0
             s0[k] += t
-        _weighted_sum(LP, Y, H, LPF)
+        np.dot(LP, Y, H)
         for k in range(K):
             for j in range(d):
                 A[k, j] += H[k, j]
@@ -273,9 +191,9 @@ def _tied_stats_rows(X, sample_weight, has_weight, top, means, centre, prec_chol
                 q = math.sqrt(sample_weight[start + i])
                 for j in range(d):
                     WY[i, j] = q * Y[i, j]
-            _scatter_add(WY, b, s2, C)
+            syrk_accumulate(WY, b, s2)
         else:
-            _scatter_add(Y, b, s2, C)
+            syrk_accumulate(Y, b, s2)
     quad = 0.0  # sum w |y U|^2 = tr(P S)
     for a in range(d):
         quad += s2[a, a] * precision[a, a]
@@ -297,7 +215,7 @@ def _tied_stats(X, sample_weight, has_weight, top, means, centre, prec_chol, whi
     ``centre``, loglik, wsum). top[0] is raised to X's largest |x| bit pattern
     (``block_top_bits``)."""
     n, d = X.shape
-    if d >= TIED_ROWS_MIN_D:  # below, the float64 loops (faster than float32 products)
+    if d >= TIED_ROWS_MIN_D:
         return _tied_stats_rows(X, sample_weight, has_weight, top, means, centre,
                                 prec_chol, white_means, const, linear, precision)
     K = means.shape[0]
@@ -372,7 +290,7 @@ def _tied_outputs_rows(X, centre, prec_chol, white_means, const, linear, out_log
     for start in range(0, n, B):
         b = min(B, n - start)
         _load_centred(X, start, b, centre, XB, Y)
-        _linear_log_prob(Y, b, linear, offset, LP, LP)
+        _linear_log_prob(Y, b, linear, offset, LP)
         for i in range(b):
             for j in range(d):
                 Z[i, j] = Y[i, j]

@@ -61,7 +61,7 @@ def test_set_overrides_parse_yaml_and_resolve_from_cwd(tmp_path, monkeypatch):
     (BASE, ["model.n_components=0"], "n_components must be >= 1"),
     (BASE, ["model.estep_dtype=float16"], "expected one of ['float64', 'float32']"),
     (BASE, ["model.estep_dtype=float32"], "estep_dtype='float32' is for covariance_type "
-                                          "'full' or 'tied'"),  # BASE is diag
+                                          "'full'"),  # BASE is diag
     (BASE, ["run.cluster.workrs=2"], "run.cluster.workrs (set on the command line): unknown key"),
     (BASE, ["nodot"], "expected section.key=value"),
     (BASE, ["model.tol=1e-3"], "run.tol"),  # fine alone...
@@ -90,7 +90,7 @@ def test_invalid_configs_name_file_key_and_expectation(tmp_path, text, overrides
 
 
 def test_float32_estep_is_a_model_parameter(tmp_path):
-    cfg = load_config(write(tmp_path, BASE.replace("diag", "tied")),
+    cfg = load_config(write(tmp_path, BASE.replace("diag", "full")),
                       ["model.estep_dtype=float32"])
     assert cfg.estimator_params()["estep_dtype"] == "float32"
 

@@ -37,23 +37,23 @@ FLOAT32_ESTEP_TYPES: dict[str, CovarianceType] = {
 def get_covariance_type(name: str, estep_dtype: str | None = None) -> CovarianceType:
     """The covariance type called ``name`` ('full', 'tied', 'diag' or 'spherical'),
     whose statistics passes run their E-step in ``estep_dtype`` (None or 'float64', or
-    'float32' for 'full' and 'tied': opt-in, see docs/performance.md)."""
+    'float32' for 'full': opt-in, see docs/performance.md)."""
     try:
         cov = COVARIANCE_TYPES[name]
     except (KeyError, TypeError):
         raise InvalidParameterError(
             f"covariance_type must be one of {sorted(COVARIANCE_TYPES)}; got {name!r}"
         ) from None
-    if estep_dtype is None or estep_dtype == "float64":
+    if estep_dtype is None or (isinstance(estep_dtype, str) and estep_dtype == "float64"):
         return cov
-    if estep_dtype != "float32":
+    if not (isinstance(estep_dtype, str) and estep_dtype == "float32"):
         raise InvalidParameterError(
             f"estep_dtype must be None or one of {list(ESTEP_DTYPES)}; got {estep_dtype!r}")
     if name not in FLOAT32_ESTEP_TYPES:
         raise InvalidParameterError(
-            f"estep_dtype='float32' is for covariance_type 'full' or 'tied' (their E-step "
-            f"is matrix products, which float32 speeds up); {name!r} has only a float64 "
-            f"E-step: leave estep_dtype unset")
+            f"estep_dtype='float32' is for covariance_type 'full' (its E-step is matrix "
+            f"products about each component's own mean, which float32 speeds up and "
+            f"keeps accurate); {name!r} has only a float64 E-step: leave estep_dtype unset")
     return FLOAT32_ESTEP_TYPES[name]
 
 

@@ -35,7 +35,6 @@ def tied_centre(params: GaussianParams) -> np.ndarray:
 
 class TiedCovariance(CovarianceType):
     name = "tied"
-    float32_estep = True
 
     def covariance_shape(self, n_components, n_features):
         return (n_features, n_features)
@@ -99,9 +98,8 @@ class TiedCovariance(CovarianceType):
     def stats_spec(self, params):
         d = params.n_features
         centre, U, white_means, linear, precision = self._white(params)
-        # the E-step's products run in linear's dtype (estep_dtype: float64 or float32)
         consts = (params.means, centre, U, white_means, self.kernel_constants(params),
-                  linear.astype(self.estep_dtype, copy=False), precision)
+                  linear, precision)
         return StatsSpec(tied_stats_run, tied_stats_chunks, consts, (d, d), centre2=centre,
                          uses_blas=True, block_rows=self.region_block_rows(d))
 
