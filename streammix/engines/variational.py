@@ -18,7 +18,7 @@ from ..math.variational import (
     lower_bound,
     m_step,
 )
-from .em import statistics
+from .em import check_single_precision_stats, statistics
 from .init import initial_stats
 
 
@@ -72,5 +72,7 @@ class VariationalUpdate:
              ) -> tuple[VariationalParams, float]:
         e = self._last[1] if self._last is not None and self._last[0] is vp \
             else e_step_params(vp)
+        if self.cov.estep_dtype is not np.float64:
+            check_single_precision_stats(stats)
         new = m_step(self.cov, stats, self.prior, self.reg_covar)
         return new, lower_bound(self.cov, stats, e, new)

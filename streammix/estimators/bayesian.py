@@ -47,7 +47,8 @@ class BayesianGaussianMixture(GaussianMixture):
 
     Differences, all additions or documented choices, as in ``GaussianMixture``:
     ``fit(X, sample_weight=..., checkpoint=..., align_to=..., callback=...)``,
-    ``chunk_size``, ``client``; the data-dependent prior defaults (the data's mean and
+    ``chunk_size``, ``client``, ``estep_dtype`` (the opt-in float32 E-step of 'full'
+    covariances, as in ``GaussianMixture``); the data-dependent prior defaults (the data's mean and
     covariance) come from one streaming pass; ``init_params='kmeans'`` runs our
     k-means; a degenerate component is repaired with a DegenerateComponentWarning
     instead of an error. With a Dirichlet process the components are ordered (the
@@ -67,7 +68,7 @@ class BayesianGaussianMixture(GaussianMixture):
                  weight_concentration_prior=None, mean_precision_prior=None, mean_prior=None,
                  degrees_of_freedom_prior=None, covariance_prior=None, random_state=None,
                  warm_start=False, verbose=0, verbose_interval=10, chunk_size=None,
-                 client=None):
+                 client=None, estep_dtype=None):
         self.n_components = n_components
         self.covariance_type = covariance_type
         self.tol = tol
@@ -87,11 +88,10 @@ class BayesianGaussianMixture(GaussianMixture):
         self.verbose_interval = verbose_interval
         self.chunk_size = chunk_size
         self.client = client
+        self.estep_dtype = estep_dtype
 
-    # the initial-value parameters of GaussianMixture do not exist here, nor its
-    # float32 E-step
+    # the initial-value parameters of GaussianMixture do not exist here
     weights_init = means_init = precisions_init = None
-    estep_dtype = None
 
     @property
     def bic(self):
@@ -187,7 +187,7 @@ class BayesianGaussianMixture(GaussianMixture):
         source = self._validate_fit_data(X, sample_weight, client)
         prior = self._data_prior(source)
         self._set_prior(prior)
-        cov = get_covariance_type(self.covariance_type)
+        cov = get_covariance_type(self.covariance_type, self.estep_dtype)
         self._run(source, cov, None, None, None, **checkpointing)
         return source
 

@@ -139,3 +139,20 @@ def test_select_runs_float32_candidates_as_their_own_fits():
                   estep_dtype="float32")
         np.testing.assert_array_equal(m.means_, own.means_)
     assert sel.best.n_components == 3
+
+
+def test_bayesian_mixture_takes_the_float32_estep_too():
+    from streammix import BayesianGaussianMixture
+
+    X = make_blobs(4000, 24, 3, seed=8)[0]
+    kw = dict(n_components=4, max_iter=8, tol=0, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        a = BayesianGaussianMixture(**kw).fit(X)
+        b = BayesianGaussianMixture(**kw, estep_dtype="float32").fit(X)
+    errs = [relerr(b.means_, a.means_), relerr(b.covariances_, a.covariances_),
+            relerr(b.weights_, a.weights_)]
+    assert 0 < max(errs) < 1e-5
+    assert b.lower_bound_ == pytest.approx(a.lower_bound_, rel=1e-6)
+    with pytest.raises(InvalidParameterError, match="is for covariance_type 'full'"):
+        BayesianGaussianMixture(covariance_type="tied", estep_dtype="float32").fit(X)
