@@ -238,13 +238,13 @@ def _full_stats(X, sample_weight, has_weight, top, means, prec_chol, const):
     for k in range(K):
         for j in range(d):
             centre[j] += means[k, j] / K
-    YT = np.zeros((d, B) if kr else (0, 0), ft)
-    KRT = np.zeros((P, B) if kr else (0, 0), ft)
-    LPF = np.zeros((K, B) if kr else (0, 0), ft)
+    # the Khatri-Rao buffers: float64 whatever ft (a float32 E-step never takes it)
+    YT = np.zeros((d, B) if kr else (0, 0))
+    KRT = np.zeros((P, B) if kr else (0, 0))
     T = np.zeros((K, P))
-    GT = np.empty((K, P), ft)
+    GT = np.empty((K, P))
     A = np.zeros((K, d) if kr else (0, 0))
-    H = np.empty((K, d) if kr else (0, 0), ft)
+    H = np.empty((K, d) if kr else (0, 0))
     for start in range(0, n, B):
         b = min(B, n - start)
         if b < B:  # last, short block: zero the tail so BLAS sees finite, inert rows
@@ -265,14 +265,12 @@ def _full_stats(X, sample_weight, has_weight, top, means, prec_chol, const):
                 t = 0.0
                 for i in range(b):
                     t += LP[k, i]
-                for i in range(b):
-                    LPF[k, i] = LP[k, i]
                 for i in range(b, B):  # rows past b must weigh nothing
-                    LPF[k, i] = 0.0
+                    LP[k, i] = 0.0
                 s0[k] += t
             _khatri_rao_block(XB, centre, YT, KRT)
-            np.dot(LPF, KRT.T, GT)
-            np.dot(LPF, YT.T, H)
+            np.dot(LP, KRT.T, GT)
+            np.dot(LP, YT.T, H)
             for k in range(K):
                 for p in range(P):
                     T[k, p] += GT[k, p]
