@@ -112,18 +112,19 @@ _chunk_stats_many.for_runs = _runs_many
 
 def m_step(cov: CovarianceType, stats: SufficientStats, reg_covar: float) -> GaussianParams:
     """Parameters from summed statistics (degenerate components repaired with a warning)."""
-    if cov.estep_dtype is not np.float64:
-        check_single_precision_stats(stats)
+    check_single_precision_stats(cov, stats)
     weights, means, covariances = cov.m_step(stats, reg_covar)
     prec_chol, covariances = cov.precision_cholesky(covariances, reg_covar)
     return GaussianParams(cov.name, weights, np.ascontiguousarray(means), covariances,
                           np.ascontiguousarray(prec_chol))
 
 
-def check_single_precision_stats(stats: SufficientStats) -> None:
+def check_single_precision_stats(cov: CovarianceType, stats: SufficientStats) -> None:
     """Refuse the statistics of a float32 E-step that overflowed (the data, or their
     distances from the means, too large for single precision) before an M-step turns
-    them into a model."""
+    them into a model (a float64 E-step has nothing to check)."""
+    if cov.estep_dtype is np.float64:
+        return
     if not (np.isfinite(stats.loglik) and np.isfinite(stats.s1).all()
             and np.isfinite(stats.s2).all()):
         raise InvalidInputError(

@@ -72,7 +72,6 @@ class VariationalUpdate:
              ) -> tuple[VariationalParams, float]:
         e = self._last[1] if self._last is not None and self._last[0] is vp \
             else e_step_params(vp)
-        if self.cov.estep_dtype is not np.float64:
-            check_single_precision_stats(stats)
+        check_single_precision_stats(self.cov, stats)
         new = m_step(self.cov, stats, self.prior, self.reg_covar)
         return new, lower_bound(self.cov, stats, e, new)
