@@ -13,13 +13,16 @@ part of issue 17's "50% of the dgemm peak" BLAS itself leaves to the kernel.
 
 Measured in one run:
 
-- the dgemm peak: numpy's matmul of two 4000 x 4000 float64 matrices, two threads;
-- the calls alone: a numba parallel region of one thread per core, each calling the
+- the dgemm peak: numpy's matmul of two 4000 x 4000 float64 matrices (numpy's BLAS at
+  its own thread count: one per core here);
+- the calls alone: a numba parallel region of numba's threads (one per core by
+  default), each calling the
   same routines the kernel calls (``streammix.kernels.blas_calls``' dtrmm and dsyrk
   intrinsics, BLAS held at one thread) on its own B x d block, R times;
 - the kernel: per-iteration seconds of ``GaussianMixture(covariance_type='full')``
   on bench_em's overlapping clusters (its data, starts and n rule), (T(1+m) - T(1)) / m,
-  median of the repeats, and its counted flops n K (2 d^2 + 10 d) over them.
+  median of the repeats, and its counted flops n K (2 d^2 + 10 d) over them. The
+  iteration also holds the M-step and per-iteration overheads, small at these n.
 
 Run from the repository root (about a minute on 2 cores with the defaults):
 
@@ -62,17 +65,19 @@ def parse_args(argv=None):
     p.add_argument("--iters", "-m", type=int, default=3)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quick", action="store_true",
-                   help="smoke run: d = 16 and 32, K = 4, n from 0.005 s, 1 repeat")
+                   help="smoke run: d = 16 and 32, K = 4 and 8, n from 0.01 s, 2 repeats")
     args = p.parse_args(argv)
     if args.quick:
-        args.d, args.k = "16,32", "4"
-        args.seconds, args.call_seconds, args.repeats, args.iters = 0.005, 0.05, 1, 2
+        args.d, args.k = "16,32", "4,8"
+        args.seconds, args.call_seconds, args.repeats, args.iters = 0.01, 0.05, 2, 3
     args.d = [int(v) for v in args.d.split(",")]
     args.k = [int(v) for v in args.k.split(",")]
+    from streammix.kernels.full import TRIANGULAR_MIN_D
+
     for d in args.d:
-        if d < 16:
-            p.error(f"--d: {d} is below 16, where the kernel does not call dtrmm/dsyrk "
-                    "(numba's np.dot there)")
+        if d < TRIANGULAR_MIN_D:
+            p.error(f"--d: {d} is below {TRIANGULAR_MIN_D} (TRIANGULAR_MIN_D), where the "
+                    "kernel does not call dtrmm/dsyrk (numba's np.dot there)")
     return args
 
 
