@@ -162,9 +162,7 @@ def main(argv=None) -> None:
     import numba
 
     from streammix.kernels import full as full_kernels
-
-    def py(f):  # a kernel part's Python function (numba's dispatcher keeps it as py_func)
-        return getattr(f, "py_func", f)
+    from streammix.kernels.jit import python_function as py
 
     for line in bench_em.machine_info() + bench_em.vector_info():
         print(f"- {line}")

@@ -13,9 +13,9 @@ import math
 import numpy as np
 from llvmlite import ir
 from numba import njit, types
-from numba.extending import intrinsic, overload
+from numba.extending import intrinsic
 
-from .jit import part
+from .jit import part, python_function
 
 # Reassociation lets LLVM vectorise the reductions over the rows of a block; results stay
 # deterministic for a given chunking (same binary, same order of blocks).
@@ -37,7 +37,7 @@ def block_rows(d: int) -> int:
 
 def rows_per_block(d: int) -> int:
     """``block_rows`` for Python callers (no compile)."""
-    return int(getattr(block_rows, "py_func", block_rows)(d))
+    return int(python_function(block_rows)(d))
 
 
 @part
@@ -136,33 +136,6 @@ def exp_nonpos(x):
     n1 = ni >> 1
     n2 = ni - n1
     return p * _bits_to_float((n1 + 1023) << 52) * _bits_to_float((n2 + 1023) << 52)
-
-
-def is_float32(a):
-    """Whether array a is float32 (a constant of the compiled kernel: the opt-in
-    float32 E-step passes its factors in float32)."""
-
-
-@overload(is_float32)
-def _is_float32_typed(a):
-    answer = a.dtype == types.float32
-    return lambda a: answer
-
-
-#: responsibilities below this are 0 in a float32 E-step (2^-100, about 8e-31): they
-#: change no float32 sum, and r, sqrt(r) z and r z stay clear of float32's subnormal
-#: range (below 1.2e-38), which runs BLAS several times slower
-FLUSH32 = 7.888609052210118e-31
-
-
-@part
-def flush_small(LP, b):
-    """LP[:, :b] below FLUSH32 set to 0 (a float32 E-step's responsibilities)."""
-    K = LP.shape[0]
-    for k in range(K):
-        for i in range(b):
-            if LP[k, i] < FLUSH32:
-                LP[k, i] = 0.0
 
 
 @part(fastmath=FASTMATH)

@@ -43,7 +43,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import prange
+from numba import prange, types
 from numba.extending import overload
 
 from .blas_calls import syrk_accumulate, trmm_upper_right
@@ -55,8 +55,6 @@ from ._common import (
     store_chunk_row,
     FASTMATH,
     block_loglik,
-    flush_small,
-    is_float32,
     load_block,
     normalise_block,
     write_labels,
@@ -117,6 +115,33 @@ def _khatri_rao_moments(s0, A, T, means, centre, s1, s2):
                 s2[k, a, c] = v
                 s2[k, c, a] = v
                 p += 1
+
+
+def is_float32(a):
+    """Whether array a is float32 (a constant of the compiled kernel: the opt-in
+    float32 E-step passes its factors in float32)."""
+
+
+@overload(is_float32)
+def _is_float32_typed(a):
+    answer = a.dtype == types.float32
+    return lambda a: answer
+
+
+#: responsibilities below this are 0 in a float32 E-step (2^-100, about 8e-31): they
+#: change no float32 sum, and r, sqrt(r) z and r z stay clear of float32's subnormal
+#: range (below 1.2e-38), which runs BLAS several times slower
+FLUSH32 = 7.888609052210118e-31
+
+
+@part
+def flush_small(LP, b):
+    """LP[:, :b] below FLUSH32 set to 0 (a float32 E-step's responsibilities)."""
+    K = LP.shape[0]
+    for k in range(K):
+        for i in range(b):
+            if LP[k, i] < FLUSH32:
+                LP[k, i] = 0.0
 
 
 @part

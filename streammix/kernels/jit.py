@@ -52,6 +52,13 @@ def cached(fn=None, **options):
     return wrap if fn is None else wrap(fn)
 
 
+def python_function(fn):
+    """The Python function of a part (numba's dispatcher keeps it as ``py_func``; under
+    NUMBA_DISABLE_JIT=1 the part is that function), to call a small part such as a
+    block-size rule from Python without compiling it."""
+    return getattr(fn, "py_func", fn)
+
+
 def entry(fn, **options):
     """The cached dispatcher (``cached``) of the part ``fn``'s Python function, with its
     options, for calls from Python."""
@@ -130,7 +137,7 @@ def compile_for_parent() -> None:
     obj = importlib.import_module(module)
     for name in qualname.split("."):
         obj = getattr(obj, name)
-    py_func = getattr(obj, "py_func", obj)
+    py_func = python_function(obj)
     njit(cache=True, **options)(py_func).compile(args)
 
 

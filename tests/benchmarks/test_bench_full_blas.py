@@ -11,14 +11,11 @@ import sys
 from pathlib import Path
 
 from streammix.kernels import full
+from streammix.kernels.jit import python_function as _py
 
 ROOT = Path(__file__).resolve().parents[2]
 TOOL = ROOT / "benchmarks" / "bench_full_blas.py"
 RATE = re.compile(r"^(\d+\.\d) \((\d+)%\)$")
-
-
-def _py(f):
-    return getattr(f, "py_func", f)
 
 
 def _run(*args, timeout=300):

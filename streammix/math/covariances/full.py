@@ -8,7 +8,7 @@ from numba import njit
 from ...kernels.full import (_full_stats_chunks, full_block_rows, full_outputs,
                              full_stats_chunks, full_stats_run, use_khatri_rao)
 from ...kernels.blas import single_threaded_blas
-from ...kernels.jit import cached
+from ...kernels.jit import cached, python_function
 from ...kernels.linalg import batched_precision_cholesky
 from ..stats import _blend_rescale, _recentre_moments
 from ._base import (
@@ -108,13 +108,13 @@ class FullCovariance(CovarianceType):
         float32 takes every moment about its component's own mean, and the K products
         per block measured slower than float64's single one there (0.40-0.96x per
         iteration at d = 2..16; 1.27x faster at d = 32, K = 32)."""
-        kr = getattr(use_khatri_rao, "py_func", use_khatri_rao)(n_components, n_features)
+        kr = python_function(use_khatri_rao)(n_components, n_features)
         if self.estep_dtype is np.float32 and kr and n_features < 32:
             return np.float64
         return self.estep_dtype
 
     def region_block_rows(self, n_features):
-        return int(getattr(full_block_rows, "py_func", full_block_rows)(n_features))
+        return int(python_function(full_block_rows)(n_features))
 
     def covariance_shape(self, n_components, n_features):
         return (n_components, n_features, n_features)

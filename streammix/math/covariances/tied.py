@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ...kernels.blas import single_threaded_blas
+from ...kernels.jit import python_function
 from ...kernels.linalg import batched_precision_cholesky
 from ...kernels.tied import (
     tied_block_rows,
@@ -104,7 +105,7 @@ class TiedCovariance(CovarianceType):
                          uses_blas=True, block_rows=self.region_block_rows(d))
 
     def region_block_rows(self, n_features):
-        return int(getattr(tied_block_rows, "py_func", tied_block_rows)(n_features))
+        return int(python_function(tied_block_rows)(n_features))
 
     def chunk_outputs(self, X, params, want_resp):
         logprob, labels, resp = self._output_buffers(X.shape[0], params.n_components, want_resp)
